@@ -1,0 +1,209 @@
+//! `candor demo`: an embedded legacy API on loopback with candor in front, and a before/after
+//! table of what candor does to each of its anti-patterns.
+//!
+//! The demo runs the real thing: the same `crate::run` as `candor run`, with the rules of the
+//! given config file. Only the upstream is replaced (by the embedded API) and `upstream.timeout`
+//! shortened to one second so the hanging endpoint answers promptly.
+
+pub mod legacy;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tower::BoxError;
+
+use crate::config;
+use crate::failure::PROXY_STATUS;
+use crate::Listeners;
+
+use self::legacy::{Case, CASES};
+
+/// The upstream timeout the demo runs with.
+const DEMO_TIMEOUT: &str = "1s";
+/// How long the table waits for the legacy API itself before calling it hung.
+const DIRECT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Runs the demo. With `once`, prints the table and returns; otherwise keeps both servers up
+/// until `shutdown` completes.
+pub async fn run(
+    config_path: &Path,
+    once: bool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BoxError> {
+    // Fixed, memorable ports when serving (so the printed curl commands are short), falling back
+    // to free ones; always free ones for `--once`, which must never collide with anything.
+    let legacy_listener = bind_preferring(once, "127.0.0.1:3000").await?;
+    let legacy_addr = legacy_listener.local_addr()?;
+    tokio::spawn(legacy::serve(legacy_listener));
+
+    let env = HashMap::from([
+        (
+            "CANDOR__UPSTREAM__URL".to_owned(),
+            format!("http://{legacy_addr}"),
+        ),
+        (
+            "CANDOR__UPSTREAM__TIMEOUT".to_owned(),
+            DEMO_TIMEOUT.to_owned(),
+        ),
+    ]);
+    let config = config::load_with_env(config_path, env)?;
+    let listeners = bind_candor(once, &config.server)?;
+    let candor_addr = listeners.proxy_addr()?;
+    let admin_addr = listeners.admin_addr()?;
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::run(config, listeners, async move {
+        let _ = stopped.await;
+    }));
+
+    let rows = table(legacy_addr, candor_addr).await;
+    print_table(&rows);
+    if !once {
+        println!();
+        println!("legacy API  http://{legacy_addr}");
+        println!("candor      http://{candor_addr}   (admin http://{admin_addr}/metrics)");
+        println!();
+        println!("try:  curl -i http://{candor_addr}/users/7");
+        println!("      curl -i http://{legacy_addr}/users/7");
+        println!("Ctrl-C stops the demo.");
+        shutdown.await;
+    }
+    let _ = stop.send(());
+    server.await??;
+    Ok(())
+}
+
+async fn bind_preferring(once: bool, preferred: &str) -> std::io::Result<TcpListener> {
+    if !once {
+        if let Ok(listener) = TcpListener::bind(preferred).await {
+            return Ok(listener);
+        }
+    }
+    TcpListener::bind("127.0.0.1:0").await
+}
+
+fn bind_candor(once: bool, server: &config::Server) -> Result<Listeners, crate::RunError> {
+    let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+    if !once {
+        if let Ok(listeners) = Listeners::bind_to(server.listen, server.admin_listen) {
+            return Ok(listeners);
+        }
+    }
+    Listeners::bind_to(any, any)
+}
+
+/// One line of the table.
+#[derive(Debug)]
+pub struct Row {
+    case: Case,
+    upstream: Option<StatusCode>,
+    candor: Option<StatusCode>,
+    note: String,
+}
+
+async fn table(legacy: SocketAddr, candor: SocketAddr) -> Vec<Row> {
+    // All rows at once, so the table takes as long as its slowest row (the hanging endpoint).
+    let tasks: Vec<_> = CASES
+        .iter()
+        .map(|case| tokio::spawn(row(*case, legacy, candor)))
+        .collect();
+    let mut rows = Vec::with_capacity(tasks.len());
+    for (task, case) in tasks.into_iter().zip(CASES) {
+        rows.push(task.await.unwrap_or_else(|_| Row {
+            case: *case,
+            upstream: None,
+            candor: None,
+            note: "demo client failed".to_owned(),
+        }));
+    }
+    rows
+}
+
+async fn row(case: Case, legacy: SocketAddr, candor: SocketAddr) -> Row {
+    let (direct, proxied) = tokio::join!(
+        tokio::time::timeout(DIRECT_TIMEOUT, fetch(legacy, &case)),
+        tokio::time::timeout(Duration::from_secs(5), fetch(candor, &case)),
+    );
+    let upstream = match direct {
+        Ok(Ok((status, _))) => Some(status),
+        _ => None,
+    };
+    let (candor, note) = match proxied {
+        Ok(Ok((status, headers))) => (Some(status), explain(&headers)),
+        Ok(Err(err)) => (None, format!("error: {err}")),
+        Err(_) => (None, "no answer".to_owned()),
+    };
+    Row {
+        case,
+        upstream,
+        candor,
+        note,
+    }
+}
+
+/// What candor did, from the headers it adds: the rule that rewrote the response, or the failure
+/// it answered for the upstream.
+fn explain(headers: &HeaderMap) -> String {
+    if let Some(rule) = headers.get("x-candor-rule").and_then(|v| v.to_str().ok()) {
+        return format!("rule {rule}");
+    }
+    if let Some(status) = headers.get(&PROXY_STATUS).and_then(|v| v.to_str().ok()) {
+        let error = status.split("error=").nth(1).unwrap_or(status);
+        return format!("upstream failure: {error}");
+    }
+    "passed through".to_owned()
+}
+
+fn print_table(rows: &[Row]) {
+    let status = |s: Option<StatusCode>| s.map_or("-".to_owned(), |s| s.as_u16().to_string());
+    println!(
+        "{:<7} {:<15} {:<31} {:>8}  {:>6}  WHY",
+        "METHOD", "PATH", "LEGACY API DOES", "UPSTREAM", "CANDOR"
+    );
+    for row in rows {
+        let upstream = match row.upstream {
+            Some(s) => s.as_u16().to_string(),
+            None => "hangs".to_owned(),
+        };
+        println!(
+            "{:<7} {:<15} {:<31} {:>8}  {:>6}  {}",
+            row.case.method,
+            row.case.path,
+            row.case.what,
+            upstream,
+            status(row.candor),
+            row.note
+        );
+    }
+}
+
+/// One request on a fresh connection; returns the status and headers, draining the body.
+async fn fetch(addr: SocketAddr, case: &Case) -> Result<(StatusCode, HeaderMap), BoxError> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let body = if case.method == "POST" {
+        Bytes::from_static(br#"{"quantity":-1}"#)
+    } else {
+        Bytes::new()
+    };
+    let request = Request::builder()
+        .method(Method::from_bytes(case.method.as_bytes())?)
+        .uri(case.path)
+        .header("host", addr.to_string())
+        .header("accept", "application/json")
+        .header("content-type", "application/json")
+        .body(Full::new(body))?;
+    let response = sender.send_request(request).await?;
+    let (parts, body) = response.into_parts();
+    body.collect().await?;
+    Ok((parts.status, parts.headers))
+}

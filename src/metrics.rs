@@ -1,0 +1,257 @@
+//! Prometheus metrics: one typed handle, registered into a registry the caller owns (no globals),
+//! recorded without locks on the hot path where it matters and encoded by prometheus-client in
+//! the classic text format that `promtool check metrics` accepts.
+//!
+//! Labels are bounded by construction: status codes, failure kinds from a fixed list, and (later)
+//! rule names from the config. Never a path, host or error text.
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Buckets of `candor_request_duration_seconds`: OpenTelemetry's advice for HTTP durations,
+/// extended down to 1 ms (a sidecar's own answers are sub-millisecond) and up to 60 s (slow
+/// legacy APIs).
+const DURATION_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Failure kinds that exist from the start, so dashboards show 0 rather than "no data".
+const FAILURE_KINDS: [&str; 6] = [
+    "connect",
+    "connect_timeout",
+    "timeout",
+    "reset",
+    "protocol",
+    "other",
+];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// candor's metrics. Cheap to clone; clones record into the same series.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    requests: Family<StatusLabels, Counter>,
+    /// One slot per status 100..=599 holding that status's counter once seen, so counting a
+    /// request is one atomic add instead of a locked map lookup.
+    requests_by_status: Arc<[OnceLock<Counter>]>,
+    upstream_failures: Family<KindLabels, Counter>,
+    duration: Histogram,
+}
+
+impl Metrics {
+    /// Registers candor's metrics (prefixed `candor_`) into `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let registry = registry.sub_registry_with_prefix("candor");
+        let requests = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by the final status sent to the client",
+            requests.clone(),
+        );
+        let upstream_failures = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "upstream_failures",
+            "Upstream exchanges that failed before a response head arrived, by kind",
+            upstream_failures.clone(),
+        );
+        for kind in FAILURE_KINDS {
+            let _ = upstream_failures.get_or_create(&KindLabels { kind });
+        }
+        let duration = Histogram::new(DURATION_BUCKETS);
+        registry.register(
+            "request_duration_seconds",
+            "Time from receiving a request to the end of its response body",
+            duration.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "candor's version; always 1", build);
+        Metrics {
+            requests,
+            requests_by_status: (100..600).map(|_| OnceLock::new()).collect(),
+            upstream_failures,
+            duration,
+        }
+    }
+
+    /// Counts a response by the status sent to the client.
+    pub fn response(&self, status: http::StatusCode) {
+        let code = status.as_u16();
+        let slot = usize::from(code)
+            .checked_sub(100)
+            .and_then(|i| self.requests_by_status.get(i));
+        match slot {
+            Some(slot) => slot
+                .get_or_init(|| {
+                    self.requests
+                        .get_or_create(&StatusLabels { status: code })
+                        .clone()
+                })
+                .inc(),
+            None => self
+                .requests
+                .get_or_create(&StatusLabels { status: code })
+                .inc(),
+        };
+    }
+
+    /// Counts an upstream failure of `kind` (one of `failure::Failure::kind`'s labels).
+    pub fn upstream_failure(&self, kind: &'static str) {
+        self.upstream_failures
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    /// Starts timing a request; the returned timer records when dropped.
+    pub fn start_request(&self, start: Instant) -> RequestTimer {
+        RequestTimer {
+            start,
+            histogram: self.duration.clone(),
+        }
+    }
+}
+
+/// Records a request's duration into the histogram when dropped: at the end of the response
+/// body, or when the client goes away mid-body.
+#[derive(Debug)]
+pub struct RequestTimer {
+    start: Instant,
+    histogram: Histogram,
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+pin_project! {
+    /// A response body that stops its request's timer when it ends.
+    #[derive(Debug)]
+    pub struct TimedBody<B> {
+        #[pin]
+        inner: B,
+        timer: Option<RequestTimer>,
+    }
+}
+
+impl<B: Body> TimedBody<B> {
+    /// Wraps `inner`; the timer stops at end of stream (immediately for an empty body).
+    pub fn new(inner: B, timer: RequestTimer) -> Self {
+        let timer = (!inner.is_end_stream()).then_some(timer);
+        TimedBody { inner, timer }
+    }
+
+    /// Wraps `inner` without timing it.
+    pub fn untimed(inner: B) -> Self {
+        TimedBody { inner, timer: None }
+    }
+}
+
+impl<B: Body> Body for TimedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = match this.inner.poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(frame) => frame,
+        };
+        if !matches!(frame, Some(Ok(_))) {
+            this.timer.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Renders `registry` in the Prometheus text exposition format 0.0.4.
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::with_capacity(4096);
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, registry);
+    text
+}
+
+/// The `Content-Type` of [`encode`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_statuses_and_failures_in_text_format() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.response(http::StatusCode::OK);
+        m.response(http::StatusCode::OK);
+        m.response(http::StatusCode::BAD_GATEWAY);
+        m.upstream_failure("connect");
+        drop(m.start_request(Instant::now()));
+        let text = encode(&registry);
+        assert!(
+            text.contains("candor_requests_total{status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("candor_requests_total{status=\"502\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("candor_upstream_failures_total{kind=\"connect\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("candor_upstream_failures_total{kind=\"timeout\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("candor_request_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE candor_requests_total counter"),
+            "{text}"
+        );
+    }
+}

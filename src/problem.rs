@@ -1,0 +1,130 @@
+//! RFC 9457 problem documents: the one way candor writes an error body.
+//!
+//! Every response candor makes itself (an upstream failure, a refused request, and later a rule's
+//! `body = "problem"`) goes through [`Problem`], so the shape is the same everywhere and no code
+//! path can leak upstream text or internal error messages into a body by accident: the only
+//! free-text member, `detail`, is set by the caller from fixed strings or bounded, validated
+//! input.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::body::ProxyBody;
+
+/// The media type of a problem document (RFC 9457 §3).
+pub const CONTENT_TYPE_PROBLEM: &str = "application/problem+json";
+
+/// An RFC 9457 problem details document.
+///
+/// `type` is always `about:blank`: the status code and `title` carry the meaning, as RFC 9457
+/// §4.2.1 prescribes for documents that add no semantics of their own.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<String>,
+    /// Extension member (RFC 9457 §3.2): correlates the response with candor's logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+}
+
+impl Problem {
+    /// A document for `status`, titled with the status's canonical reason phrase.
+    pub fn new(status: StatusCode) -> Self {
+        Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: None,
+            instance: None,
+            request_id: None,
+        }
+    }
+
+    /// Sets the human-readable explanation.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Sets `instance`: the request path (never the query, which may carry credentials).
+    pub fn instance(mut self, path: impl Into<String>) -> Self {
+        self.instance = Some(path.into());
+        self
+    }
+
+    /// Sets the `request_id` extension member.
+    pub fn request_id(mut self, id: Option<&HeaderValue>) -> Self {
+        self.request_id = id.and_then(|v| v.to_str().ok()).map(str::to_owned);
+        self
+    }
+
+    /// The status this document describes.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// Serialises the document as compact JSON.
+    pub fn to_bytes(&self) -> Bytes {
+        // Serialising a struct of strings and integers cannot fail; an empty object is still a
+        // valid (if unhelpful) problem document should it ever happen.
+        serde_json::to_vec(self)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| Bytes::from_static(b"{}"))
+    }
+
+    /// Builds the full response: status, `application/problem+json`, `Cache-Control: no-store`
+    /// (an error must never be cached as if it were the resource) and the body. hyper derives
+    /// `Content-Length` from the body.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        let mut response = Response::new(ProxyBody::full(self.to_bytes()));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_PROBLEM));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_has_the_rfc_9457_members() {
+        let doc = Problem::new(StatusCode::BAD_GATEWAY)
+            .detail("The upstream refused the connection.")
+            .instance("/users/7")
+            .request_id(Some(&HeaderValue::from_static("abc")));
+        let v: serde_json::Value = serde_json::from_slice(&doc.to_bytes()).unwrap();
+        assert_eq!(v["type"], "about:blank");
+        assert_eq!(v["title"], "Bad Gateway");
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["detail"], "The upstream refused the connection.");
+        assert_eq!(v["instance"], "/users/7");
+        assert_eq!(v["request_id"], "abc");
+    }
+
+    #[test]
+    fn absent_members_are_omitted() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&Problem::new(StatusCode::NOT_FOUND).to_bytes()).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
+    }
+
+    #[test]
+    fn response_is_problem_json_and_not_cacheable() {
+        let r = Problem::new(StatusCode::GATEWAY_TIMEOUT).into_response();
+        assert_eq!(r.status(), 504);
+        assert_eq!(r.headers()[CONTENT_TYPE], CONTENT_TYPE_PROBLEM);
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+    }
+}

@@ -1,0 +1,566 @@
+//! Header hygiene at the proxy's edges: which requests are refused before they reach the
+//! upstream, which headers never cross a hop, and what candor adds.
+//!
+//! hyper parses and frames messages but leaves proxy policy to us (`shared/reliability.md` §0,
+//! §1.2): it hands over requests without `Host` or with two, `CONNECT`, and absolute-form targets
+//! pointing anywhere; it copies whatever headers it is given. These functions are pure, so each
+//! rule here is unit-tested without sockets.
+
+use std::net::IpAddr;
+
+use http::header::{
+    Entry, HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::uri::{Authority, Uri};
+use http::{Method, Request, StatusCode, Version};
+
+/// `x-request-id`: correlates a request across client, candor's logs and the upstream.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `x-forwarded-for`: the client address chain.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-forwarded-proto`: the scheme of each hop.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `x-forwarded-host`: the Host the client asked for.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Longest client-supplied request id that is kept; longer (or non-printable) ones are replaced,
+/// since the id is echoed into responses and logs.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Why a request is answered by candor itself instead of being forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Both `Content-Length` and `Transfer-Encoding`: the classic request-smuggling shape
+    /// (RFC 9112 §6.1 lets a server reject it; upstreams may frame it differently than hyper).
+    AmbiguousFraming,
+    /// `CONNECT`: candor is a reverse proxy, not a tunnel to arbitrary hosts.
+    Connect,
+    /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2).
+    MissingHost,
+    /// More than one `Host` field line (RFC 9112 §3.2).
+    DuplicateHost,
+    /// A `Host` (or absolute-form authority) that is not a valid `host[:port]`.
+    InvalidHost,
+}
+
+impl Refusal {
+    /// The status candor answers with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A fixed explanation for the problem document.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Refusal::AmbiguousFraming => {
+                "The request has both Content-Length and Transfer-Encoding."
+            }
+            Refusal::Connect => "CONNECT is not supported by this server.",
+            Refusal::MissingHost => "The request has no Host header.",
+            Refusal::DuplicateHost => "The request has more than one Host header.",
+            Refusal::InvalidHost => "The request's Host is not a valid host name.",
+        }
+    }
+
+    /// The `Allow` header a 405 must carry (RFC 9110 §15.5.6): every method but CONNECT is
+    /// forwarded.
+    pub fn allow(self) -> Option<HeaderValue> {
+        (self == Refusal::Connect).then(|| {
+            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE")
+        })
+    }
+}
+
+/// Checks what hyper accepts but a proxy must not forward. Returns the Host to send upstream
+/// when the request carries one: the absolute-form authority wins over the `Host` header
+/// (RFC 9112 §3.2.2), as does HTTP/2's `:authority`.
+pub fn check<B>(req: &Request<B>) -> Result<Option<HeaderValue>, Refusal> {
+    if req.method() == Method::CONNECT {
+        return Err(Refusal::Connect);
+    }
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Refusal::DuplicateHost);
+    }
+    if let Some(host) = host {
+        valid_authority(host.as_bytes()).ok_or(Refusal::InvalidHost)?;
+    }
+    if let Some(authority) = req.uri().authority() {
+        valid_authority(authority.as_str().as_bytes()).ok_or(Refusal::InvalidHost)?;
+        if req.version() == Version::HTTP_11 && host.is_none() {
+            return Err(Refusal::MissingHost);
+        }
+        return HeaderValue::from_str(authority.as_str())
+            .map(Some)
+            .map_err(|_| Refusal::InvalidHost);
+    }
+    match host {
+        Some(host) => Ok(Some(host.clone())),
+        None if req.version() == Version::HTTP_11 => Err(Refusal::MissingHost),
+        // HTTP/1.0 may omit Host; the upstream's own authority is used.
+        None => Ok(None),
+    }
+}
+
+fn valid_authority(bytes: &[u8]) -> Option<()> {
+    if bytes.is_empty() || bytes.contains(&b'@') {
+        return None;
+    }
+    Authority::try_from(bytes).ok().map(|_| ())
+}
+
+/// What [`prepare_request`] learned that the response path needs.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The request id sent upstream and echoed to the client.
+    pub request_id: HeaderValue,
+    /// The request asks to switch protocols (e.g. WebSocket) and is forwarded as such.
+    pub upgrade: bool,
+}
+
+/// Per-connection values, computed once when the connection is accepted.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's IP as a header value, appended to `X-Forwarded-For`.
+    pub ip: HeaderValue,
+}
+
+impl Peer {
+    /// The peer at `ip`.
+    pub fn new(ip: IpAddr) -> Self {
+        // An IP address always formats to a valid header value.
+        let ip = HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Peer { ip }
+    }
+}
+
+/// Rewrites a checked request for the upstream, in place (rebuilding the URI and header map per
+/// request measurably costs CPU, `shared/perf.md`): origin-form target, HTTP/1.1, `Host`,
+/// hop-by-hop headers removed, forwarding headers appended, a request id ensured.
+pub fn prepare_request<B>(
+    req: &mut Request<B>,
+    host: Option<HeaderValue>,
+    upstream_authority: &HeaderValue,
+    peer: &Peer,
+) -> Prepared {
+    let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
+    // Absolute-form (HTTP/1.1) and HTTP/2 targets carry a scheme and authority: whatever they
+    // name, only the path and query go to the one configured upstream.
+    if req.uri().authority().is_some() || req.uri().scheme().is_some() {
+        *req.uri_mut() = origin_form(req.uri());
+    }
+    *req.version_mut() = Version::HTTP_11;
+
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers, upgrade);
+    // Expect is answered by candor's own server side (hyper sends 100 Continue when the body is
+    // first read); forwarding it would make legacy upstreams answer 417.
+    headers.remove(EXPECT);
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+
+    let host = match host {
+        Some(host) => {
+            headers.insert(HOST, host.clone());
+            host
+        }
+        None => {
+            headers.insert(HOST, upstream_authority.clone());
+            upstream_authority.clone()
+        }
+    };
+    append(headers, &X_FORWARDED_FOR, &peer.ip);
+    append(
+        headers,
+        &X_FORWARDED_PROTO,
+        &HeaderValue::from_static("http"),
+    );
+    append(headers, &X_FORWARDED_HOST, &host);
+
+    let request_id = match headers.get(&X_REQUEST_ID) {
+        Some(id) if acceptable_request_id(id) => id.clone(),
+        _ => {
+            let id = new_request_id();
+            headers.insert(X_REQUEST_ID.clone(), id.clone());
+            id
+        }
+    };
+    Prepared {
+        request_id,
+        upgrade,
+    }
+}
+
+/// Cleans an upstream response head for the client. `keep_length` keeps `Content-Length` where
+/// it describes a body that is not sent (HEAD, 304, RFC 9110 §8.6); everywhere else hyper
+/// derives framing from the body it is handed.
+pub fn prepare_response(headers: &mut HeaderMap, status: StatusCode, keep_length: bool) {
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let length = if keep_length {
+        headers.get(CONTENT_LENGTH).cloned()
+    } else {
+        None
+    };
+    strip_hop_by_hop(headers, switching);
+    if let Some(length) = length {
+        headers.insert(CONTENT_LENGTH, length);
+    }
+    if switching {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Adds `x-request-id` to a response that lacks it.
+pub fn echo_request_id(headers: &mut HeaderMap, id: &HeaderValue) {
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), id.clone());
+    }
+}
+
+/// Headers a `Connection` option may not remove: the ones candor (or the hop before it) adds to
+/// tell the upstream who is asking. Letting a client nominate them would let it erase them
+/// ("Abusing HTTP hop-by-hop request headers", Davison 2019).
+fn protected(name: &str) -> bool {
+    name.eq_ignore_ascii_case("host")
+        || name.eq_ignore_ascii_case("x-forwarded-for")
+        || name.eq_ignore_ascii_case("x-forwarded-proto")
+        || name.eq_ignore_ascii_case("x-forwarded-host")
+        || name.eq_ignore_ascii_case("x-request-id")
+        || name.eq_ignore_ascii_case("forwarded")
+}
+
+/// Removes hop-by-hop and framing headers (RFC 9110 §7.6.1), including those `Connection`
+/// nominates, in one pass over the names present. `Upgrade` survives only on a 101.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if let Entry::Occupied(connection) = headers.entry(CONNECTION) {
+        let (_, values) = connection.remove_entry_mult();
+        let values: Vec<HeaderValue> = values
+            .filter(|v| {
+                !(v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+                    || v.as_bytes().eq_ignore_ascii_case(b"close"))
+            })
+            .collect();
+        for value in &values {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if token.is_empty()
+                    || protected(token)
+                    || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"))
+                {
+                    continue;
+                }
+                headers.remove(token);
+            }
+        }
+    }
+    // Which of the fixed hop-by-hop names are present, found in a single scan.
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            if !(keep_upgrade && i == UPGRADE_INDEX) {
+                present[i] = true;
+                any = true;
+            }
+        }
+    }
+    if any {
+        for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Hop-by-hop and framing fields. `Content-Length` is here because hyper re-derives it from the
+/// body; a copied stale length is how a rewritten body desynchronises a keep-alive connection.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    CONTENT_LENGTH,
+];
+const UPGRADE_INDEX: usize = 5;
+
+/// An HTTP/1.1 protocol switch the upstream should see: `Upgrade` plus a `Connection: upgrade`
+/// option. `h2c` is never forwarded: candor speaks HTTP/1.1 upstream, and an h2c upgrade through
+/// a proxy is a known smuggling vector (Bishop Fox 2020).
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    let Some(protocol) = headers.get(UPGRADE) else {
+        return false;
+    };
+    if protocol
+        .as_bytes()
+        .split(|b| *b == b',')
+        .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"h2c"))
+    {
+        return false;
+    }
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+    })
+}
+
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') || pq.as_str() == "*" => Uri::from(pq.clone()),
+        _ => Uri::from_static("/"),
+    }
+}
+
+/// Appends `value` to a comma-separated list header, folding earlier lines into one (what
+/// nginx's `$proxy_add_x_forwarded_for` does; many applications read only the first line).
+fn append(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+    match headers.entry(name) {
+        Entry::Vacant(entry) => {
+            entry.insert(value.clone());
+        }
+        Entry::Occupied(mut entry) => {
+            let mut joined = Vec::with_capacity(64);
+            for existing in entry.iter() {
+                joined.extend_from_slice(existing.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(value.as_bytes());
+            // Joining valid values with ", " yields a valid value.
+            if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+                entry.insert(joined);
+            }
+        }
+    }
+}
+
+fn acceptable_request_id(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID_LEN
+        && bytes.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// A fresh random (v4) UUID.
+pub fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    // A hyphenated UUID is ASCII hex and dashes.
+    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(lines: &[(&str, &str)]) -> Request<()> {
+        let mut req = Request::new(());
+        for (k, v) in lines {
+            req.headers_mut().append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        req
+    }
+
+    fn upstream() -> HeaderValue {
+        HeaderValue::from_static("127.0.0.1:3000")
+    }
+
+    fn peer() -> Peer {
+        Peer::new("10.1.2.3".parse().unwrap())
+    }
+
+    #[test]
+    fn refusals() {
+        let mut connect = request(&[("host", "a")]);
+        *connect.method_mut() = Method::CONNECT;
+        let mut http10 = request(&[]);
+        *http10.version_mut() = Version::HTTP_10;
+        let mut absolute_no_host = request(&[]);
+        *absolute_no_host.uri_mut() = "http://evil.example/x".parse().unwrap();
+        type Case = (Request<()>, Result<Option<&'static str>, Refusal>);
+        let cases: Vec<Case> = vec![
+            (request(&[("host", "a.example")]), Ok(Some("a.example"))),
+            (request(&[]), Err(Refusal::MissingHost)),
+            (
+                request(&[("host", "a"), ("host", "b")]),
+                Err(Refusal::DuplicateHost),
+            ),
+            (request(&[("host", "user@a")]), Err(Refusal::InvalidHost)),
+            (request(&[("host", "")]), Err(Refusal::InvalidHost)),
+            (request(&[("host", "a b")]), Err(Refusal::InvalidHost)),
+            (connect, Err(Refusal::Connect)),
+            (http10, Ok(None)),
+            (absolute_no_host, Err(Refusal::MissingHost)),
+        ];
+        for (req, want) in cases {
+            let got = check(&req);
+            let got = got
+                .as_ref()
+                .map(|h| h.as_ref().map(|v| v.to_str().unwrap()));
+            assert_eq!(got, want.as_ref().map(|h| *h), "{:?}", req.headers());
+        }
+    }
+
+    #[test]
+    fn absolute_form_authority_wins_but_never_routes() {
+        let mut req = request(&[("host", "a.example")]);
+        *req.uri_mut() = "http://169.254.169.254/latest?x=1".parse().unwrap();
+        let host = check(&req).unwrap();
+        assert_eq!(host.as_ref().unwrap(), "169.254.169.254");
+        prepare_request(&mut req, host, &upstream(), &peer());
+        assert_eq!(req.uri(), "/latest?x=1");
+        assert_eq!(req.uri().authority(), None);
+        assert_eq!(req.headers()[HOST], "169.254.169.254");
+    }
+
+    #[test]
+    fn hop_by_hop_and_nominated_headers_are_removed() {
+        let mut req = request(&[
+            ("host", "a"),
+            ("connection", "keep-alive, X-Secret, x-forwarded-for, Host"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "5"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("expect", "100-continue"),
+            ("x-forwarded-for", "192.0.2.1"),
+            ("accept", "application/json"),
+        ]);
+        let host = check(&req).unwrap();
+        prepare_request(&mut req, host, &upstream(), &peer());
+        let h = req.headers();
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "content-length",
+            "upgrade",
+            "proxy-authorization",
+            "expect",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} survived: {h:?}");
+        }
+        assert_eq!(h["accept"], "application/json");
+        assert_eq!(h["host"], "a");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
+    }
+
+    #[test]
+    fn forwarding_headers_are_appended() {
+        let mut req = request(&[
+            ("host", "api.example"),
+            ("x-forwarded-for", "192.0.2.1"),
+            ("x-forwarded-for", "192.0.2.2"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let host = check(&req).unwrap();
+        let prepared = prepare_request(&mut req, host, &upstream(), &peer());
+        let h = req.headers();
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 192.0.2.2, 10.1.2.3");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-proto"], "https, http");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+        assert_eq!(h["x-request-id"], prepared.request_id);
+        assert_eq!(prepared.request_id.len(), 36);
+        assert!(!prepared.upgrade);
+    }
+
+    #[test]
+    fn request_id_is_kept_when_sane_and_replaced_otherwise() {
+        let mut req = request(&[("host", "a"), ("x-request-id", "abc-123")]);
+        let host = check(&req).unwrap();
+        let p = prepare_request(&mut req, host, &upstream(), &peer());
+        assert_eq!(p.request_id, "abc-123");
+        let long = "x".repeat(200);
+        let mut req = request(&[("host", "a"), ("x-request-id", &long)]);
+        let host = check(&req).unwrap();
+        let p = prepare_request(&mut req, host, &upstream(), &peer());
+        assert_eq!(p.request_id.len(), 36);
+        assert_eq!(req.headers()["x-request-id"], p.request_id);
+    }
+
+    #[test]
+    fn http10_without_host_gets_the_upstream_authority() {
+        let mut req = request(&[]);
+        *req.version_mut() = Version::HTTP_10;
+        let host = check(&req).unwrap();
+        prepare_request(&mut req, host, &upstream(), &peer());
+        assert_eq!(req.headers()["host"], "127.0.0.1:3000");
+        assert_eq!(req.headers()["x-forwarded-host"], "127.0.0.1:3000");
+        assert_eq!(req.version(), Version::HTTP_11);
+    }
+
+    #[test]
+    fn websocket_upgrade_is_forwarded_but_h2c_is_not() {
+        let mut req = request(&[
+            ("host", "a"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "k"),
+        ]);
+        let host = check(&req).unwrap();
+        let p = prepare_request(&mut req, host, &upstream(), &peer());
+        assert!(p.upgrade);
+        assert_eq!(req.headers()["upgrade"], "websocket");
+        assert_eq!(req.headers()["connection"], "upgrade");
+        assert_eq!(req.headers()["sec-websocket-key"], "k");
+
+        let mut req = request(&[
+            ("host", "a"),
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAA"),
+        ]);
+        let host = check(&req).unwrap();
+        let p = prepare_request(&mut req, host, &upstream(), &peer());
+        assert!(!p.upgrade);
+        for gone in ["upgrade", "connection", "http2-settings"] {
+            assert!(!req.headers().contains_key(gone), "{gone}");
+        }
+    }
+
+    #[test]
+    fn response_hygiene() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, "close, x-internal".parse().unwrap());
+        h.insert("x-internal", "1".parse().unwrap());
+        h.insert(TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert(CONTENT_LENGTH, "10".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        let mut head = h.clone();
+        prepare_response(&mut h, StatusCode::OK, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        prepare_response(&mut head, StatusCode::OK, true);
+        assert_eq!(head[CONTENT_LENGTH], "10");
+
+        let mut switching = HeaderMap::new();
+        switching.insert(CONNECTION, "Upgrade".parse().unwrap());
+        switching.insert(UPGRADE, "websocket".parse().unwrap());
+        prepare_response(&mut switching, StatusCode::SWITCHING_PROTOCOLS, false);
+        assert_eq!(switching[UPGRADE], "websocket");
+        assert_eq!(switching[CONNECTION], "upgrade");
+    }
+}

@@ -1,0 +1,349 @@
+//! The proxy: accept loop, the per-connection front service, and `build_stack`, the only place
+//! layers are composed.
+//!
+//! Flow of one request: hyper-util's auto server (HTTP/1.1 and h2c) parses it over a
+//! [`framing::FramingWatch`]ed socket and calls [`Front`]. `Front` refuses what must not be
+//! forwarded ([`hygiene::check`]), rewrites the head for the upstream in place
+//! ([`hygiene::prepare_request`]) and calls the tower stack. On the way back it cleans the
+//! response head, echoes the request id, bridges protocol upgrades, counts the response and times
+//! its body. Per-connection facts (the peer address, the framing verdict) live in `Front` rather
+//! than in request extensions, which would cost an allocation per request.
+
+pub mod framing;
+pub mod hygiene;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::header::{HeaderValue, CONNECTION};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use pin_project_lite::pin_project;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::timeout::{Timeout, TimeoutLayer};
+use tower::util::Oneshot;
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::body::ProxyBody;
+use crate::config::Config;
+use crate::failure::{Failure, Rescue, RescueLayer};
+use crate::metrics::{Metrics, TimedBody};
+use crate::problem::Problem;
+use crate::upstream::Client;
+
+use self::framing::{FramingVerdict, FramingWatch};
+use self::hygiene::{Peer, Refusal};
+
+/// The tower stack every forwarded request goes through.
+pub type Stack = Rescue<Timeout<Client>>;
+
+/// Composes the request path, outer to inner.
+pub fn build_stack(config: &Config, metrics: Metrics, client: Client) -> Stack {
+    ServiceBuilder::new()
+        // Rescue: every error below becomes a problem response here and only here, so the layers
+        // above always see a response and nothing leaks error text to clients.
+        .layer(RescueLayer::new(config.failures.clone(), metrics))
+        // Timeout: `upstream.timeout` bounds the wait for response headers, connect included; the
+        // body streams without a deadline (a download may legitimately take minutes).
+        .layer(TimeoutLayer::new(config.upstream.timeout))
+        .service(client)
+}
+
+/// What every connection of a worker shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration the worker runs.
+    pub config: Arc<Config>,
+    /// Where responses and failures are counted.
+    pub metrics: Metrics,
+    /// `Host` for requests that carry none (HTTP/1.0).
+    upstream_authority: HeaderValue,
+}
+
+impl Shared {
+    /// Shared state for `config`.
+    pub fn new(config: Arc<Config>, metrics: Metrics) -> Self {
+        let upstream_authority = HeaderValue::from_str(config.upstream.authority.as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        Shared {
+            config,
+            metrics,
+            upstream_authority,
+        }
+    }
+}
+
+/// Serves one worker: accepts on `listener` until `shutdown` flips, then drains in-flight
+/// requests for at most `server.drain_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let config = shared.config.clone();
+    let stack = build_stack(
+        &config,
+        shared.metrics.clone(),
+        Client::new(&config.upstream),
+    );
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // Without a timer hyper's header read timeout silently does nothing
+        // (shared/reliability.md §0.4): this is the slowloris defence.
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.server.header_read_timeout)
+        // One flattened write per response: -3 % CPU per small request (shared/perf.md).
+        .writev(false);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (io, verdict) = FramingWatch::new(stream);
+                    let front = Front {
+                        shared: shared.clone(),
+                        stack: stack.clone(),
+                        peer: Peer::new(peer.ip().to_canonical()),
+                        verdict,
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(io), front)
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(err) = conn.await {
+                            tracing::debug!(error = %err, "client connection ended with an error");
+                        }
+                    });
+                }
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning on a listener that stays
+                    // readable.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Closing the listener makes new connections fail fast while in-flight ones finish.
+    drop(listener);
+    let open = graceful.count();
+    let drain = config.server.drain_timeout;
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(drain) => {
+            tracing::warn!(connections = open, ?drain, "drain timeout passed; closing connections");
+        }
+    }
+}
+
+/// The per-connection service hyper calls for each request.
+#[derive(Debug, Clone)]
+pub struct Front {
+    shared: Arc<Shared>,
+    stack: Stack,
+    peer: Peer,
+    verdict: Arc<FramingVerdict>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Front {
+    type Response = Response<TimedBody<ProxyBody>>;
+    type Error = Infallible;
+    type Future = FrontFuture;
+
+    fn call(&self, mut req: Request<Incoming>) -> FrontFuture {
+        let start = Instant::now();
+        let checked = if self.verdict.next_request_is_suspect() {
+            Err(Refusal::AmbiguousFraming)
+        } else {
+            hygiene::check(&req)
+        };
+        let host = match checked {
+            Ok(host) => host,
+            Err(refusal) => {
+                return FrontFuture::Local {
+                    response: Some(self.refuse(&req, refusal, start)),
+                }
+            }
+        };
+        let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
+        let keep_length = req.method() == Method::HEAD;
+        let prepared =
+            hygiene::prepare_request(&mut req, host, &self.shared.upstream_authority, &self.peer);
+        FrontFuture::Proxied {
+            inner: self.stack.clone().oneshot(req),
+            state: Some(Pending {
+                request_id: prepared.request_id,
+                keep_length,
+                client_upgrade: client_upgrade.filter(|_| prepared.upgrade),
+                start,
+                shared: self.shared.clone(),
+            }),
+        }
+    }
+}
+
+impl Front {
+    fn refuse(
+        &self,
+        req: &Request<Incoming>,
+        refusal: Refusal,
+        start: Instant,
+    ) -> Response<TimedBody<ProxyBody>> {
+        let request_id = hygiene::new_request_id();
+        tracing::debug!(?refusal, request_id = ?request_id, "request refused");
+        let mut response = Problem::new(refusal.status())
+            .detail(refusal.detail())
+            .instance(req.uri().path())
+            .request_id(Some(&request_id))
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(allow) = refusal.allow() {
+            headers.insert(http::header::ALLOW, allow);
+        }
+        if refusal == Refusal::AmbiguousFraming {
+            // The rest of the connection cannot be trusted to be framed as the client meant.
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        hygiene::echo_request_id(headers, &request_id);
+        finish(response, &self.shared.metrics, start)
+    }
+}
+
+/// Counts the response and starts timing its body.
+fn finish(
+    response: Response<ProxyBody>,
+    metrics: &Metrics,
+    start: Instant,
+) -> Response<TimedBody<ProxyBody>> {
+    metrics.response(response.status());
+    let timer = metrics.start_request(start);
+    response.map(|body| TimedBody::new(body, timer))
+}
+
+/// What the response path needs from the request.
+#[derive(Debug)]
+pub struct Pending {
+    request_id: HeaderValue,
+    keep_length: bool,
+    client_upgrade: Option<OnUpgrade>,
+    start: Instant,
+    shared: Arc<Shared>,
+}
+
+pin_project! {
+    /// Response future of [`Front`].
+    #[project = FrontProj]
+    pub enum FrontFuture {
+        /// candor answered the request itself.
+        Local { response: Option<Response<TimedBody<ProxyBody>>> },
+        /// The request is on its way through the stack.
+        Proxied {
+            #[pin]
+            inner: Oneshot<Stack, Request<Incoming>>,
+            state: Option<Pending>,
+        },
+    }
+}
+
+impl Future for FrontFuture {
+    type Output = Result<Response<TimedBody<ProxyBody>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            FrontProj::Local { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Ready(Ok(Response::new(TimedBody::untimed(ProxyBody::empty())))),
+            },
+            FrontProj::Proxied { inner, state } => {
+                let response = match inner.poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(response)) => response,
+                    Poll::Ready(Err(never)) => match never {},
+                };
+                let Some(pending) = state.take() else {
+                    return Poll::Ready(Ok(Response::new(TimedBody::untimed(ProxyBody::empty()))));
+                };
+                Poll::Ready(Ok(respond(response, pending)))
+            }
+        }
+    }
+}
+
+/// The response path: head hygiene, request id, upgrade bridging, metrics.
+fn respond(mut response: Response<ProxyBody>, pending: Pending) -> Response<TimedBody<ProxyBody>> {
+    let status = response.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        match pending.client_upgrade {
+            Some(client) => {
+                let upstream = hyper::upgrade::on(&mut response);
+                tokio::spawn(bridge(client, upstream));
+            }
+            None => {
+                // A 101 nobody asked for: the upstream wants to take over a connection that is
+                // still HTTP to the client. Never switch on it (shared/reliability.md §0.8).
+                pending.shared.metrics.upstream_failure("protocol");
+                tracing::warn!(request_id = ?pending.request_id, "upstream switched protocols unasked");
+                response = Failure::Protocol.respond(
+                    &pending.shared.config.failures,
+                    "",
+                    Some(&pending.request_id),
+                );
+            }
+        }
+    }
+    let keep_length = pending.keep_length || status == StatusCode::NOT_MODIFIED;
+    let status = response.status();
+    // candor speaks HTTP/1.1 (or h2) to the client whatever the upstream spoke; hyper downgrades
+    // to 1.0 itself for HTTP/1.0 clients.
+    *response.version_mut() = Version::HTTP_11;
+    hygiene::prepare_response(response.headers_mut(), status, keep_length);
+    hygiene::echo_request_id(response.headers_mut(), &pending.request_id);
+    finish(response, &pending.shared.metrics, pending.start)
+}
+
+/// Copies bytes both ways between the client and the upstream once both sides have switched.
+async fn bridge(client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(err) => {
+            tracing::debug!(error = %err, "protocol upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %err, "upgraded connection ended with an error");
+    }
+}
+
+/// Binds a listening socket the way every candor listener is bound.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // A restarted candor must not wait for TIME_WAIT sockets of its predecessor.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}

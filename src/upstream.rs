@@ -1,0 +1,311 @@
+//! The upstream client: hyper's connection-level HTTP/1.1 client behind a small per-worker pool,
+//! exposed as a tower `Service`.
+//!
+//! Why not hyper-util's legacy `Client`: measured on this machine it costs 12 % more CPU per
+//! request (`shared/perf.md`). One upstream, one worker thread per pool, LIFO reuse: a connection
+//! goes back to the pool the moment its response body reaches end of stream (hyper's dispatcher
+//! is idle by then), so no task is spawned per request and the mutex is never contended.
+//!
+//! Failures are returned as [`UpstreamError`]; `failure::classify` turns them into statuses.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
+use tokio::net::TcpStream;
+use tower::{BoxError, Service};
+
+use crate::config;
+
+/// Why an upstream exchange failed before a response head arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The TCP connection could not be established.
+    #[error("connecting to the upstream failed")]
+    Connect(#[source] io::Error),
+    /// The TCP connection was not established within `upstream.connect_timeout`.
+    #[error("connecting to the upstream timed out")]
+    ConnectTimeout,
+    /// The upstream host name could not be resolved.
+    #[error("resolving the upstream host failed")]
+    Resolve(#[source] io::Error),
+    /// The upstream host name resolved to no address.
+    #[error("the upstream host resolved to no address")]
+    NoAddress,
+    /// The HTTP exchange failed (reset, closed early, invalid response).
+    #[error("the upstream exchange failed")]
+    Http(#[source] hyper::Error),
+}
+
+/// Where the upstream lives: an address known at load time, or a name resolved per connection
+/// (so a compose or Kubernetes service name follows DNS changes).
+#[derive(Debug, Clone)]
+enum Target {
+    Addr(SocketAddr),
+    Name(String, u16),
+}
+
+/// The pooled upstream client of one worker. Cheap to clone; clones share the pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    target: Target,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    builder: http1::Builder,
+    idle: Mutex<Vec<Idle>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Incoming>,
+    since: Instant,
+}
+
+impl Client {
+    /// A client for `cfg`. Must be called inside the worker's tokio runtime: it spawns the task
+    /// that closes idle connections.
+    pub fn new(cfg: &config::Upstream) -> Self {
+        let target = match cfg.host.trim_matches(['[', ']']).parse() {
+            Ok(ip) => Target::Addr(SocketAddr::new(ip, cfg.port)),
+            Err(_) => Target::Name(cfg.host.clone(), cfg.port),
+        };
+        let mut builder = http1::Builder::new();
+        // One flattened write per message beats hyper's queued writev for the small
+        // request heads a proxy forwards (shared/perf.md: -1.5 % CPU on the upstream side).
+        builder.writev(false);
+        let inner = Arc::new(Inner {
+            target,
+            connect_timeout: cfg.connect_timeout,
+            idle_timeout: cfg.pool_idle_timeout,
+            max_idle: cfg.pool_max_idle,
+            builder,
+            idle: Mutex::new(Vec::new()),
+        });
+        tokio::spawn(reap(Arc::downgrade(&inner)));
+        Client { inner }
+    }
+}
+
+/// Closes pooled connections that sat idle past `pool_idle_timeout`, so a burst's connections do
+/// not linger at the bottom of the LIFO stack until the upstream times them out.
+async fn reap(pool: Weak<Inner>) {
+    let period = match pool.upgrade() {
+        Some(inner) => inner.idle_timeout.max(Duration::from_millis(100)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = pool.upgrade() else { return };
+        let now = Instant::now();
+        let timeout = inner.idle_timeout;
+        if let Ok(mut idle) = inner.idle.lock() {
+            idle.retain(|e| !e.sender.is_closed() && now - e.since < timeout);
+        };
+    }
+}
+
+impl Inner {
+    /// The most recently used idle connection that is still open and fresh.
+    fn checkout(&self) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().ok()?;
+        let now = Instant::now();
+        while let Some(entry) = idle.pop() {
+            if entry.sender.is_ready() && now - entry.since < self.idle_timeout {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, sender: SendRequest<Incoming>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.max_idle {
+                idle.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<TcpStream, UpstreamError> {
+        match &self.target {
+            Target::Addr(addr) => TcpStream::connect(addr)
+                .await
+                .map_err(UpstreamError::Connect),
+            Target::Name(host, port) => {
+                let addrs = tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .map_err(UpstreamError::Resolve)?;
+                let mut last = None;
+                for addr in addrs {
+                    match TcpStream::connect(addr).await {
+                        Ok(stream) => return Ok(stream),
+                        Err(err) => last = Some(err),
+                    }
+                }
+                Err(last.map_or(UpstreamError::NoAddress, UpstreamError::Connect))
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+        let stream = tokio::time::timeout(self.connect_timeout, self.open())
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout)??;
+        // Heads and small bodies go out as single writes; Nagle would only add latency.
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = self
+            .builder
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Http)?;
+        tokio::spawn(async move {
+            // Errors here are already reported to the request that saw them.
+            if let Err(err) = conn.with_upgrades().await {
+                tracing::debug!(error = %err, "upstream connection closed with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn send(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<UpstreamBody>, BoxError> {
+        if let Some(mut sender) = self.checkout() {
+            match sender.try_send_request(req).await {
+                Ok(response) => return Ok(self.attach(response, sender)),
+                Err(mut err) => match err.take_message() {
+                    // The pooled connection died before a byte of this request was written:
+                    // safe to send it again on a fresh connection, whatever the method.
+                    Some(unsent) => req = unsent,
+                    None => return Err(UpstreamError::Http(err.into_error()).into()),
+                },
+            }
+        }
+        let mut sender = self.connect().await?;
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Http)?;
+        Ok(self.attach(response, sender))
+    }
+
+    /// Ties the connection to the response body, which returns it to the pool at end of stream.
+    fn attach(
+        self: Arc<Self>,
+        response: Response<Incoming>,
+        sender: SendRequest<Incoming>,
+    ) -> Response<UpstreamBody> {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The connection now belongs to the tunnel.
+            return response.map(|body| UpstreamBody { body, slot: None });
+        }
+        response.map(|body| {
+            let slot = Some(PoolSlot { sender, pool: self });
+            let mut body = UpstreamBody { body, slot };
+            if body.body.is_end_stream() {
+                body.release();
+            }
+            body
+        })
+    }
+}
+
+impl Service<Request<Incoming>> for Client {
+    type Response = Response<UpstreamBody>;
+    type Error = BoxError;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Response<UpstreamBody>, BoxError>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Connections are made per request; there is no capacity to wait for.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        Box::pin(self.inner.clone().send(req))
+    }
+}
+
+#[derive(Debug)]
+struct PoolSlot {
+    sender: SendRequest<Incoming>,
+    pool: Arc<Inner>,
+}
+
+pin_project! {
+    /// An upstream response body. It hands its connection back to the pool when it ends; if it is
+    /// dropped early or fails, the connection is dropped with it and hyper closes it.
+    #[derive(Debug)]
+    pub struct UpstreamBody {
+        #[pin]
+        body: Incoming,
+        slot: Option<PoolSlot>,
+    }
+}
+
+impl UpstreamBody {
+    fn release(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.pool.checkin(slot.sender);
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let frame = match this.body.as_mut().poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(frame) => frame,
+        };
+        match &frame {
+            Some(Ok(_)) if !this.body.is_end_stream() => {}
+            Some(Err(_)) => drop(this.slot.take()),
+            _ => {
+                if let Some(slot) = this.slot.take() {
+                    slot.pool.checkin(slot.sender);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
