@@ -1,0 +1,643 @@
+//! Phase 3: judging a deserialized [`FileSpec`] and compiling it into a [`Config`].
+//!
+//! Every check records a [`Problem`](super::error::Problem) and carries on, so one run reports
+//! every mistake in the file; a [`Config`] is produced only when none was found. The checks for
+//! values shared with `rules` (durations, statuses, header names) live here too.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{HeaderName, StatusCode, Uri};
+
+use super::error::{show_str, FieldPath, Problems};
+use super::spec::{DurationSpec, FileSpec, StatusSpec, StringListSpec, UpstreamSpec};
+use super::{Config, Failures, HtmlErrors, Inspect, RetryAfter, Scrub, Server, Upstream};
+use crate::rules::{RuleSet, StatusMatch};
+
+/// How a duration is used, which decides its allowed range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DurationKind {
+    /// A timeout or window: zero would mean "fail at once" or "never wait", never what anyone
+    /// wants, so it must be at least [`MIN_TIMEOUT`].
+    Timeout,
+    /// A `Retry-After` value: zero is meaningful ("retry now", RFC 9110 §10.2.3).
+    RetryAfter,
+}
+
+/// Smallest timeout; below a millisecond timers cannot honour it anyway.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// Largest duration of any kind. Anything longer is surely a typo, and a cap keeps
+/// `Instant + duration` arithmetic at request time far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Largest body candor buffers to inspect.
+const MAX_BODY_BYTES: i64 = 64 * 1024 * 1024;
+/// Most worker threads.
+const MAX_WORKERS: i64 = 1024;
+/// Most idle upstream connections per worker.
+const MAX_POOL_IDLE: i64 = 65536;
+
+/// Parses a duration (`"2s"`, `"500ms"`) and checks its range for `kind`.
+pub(crate) fn duration(
+    problems: &mut Problems,
+    path: &FieldPath,
+    spec: &DurationSpec,
+    kind: DurationKind,
+) -> Option<Duration> {
+    let shown = Some(show_str(&spec.0));
+    let Ok(value) = humantime::parse_duration(&spec.0) else {
+        problems.push(
+            path,
+            shown,
+            "invalid duration (expected e.g. \"2s\", \"500ms\")",
+        );
+        return None;
+    };
+    if kind == DurationKind::Timeout && value < MIN_TIMEOUT {
+        problems.push(path, shown, "must be at least 1ms");
+        None
+    } else if value > MAX_DURATION {
+        problems.push(path, shown, "must be at most 24h");
+        None
+    } else {
+        Some(value)
+    }
+}
+
+/// Checks an integer status code against `range`; `expected` says what the range means.
+pub(crate) fn status(
+    problems: &mut Problems,
+    path: &FieldPath,
+    code: i64,
+    range: RangeInclusive<u16>,
+    expected: &str,
+) -> Option<StatusCode> {
+    let status = u16::try_from(code)
+        .ok()
+        .filter(|c| range.contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok());
+    if status.is_none() {
+        problems.push(
+            path,
+            Some(code.to_string()),
+            format!("invalid status (expected {expected})"),
+        );
+    }
+    status
+}
+
+/// Reads one entry of a status list: a code, or with `classes` also `"4xx"`.
+///
+/// A numeric string (`"503"`) is a code: that is how env lists (`429,503`) arrive.
+pub(crate) fn status_item(
+    problems: &mut Problems,
+    path: &FieldPath,
+    spec: &StatusSpec,
+    classes: bool,
+) -> Option<StatusMatch> {
+    let expected = if classes {
+        "a code 100..=599 or a class \"1xx\"..\"5xx\""
+    } else {
+        "a code 100..=599"
+    };
+    match spec {
+        StatusSpec::Code(code) => {
+            status(problems, path, *code, 100..=599, expected).map(StatusMatch::Code)
+        }
+        StatusSpec::Text(text) => {
+            if let Ok(code) = text.parse::<i64>() {
+                return status(problems, path, code, 100..=599, expected).map(StatusMatch::Code);
+            }
+            let class = match text.as_bytes() {
+                [d @ b'1'..=b'5', x1, x2]
+                    if classes
+                        && x1.eq_ignore_ascii_case(&b'x')
+                        && x2.eq_ignore_ascii_case(&b'x') =>
+                {
+                    Some(d - b'0')
+                }
+                _ => None,
+            };
+            if class.is_none() {
+                problems.push(
+                    path,
+                    Some(show_str(text)),
+                    format!("invalid status (expected {expected})"),
+                );
+            }
+            class.map(StatusMatch::Class)
+        }
+    }
+}
+
+/// Parses a header name, lowercased as HTTP/2 requires.
+pub(crate) fn header_name(
+    problems: &mut Problems,
+    path: &FieldPath,
+    name: &str,
+) -> Option<HeaderName> {
+    let parsed = HeaderName::from_bytes(name.as_bytes()).ok();
+    if parsed.is_none() {
+        problems.push(
+            path,
+            Some(show_str(name)),
+            "invalid header name (expected a token like \"x-legacy\")",
+        );
+    }
+    parsed
+}
+
+/// Checks that an integer lies in `range`.
+fn int_in(
+    problems: &mut Problems,
+    path: &FieldPath,
+    value: i64,
+    range: RangeInclusive<i64>,
+) -> Option<usize> {
+    let ok = range.contains(&value);
+    if !ok {
+        let message = format!(
+            "out of range (expected {}..={})",
+            range.start(),
+            range.end()
+        );
+        problems.push(path, Some(value.to_string()), message);
+    }
+    ok.then(|| usize::try_from(value).ok()).flatten()
+}
+
+/// Parses a listen address; names are refused because binding must not depend on DNS.
+fn socket_addr(problems: &mut Problems, path: &FieldPath, text: &str) -> Option<SocketAddr> {
+    let parsed = text.parse::<SocketAddr>().ok();
+    if parsed.is_none() {
+        problems.push(
+            path,
+            Some(show_str(text)),
+            "invalid address (expected IP:PORT, e.g. \"127.0.0.1:8080\")",
+        );
+    }
+    parsed
+}
+
+/// Compiles the whole config, recording every problem in `problems`.
+///
+/// `line_of` finds the line of a field, for messages that point at a second place.
+pub(crate) fn compile(
+    spec: &FileSpec,
+    origin: &str,
+    problems: &mut Problems,
+    line_of: &dyn Fn(&FieldPath) -> Option<usize>,
+) -> Option<Config> {
+    let server = server(spec, problems);
+    let upstream = upstream(&spec.upstream, problems);
+    let failures = failures(spec, problems);
+    let inspect = inspect(spec, problems);
+    let retry_after = retry_after(spec, problems);
+    let rules = RuleSet::compile(&spec.rules, problems, line_of);
+    if !problems.is_empty() {
+        return None;
+    }
+    Some(Config {
+        origin: origin.to_owned(),
+        server: server?,
+        upstream: upstream?,
+        failures: failures?,
+        inspect: inspect?,
+        retry_after: retry_after?,
+        html_errors: HtmlErrors {
+            enabled: spec.html_errors.enabled,
+        },
+        scrub: Scrub {
+            enabled: spec.scrub.enabled,
+        },
+        rules,
+    })
+}
+
+fn server(spec: &FileSpec, problems: &mut Problems) -> Option<Server> {
+    let s = &spec.server;
+    let at = FieldPath::root("server");
+    let listen = socket_addr(problems, &at.key("listen"), &s.listen);
+    let admin_listen = socket_addr(problems, &at.key("admin_listen"), &s.admin_listen);
+    if let (Some(a), Some(b)) = (listen, admin_listen) {
+        // Port 0 asks the OS for a fresh port each time, so equal port-0 addresses do not clash.
+        if a == b && a.port() != 0 {
+            problems.push(
+                &at.key("admin_listen"),
+                Some(show_str(&s.admin_listen)),
+                "must differ from server.listen",
+            );
+        }
+    }
+    let workers = match s.workers {
+        Some(n) => int_in(problems, &at.key("workers"), n, 1..=MAX_WORKERS),
+        // The cap keeps a very large machine within the range a config may ask for.
+        None => Some(
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(1024),
+        ),
+    };
+    let drain_timeout = duration(
+        problems,
+        &at.key("drain_timeout"),
+        &s.drain_timeout,
+        DurationKind::Timeout,
+    );
+    let header_read_timeout = duration(
+        problems,
+        &at.key("header_read_timeout"),
+        &s.header_read_timeout,
+        DurationKind::Timeout,
+    );
+    Some(Server {
+        listen: listen?,
+        admin_listen: admin_listen?,
+        debug_headers: s.debug_headers,
+        workers: workers?,
+        drain_timeout: drain_timeout?,
+        header_read_timeout: header_read_timeout?,
+    })
+}
+
+fn upstream(spec: &UpstreamSpec, problems: &mut Problems) -> Option<Upstream> {
+    let at = FieldPath::root("upstream");
+    let target = match &spec.url {
+        Some(url) => upstream_url(problems, &at.key("url"), url),
+        None => {
+            problems.push(
+                &at.key("url"),
+                None,
+                "missing (required), e.g. url = \"http://127.0.0.1:3000\" under [upstream], or CANDOR__UPSTREAM__URL",
+            );
+            None
+        }
+    };
+    let connect_timeout = duration(
+        problems,
+        &at.key("connect_timeout"),
+        &spec.connect_timeout,
+        DurationKind::Timeout,
+    );
+    let timeout = duration(
+        problems,
+        &at.key("timeout"),
+        &spec.timeout,
+        DurationKind::Timeout,
+    );
+    let pool_idle_timeout = duration(
+        problems,
+        &at.key("pool_idle_timeout"),
+        &spec.pool_idle_timeout,
+        DurationKind::Timeout,
+    );
+    let pool_max_idle = int_in(
+        problems,
+        &at.key("pool_max_idle"),
+        spec.pool_max_idle,
+        0..=MAX_POOL_IDLE,
+    );
+    let (url, host, port, authority) = target?;
+    Some(Upstream {
+        url,
+        host,
+        port,
+        authority,
+        connect_timeout: connect_timeout?,
+        timeout: timeout?,
+        pool_idle_timeout: pool_idle_timeout?,
+        pool_max_idle: pool_max_idle?,
+    })
+}
+
+/// Parses `upstream.url` into (normalized URI, host, port, authority as given).
+fn upstream_url(
+    problems: &mut Problems,
+    path: &FieldPath,
+    text: &str,
+) -> Option<(Uri, String, u16, Authority)> {
+    let mut fail = |message: &str| {
+        problems.push(path, Some(show_str(text)), message);
+        None
+    };
+    let Ok(uri) = text.parse::<Uri>() else {
+        return fail("invalid URL (expected e.g. \"http://127.0.0.1:3000\")");
+    };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return fail("https upstreams are not supported yet (use http://)"),
+        Some(_) => return fail("unsupported scheme (expected http://)"),
+        None => return fail("missing scheme (expected e.g. \"http://127.0.0.1:3000\")"),
+    }
+    let Some(authority) = uri.authority().cloned() else {
+        return fail("missing host (expected e.g. \"http://127.0.0.1:3000\")");
+    };
+    if authority.as_str().contains('@') {
+        return fail("credentials in the URL are not supported");
+    }
+    let host = authority.host();
+    if host.is_empty() {
+        return fail("missing host (expected e.g. \"http://127.0.0.1:3000\")");
+    }
+    // `Authority::port` hides an unparsable port (":99999" reads as none), so read it directly.
+    let port_text = authority.as_str().get(host.len()..).unwrap_or("");
+    let port = match port_text.strip_prefix(':') {
+        None if port_text.is_empty() => 80,
+        Some(digits) => match digits.parse::<u16>() {
+            Ok(0) | Err(_) => return fail("invalid port (expected 1..=65535)"),
+            Ok(port) => port,
+        },
+        None => return fail("invalid URL (expected e.g. \"http://127.0.0.1:3000\")"),
+    };
+    // candor forwards each request's own path and query; a base path would need rewriting
+    // that no one asked for, so it is refused rather than silently ignored.
+    if !matches!(uri.path(), "" | "/") {
+        return fail("must not have a path (candor forwards each request's path as is)");
+    }
+    if uri.query().is_some() || text.contains('#') {
+        return fail("must not have a query or fragment");
+    }
+    let normalized = format!("http://{host}:{port}");
+    let Ok(url) = normalized.parse::<Uri>() else {
+        return fail("invalid URL (expected e.g. \"http://127.0.0.1:3000\")");
+    };
+    // Connecting takes a bare IPv6 address; the brackets belong to URL syntax only.
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Some((url, bare, port, authority))
+}
+
+fn failures(spec: &FileSpec, problems: &mut Problems) -> Option<Failures> {
+    let f = &spec.failures;
+    let at = FieldPath::root("failures");
+    // These replace an answer the upstream never gave, so they must say "server error".
+    let five = "a 5xx status, 500..=599";
+    let connect = status(problems, &at.key("connect"), f.connect, 500..=599, five);
+    let timeout = status(problems, &at.key("timeout"), f.timeout, 500..=599, five);
+    let retry_after = duration(
+        problems,
+        &at.key("retry_after"),
+        &f.retry_after,
+        DurationKind::RetryAfter,
+    );
+    Some(Failures {
+        connect: connect?,
+        timeout: timeout?,
+        retry_after: retry_after?,
+    })
+}
+
+fn inspect(spec: &FileSpec, problems: &mut Problems) -> Option<Inspect> {
+    let i = &spec.inspect;
+    let at = FieldPath::root("inspect");
+    let max_body_bytes = int_in(
+        problems,
+        &at.key("max_body_bytes"),
+        i.max_body_bytes,
+        1..=MAX_BODY_BYTES,
+    );
+    let content_types = media_types(problems, &at.key("content_types"), &i.content_types);
+    Some(Inspect {
+        max_body_bytes: max_body_bytes?,
+        content_types: content_types?,
+    })
+}
+
+/// Checks a list of media types (`type/subtype`, no parameters, no wildcards) and lowercases
+/// them, since media types compare case-insensitively (RFC 9110 §8.3.1).
+fn media_types(
+    problems: &mut Problems,
+    path: &FieldPath,
+    list: &StringListSpec,
+) -> Option<Vec<String>> {
+    let before = problems.list.len();
+    let mut out: Vec<String> = Vec::with_capacity(list.0.len());
+    for (i, text) in list.0.iter().enumerate() {
+        let message = match text.split_once('/') {
+            _ if text.is_empty() => Some("must not be empty"),
+            _ if text.contains(';') => {
+                Some("parameters are not supported (list the bare type/subtype)")
+            }
+            _ if text.contains('*') => Some("wildcards are not supported (list each media type)"),
+            Some((ty, sub)) if is_token(ty) && is_token(sub) => None,
+            _ => Some("invalid media type (expected type/subtype, e.g. \"application/json\")"),
+        };
+        match message {
+            Some(message) => problems.push(&path.index(i), Some(show_str(text)), message),
+            None => {
+                let lower = text.to_ascii_lowercase();
+                if !out.contains(&lower) {
+                    out.push(lower);
+                }
+            }
+        }
+    }
+    (problems.list.len() == before).then_some(out)
+}
+
+/// Whether `s` is an RFC 9110 token (§5.6.2).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn retry_after(spec: &FileSpec, problems: &mut Problems) -> Option<RetryAfter> {
+    let r = &spec.retry_after;
+    let at = FieldPath::root("retry_after");
+    let before = problems.list.len();
+    let mut statuses = Vec::new();
+    for (i, item) in r.statuses.0.iter().enumerate() {
+        if let Some(StatusMatch::Code(code)) =
+            status_item(problems, &at.key("statuses").index(i), item, false)
+        {
+            if !statuses.contains(&code) {
+                statuses.push(code);
+            }
+        }
+    }
+    let default = duration(
+        problems,
+        &at.key("default"),
+        &r.default,
+        DurationKind::RetryAfter,
+    );
+    (problems.list.len() == before).then_some(())?;
+    Some(RetryAfter {
+        statuses,
+        default: default?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_problem<T>(
+        check: impl FnOnce(&mut Problems, &FieldPath) -> Option<T>,
+    ) -> (Option<T>, Vec<String>) {
+        let mut problems = Problems::default();
+        let out = check(&mut problems, &FieldPath::root("x"));
+        let messages = problems.list.iter().map(|p| p.message.clone()).collect();
+        (out, messages)
+    }
+
+    #[test]
+    fn durations_by_kind() {
+        let cases = [
+            ("2s", DurationKind::Timeout, Some(Duration::from_secs(2))),
+            (
+                "500ms",
+                DurationKind::Timeout,
+                Some(Duration::from_millis(500)),
+            ),
+            (
+                "1m 30s",
+                DurationKind::Timeout,
+                Some(Duration::from_secs(90)),
+            ),
+            ("0s", DurationKind::Timeout, None),
+            ("0s", DurationKind::RetryAfter, Some(Duration::ZERO)),
+            ("100us", DurationKind::Timeout, None),
+            ("25h", DurationKind::RetryAfter, None),
+            ("soon", DurationKind::Timeout, None),
+            ("5", DurationKind::Timeout, None),
+            ("", DurationKind::RetryAfter, None),
+        ];
+        for (text, kind, want) in cases {
+            let (got, messages) =
+                one_problem(|p, at| duration(p, at, &DurationSpec(text.into()), kind));
+            assert_eq!(got, want, "{text:?}");
+            assert_eq!(
+                messages.len(),
+                usize::from(want.is_none()),
+                "{text:?}: {messages:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_items() {
+        let cases = [
+            (
+                StatusSpec::Code(404),
+                true,
+                Some(StatusMatch::Code(StatusCode::NOT_FOUND)),
+            ),
+            (StatusSpec::Code(99), true, None),
+            (StatusSpec::Code(600), true, None),
+            (StatusSpec::Code(-1), true, None),
+            (
+                StatusSpec::Text("2xx".into()),
+                true,
+                Some(StatusMatch::Class(2)),
+            ),
+            (
+                StatusSpec::Text("5XX".into()),
+                true,
+                Some(StatusMatch::Class(5)),
+            ),
+            (StatusSpec::Text("6xx".into()), true, None),
+            (StatusSpec::Text("2xx".into()), false, None),
+            (
+                StatusSpec::Text("503".into()),
+                false,
+                Some(StatusMatch::Code(StatusCode::SERVICE_UNAVAILABLE)),
+            ),
+            (StatusSpec::Text(" 503".into()), false, None),
+            (StatusSpec::Text("".into()), true, None),
+        ];
+        for (spec, classes, want) in cases {
+            let (got, _) = one_problem(|p, at| status_item(p, at, &spec, classes));
+            assert_eq!(got, want, "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_urls() {
+        let ok = [
+            (
+                "http://127.0.0.1:3000",
+                "http://127.0.0.1:3000/",
+                "127.0.0.1",
+                3000,
+                "127.0.0.1:3000",
+            ),
+            (
+                "http://api.internal",
+                "http://api.internal:80/",
+                "api.internal",
+                80,
+                "api.internal",
+            ),
+            ("HTTP://Api:81/", "http://Api:81/", "Api", 81, "Api:81"),
+            (
+                "http://[::1]:8000",
+                "http://[::1]:8000/",
+                "::1",
+                8000,
+                "[::1]:8000",
+            ),
+        ];
+        for (text, url, host, port, authority) in ok {
+            let (got, messages) = one_problem(|p, at| upstream_url(p, at, text));
+            let (u, h, p, a) = got.unwrap_or_else(|| panic!("{text}: {messages:?}"));
+            assert_eq!(
+                (u.to_string().as_str(), h.as_str(), p, a.as_str()),
+                (url, host, port, authority)
+            );
+        }
+        let bad = [
+            ("https://api", "https upstreams are not supported yet"),
+            ("ftp://api", "unsupported scheme"),
+            ("api:3000", "missing scheme"),
+            ("127.0.0.1:3000", "missing scheme"),
+            ("http://", "invalid URL"),
+            ("http://u:p@api", "credentials"),
+            ("http://api:0", "invalid port"),
+            ("http://api:99999", "invalid port"),
+            ("http://api:", "invalid port"),
+            ("http://api/v1", "must not have a path"),
+            ("http://api/?a=1", "query"),
+            ("http://api/#top", "fragment"),
+            ("not a url", "invalid URL"),
+            ("", "invalid URL"),
+        ];
+        for (text, want) in bad {
+            let (got, messages) = one_problem(|p, at| upstream_url(p, at, text));
+            assert!(got.is_none(), "{text} accepted");
+            assert!(
+                messages.iter().any(|m| m.contains(want)),
+                "{text}: {messages:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn media_type_lists() {
+        let cases: [(&[&str], Option<&[&str]>); 7] = [
+            (
+                &["application/json", "Text/HTML"],
+                Some(&["application/json", "text/html"]),
+            ),
+            (
+                &["application/json", "application/JSON"],
+                Some(&["application/json"]),
+            ),
+            (&[], Some(&[])),
+            (&[""], None),
+            (&["json"], None),
+            (&["text/*"], None),
+            (&["text/html; charset=utf-8"], None),
+        ];
+        for (input, want) in cases {
+            let list = StringListSpec(input.iter().map(|s| s.to_string()).collect());
+            let (got, _) = one_problem(|p, at| media_types(p, at, &list));
+            let want = want.map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(got, want, "{input:?}");
+        }
+    }
+}
