@@ -123,6 +123,8 @@ pub async fn run(
     let health = Arc::new(Health::default());
     let shared = Arc::new(Shared::new(config.clone(), metrics));
 
+    let proxy_addr = listeners.proxy_addr().map_err(RunError::Worker)?;
+    let admin_addr = listeners.admin_addr().map_err(RunError::Worker)?;
     listeners
         .proxy
         .set_nonblocking(true)
@@ -196,7 +198,12 @@ pub async fn run(
         return Err(RunError::Worker(err));
     }
     health.set_ready(true);
-    tracing::info!(workers = config.server.workers, "ready");
+    tracing::info!(
+        listen = %proxy_addr,
+        admin = %admin_addr,
+        workers = config.server.workers,
+        "ready"
+    );
 
     shutdown.await;
     // Not ready first, so a load balancer stops sending new requests while the old ones drain.

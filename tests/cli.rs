@@ -1,0 +1,283 @@
+//! The `candor` binary: `check` messages and exit codes, `--version`, `run` with environment
+//! overrides, SIGTERM, and memory while streaming large bodies.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+const BIN: &str = env!("CARGO_BIN_EXE_candor");
+
+fn temp_config(text: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "cli-{}-{}.toml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn check(text: &str) -> (i32, String, String, PathBuf) {
+    let path = temp_config(text);
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        path,
+    )
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("candor {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_accepts_the_example_config_with_a_one_line_summary() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", "config/candor.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("config/candor.toml: ok"), "{stdout}");
+    assert!(stdout.contains("6 rules"), "{stdout}");
+}
+
+#[test]
+fn check_accepts_a_two_line_config() {
+    let (code, stdout, stderr, _) = check("[upstream]\nurl = \"http://127.0.0.1:3000\"\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+}
+
+/// Each bad input exits 78 with a message naming the file and line, the rule, the field and
+/// the value.
+#[test]
+fn check_locates_every_kind_of_mistake() {
+    let cases: [(&str, &str, &[&str]); 7] = [
+        (
+            "unknown key",
+            "[upstream]\nurl = \"http://127.0.0.1:3000\"\ntimeuot = \"2s\"\n",
+            &[":3:", "timeuot", "unknown field"],
+        ),
+        (
+            "bad regex",
+            "[upstream]\nurl = \"http://127.0.0.1:3000\"\n\n[[rules]]\nname = \"users\"\nwhen.path = \"^/users/(\"\nthen.status = 404\n",
+            &[":6:", "rule \"users\"", "when.path", "\"^/users/(\"", "regex"],
+        ),
+        (
+            "status out of range",
+            "[upstream]\nurl = \"http://127.0.0.1:3000\"\n\n[[rules]]\nname = \"big\"\nthen.status = 700\n",
+            &[":6:", "rule \"big\"", "then.status", "700"],
+        ),
+        (
+            "bad duration",
+            "[upstream]\nurl = \"http://127.0.0.1:3000\"\ntimeout = \"soon\"\n",
+            &[":3:", "upstream.timeout", "\"soon\"", "duration"],
+        ),
+        (
+            "bad address",
+            "[server]\nlisten = \"localhost:80x\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n",
+            &[":2:", "server.listen", "\"localhost:80x\"", "address"],
+        ),
+        (
+            "duplicate rule name",
+            "[upstream]\nurl = \"http://127.0.0.1:3000\"\n\n[[rules]]\nname = \"dup\"\nthen.status = 404\n\n[[rules]]\nname = \"dup\"\nthen.status = 410\n",
+            &[":9:", "\"dup\"", "name", "duplicate rule name", "line 5"],
+        ),
+        (
+            "missing upstream url",
+            "[server]\ndebug_headers = false\n",
+            &["upstream.url"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        let (code, stdout, stderr, path) = check(text);
+        assert_eq!(code, 78, "{name}: {stdout}{stderr}");
+        assert!(stdout.is_empty(), "{name}: {stdout}");
+        assert!(
+            stderr.contains(&*path.to_string_lossy()),
+            "{name}: file not named: {stderr}"
+        );
+        for needle in needles {
+            assert!(
+                stderr.contains(needle),
+                "{name}: {needle:?} missing from: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_names_an_unreadable_file() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", "/nonexistent/candor.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("/nonexistent/candor.toml"), "{stderr}");
+}
+
+/// A running `candor run` child and the addresses it printed.
+struct Running {
+    child: Child,
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+}
+
+impl Running {
+    fn start(config: &str, env: &[(&str, &str)]) -> Running {
+        let path = temp_config(config);
+        let mut child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let ready = loop {
+            let line = lines
+                .next()
+                .expect("candor exited before it was ready")
+                .unwrap();
+            if line.contains(" ready ") {
+                break line;
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let field = |name: &str| -> std::net::SocketAddr {
+            let start = ready.find(&format!("{name}=")).unwrap() + name.len() + 1;
+            ready[start..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        Running {
+            addr: field("listen"),
+            admin: field("admin"),
+            child,
+        }
+    }
+
+    fn terminate(mut self) -> i32 {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn run_applies_environment_overrides_and_exits_0_on_sigterm() {
+    let up = upstream(|_req| async { response(200, "from the env upstream") }).await;
+    let running = Running::start(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [upstream]\nurl = \"http://127.0.0.1:9\"\n",
+        &[
+            ("CANDOR__UPSTREAM__URL", &up.url()),
+            ("CANDOR__SERVER__WORKERS", "1"),
+        ],
+    );
+    let (status, _, body) = get(running.addr, "/x").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "from the env upstream");
+    assert_eq!(get(running.admin, "/readyz").await.0, 200);
+    assert_eq!(running.terminate(), 0);
+}
+
+#[tokio::test]
+async fn large_bodies_stream_with_flat_memory() {
+    const UP: usize = 20 << 20;
+    const DOWN: usize = 10 << 20;
+    const LIMIT_KIB: u64 = 30 * 1024;
+    let up = upstream(|req: http::Request<hyper::body::Incoming>| async move {
+        let mut body = req.into_body();
+        let mut received = 0usize;
+        while let Some(frame) = body.frame().await {
+            received += frame.unwrap().data_ref().map_or(0, Bytes::len);
+        }
+        let chunks = (0..DOWN / 65536)
+            .map(|_| Ok::<_, BoxError>(Frame::data(Bytes::from(vec![b'd'; 65536]))));
+        let mut r =
+            http::Response::new(StreamBody::new(futures_util::stream::iter(chunks)).boxed());
+        r.headers_mut()
+            .insert("x-received", received.to_string().parse().unwrap());
+        r
+    })
+    .await;
+    let running = Running::start(
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 1\n\
+             [upstream]\nurl = \"{}\"\n",
+            up.url()
+        ),
+        &[],
+    );
+    let chunks =
+        (0..UP / 65536).map(|_| Ok::<_, BoxError>(Frame::data(Bytes::from(vec![b'u'; 65536]))));
+    let req = Request::post("/transfer")
+        .header("host", "a")
+        .body(StreamBody::new(futures_util::stream::iter(chunks)).boxed())
+        .unwrap();
+    let response = send(running.addr, req).await;
+    assert_eq!(response.headers()["x-received"], UP.to_string().as_str());
+    let mut body = response.into_body();
+    let mut received = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.unwrap();
+        if let Some(data) = frame.data_ref() {
+            assert!(data.iter().all(|b| *b == b'd'));
+            received += data.len();
+        }
+    }
+    assert_eq!(received, DOWN);
+    let peak = running.peak_rss_kib();
+    eprintln!("candor peak RSS after a 20 MiB upload and a 10 MiB download: {peak} KiB");
+    assert!(peak < LIMIT_KIB, "peak RSS {peak} KiB");
+}
