@@ -16,6 +16,40 @@ use crate::body::ProxyBody;
 /// The media type of a problem document (RFC 9457 §3).
 pub const CONTENT_TYPE_PROBLEM: &str = "application/problem+json";
 
+/// Longest `detail` candor copies out of an upstream body, in characters.
+pub const MAX_DETAIL_CHARS: usize = 300;
+
+/// Makes upstream-supplied text fit for a problem document's `detail`: control characters become
+/// spaces, runs of whitespace collapse, and the result is cut to `MAX_DETAIL_CHARS` characters
+/// (with an ellipsis). Returns `None` when nothing printable is left.
+pub fn sanitize_detail(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len().min(MAX_DETAIL_CHARS + 3));
+    let mut chars = 0;
+    let mut pending_space = false;
+    for c in text.chars() {
+        if c.is_whitespace() || c.is_control() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if chars == MAX_DETAIL_CHARS {
+            out.push('…');
+            break;
+        }
+        if pending_space {
+            out.push(' ');
+            chars += 1;
+            pending_space = false;
+            if chars == MAX_DETAIL_CHARS {
+                out.push('…');
+                break;
+            }
+        }
+        out.push(c);
+        chars += 1;
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// An RFC 9457 problem details document.
 ///
 /// `type` is always `about:blank`: the status code and `title` carry the meaning, as RFC 9457
@@ -111,6 +145,16 @@ mod tests {
         assert_eq!(v["detail"], "The upstream refused the connection.");
         assert_eq!(v["instance"], "/users/7");
         assert_eq!(v["request_id"], "abc");
+    }
+
+    #[test]
+    fn details_are_sanitized_and_bounded() {
+        assert_eq!(sanitize_detail("  a\r\nb\t\u{0}c  "), Some("a b c".into()));
+        assert_eq!(sanitize_detail(" \n\t"), None);
+        let long = "x".repeat(MAX_DETAIL_CHARS + 50);
+        let cut = sanitize_detail(&long).unwrap();
+        assert_eq!(cut.chars().count(), MAX_DETAIL_CHARS + 1);
+        assert!(cut.ends_with('…'));
     }
 
     #[test]
