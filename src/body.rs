@@ -44,6 +44,12 @@ impl ProxyBody {
     }
 }
 
+impl From<Bytes> for ProxyBody {
+    fn from(bytes: Bytes) -> Self {
+        ProxyBody::full(bytes)
+    }
+}
+
 impl From<UpstreamBody> for ProxyBody {
     fn from(body: UpstreamBody) -> Self {
         ProxyBody::Upstream { body }

@@ -46,6 +46,9 @@ pub enum Failure {
     Reset,
     /// The upstream sent something that is not a valid HTTP/1.1 response.
     Protocol,
+    /// The upstream's body failed (reset, short `Content-Length`) while candor was reading it for
+    /// inspection, before any byte of the response was sent.
+    Incomplete,
     /// The client's request body failed (the client went away or sent bad framing) while it was
     /// being forwarded: not the upstream's fault, so not counted as an upstream failure.
     ClientBody,
@@ -63,6 +66,7 @@ impl Failure {
             Failure::ResponseTimeout => "timeout",
             Failure::Reset => "reset",
             Failure::Protocol => "protocol",
+            Failure::Incomplete => "incomplete",
             Failure::Other => "other",
             Failure::ClientBody => return None,
         })
@@ -78,6 +82,7 @@ impl Failure {
             Failure::ResponseTimeout => "http_response_timeout",
             Failure::Reset => "connection_terminated",
             Failure::Protocol => "http_protocol_error",
+            Failure::Incomplete => "http_response_incomplete",
             Failure::ClientBody => "http_request_error",
             Failure::Other => "proxy_internal_error",
         }
@@ -91,7 +96,9 @@ impl Failure {
             Failure::Refused | Failure::Unreachable | Failure::Dns => cfg.connect,
             Failure::ConnectTimeout | Failure::ResponseTimeout => cfg.timeout,
             Failure::ClientBody => StatusCode::BAD_REQUEST,
-            Failure::Reset | Failure::Protocol | Failure::Other => StatusCode::BAD_GATEWAY,
+            Failure::Reset | Failure::Protocol | Failure::Incomplete | Failure::Other => {
+                StatusCode::BAD_GATEWAY
+            }
         }
     }
 
@@ -105,6 +112,7 @@ impl Failure {
             Failure::ResponseTimeout => "The upstream service did not respond in time.",
             Failure::Reset => "The upstream service closed the connection before responding.",
             Failure::Protocol => "The upstream service sent an invalid response.",
+            Failure::Incomplete => "The upstream service's response ended before it was complete.",
             Failure::ClientBody => "The request body could not be read.",
             Failure::Other => "The upstream request failed.",
         }
@@ -112,14 +120,14 @@ impl Failure {
 
     /// The problem response for this failure: status from the table, `Proxy-Status`, and
     /// `Retry-After` on every 503 (clients and CDNs need it to back off rather than hammer).
-    pub fn respond(
+    pub fn respond<B: From<bytes::Bytes>>(
         self,
         cfg: &Failures,
         path: &str,
         request_id: Option<&HeaderValue>,
-    ) -> Response<ProxyBody> {
+    ) -> Response<B> {
         let status = self.status(cfg);
-        let mut response = Problem::new(status)
+        let mut response: Response<B> = Problem::new(status)
             .detail(self.detail())
             .instance(path)
             .request_id(request_id)
@@ -135,6 +143,7 @@ impl Failure {
                 Failure::ResponseTimeout => "candor; error=http_response_timeout",
                 Failure::Reset => "candor; error=connection_terminated",
                 Failure::Protocol => "candor; error=http_protocol_error",
+                Failure::Incomplete => "candor; error=http_response_incomplete",
                 Failure::ClientBody => "candor; error=http_request_error",
                 Failure::Other => "candor; error=proxy_internal_error",
             }),
@@ -305,7 +314,9 @@ where
                 let failure = classify(&err);
                 let Some(ctx) = this.context.take() else {
                     // Polled after completion: a caller bug, answered generically.
-                    return Poll::Ready(Ok(Problem::new(StatusCode::BAD_GATEWAY).into_response()));
+                    return Poll::Ready(Ok(
+                        Problem::new(StatusCode::BAD_GATEWAY).into_response::<ProxyBody>()
+                    ));
                 };
                 let request_id = ctx
                     .request_id
@@ -374,13 +385,14 @@ mod tests {
             (Failure::ResponseTimeout, 504, Some("timeout")),
             (Failure::Reset, 502, Some("reset")),
             (Failure::Protocol, 502, Some("protocol")),
+            (Failure::Incomplete, 502, Some("incomplete")),
             (Failure::ClientBody, 400, None),
             (Failure::Other, 502, Some("other")),
         ];
         for (failure, status, kind) in cases {
             assert_eq!(failure.status(&cfg), status, "{failure:?}");
             assert_eq!(failure.kind(), kind, "{failure:?}");
-            let r = failure.respond(&cfg, "/x", None);
+            let r: Response<ProxyBody> = failure.respond(&cfg, "/x", None);
             let ps = r.headers()[&PROXY_STATUS].to_str().unwrap();
             assert_eq!(
                 ps,
@@ -393,10 +405,10 @@ mod tests {
     fn every_503_carries_retry_after_rounded_up() {
         let mut cfg = failures();
         cfg.connect = StatusCode::SERVICE_UNAVAILABLE;
-        let r = Failure::Refused.respond(&cfg, "/", None);
+        let r: Response<ProxyBody> = Failure::Refused.respond(&cfg, "/", None);
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
-        let r = Failure::ResponseTimeout.respond(&cfg, "/", None);
+        let r: Response<ProxyBody> = Failure::ResponseTimeout.respond(&cfg, "/", None);
         assert!(r.headers().get(RETRY_AFTER).is_none());
     }
 

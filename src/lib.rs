@@ -6,7 +6,9 @@
 //! | --- | --- |
 //! | [`cli`] | the `candor` command line: `run`, `check`, `demo`; logging setup; exit codes |
 //! | [`config`] | the TOML schema, loading with environment overrides, validation into compiled types |
-//! | [`rules`] | the compiled rule set |
+//! | [`rules`] | the compiled rule set and its pure evaluation |
+//! | [`inspect`] | bounded body collection and decoding, the `NormalizeLayer` |
+//! | [`builtin`] | the built-in normalisations: HTML errors, scrubbing, `Retry-After` |
 //! | [`proxy`] | accept loop, header hygiene, the per-connection front service, `build_stack` |
 //! | [`upstream`] | the pooled HTTP/1.1 upstream client as a tower `Service` |
 //! | [`failure`] | classifying upstream errors and the rescue layer that answers them |
@@ -22,10 +24,12 @@
 
 pub mod admin;
 pub mod body;
+pub mod builtin;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod failure;
+pub mod inspect;
 pub mod metrics;
 pub mod problem;
 pub mod proxy;

@@ -27,14 +27,18 @@ const DURATION_BUCKETS: [f64; 15] = [
 ];
 
 /// Failure kinds that exist from the start, so dashboards show 0 rather than "no data".
-const FAILURE_KINDS: [&str; 6] = [
+const FAILURE_KINDS: [&str; 7] = [
     "connect",
     "connect_timeout",
     "timeout",
     "reset",
     "protocol",
+    "incomplete",
     "other",
 ];
+
+/// Reasons a wanted body was not inspected, pre-registered like the failure kinds.
+const SKIP_REASONS: [&str; 3] = ["too_large", "content_type", "encoding"];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
@@ -44,6 +48,19 @@ struct StatusLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RewriteLabels {
+    rule: String,
+    from: u16,
+    to: u16,
+    mode: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +77,8 @@ pub struct Metrics {
     requests_by_status: Arc<[OnceLock<Counter>]>,
     upstream_failures: Family<KindLabels, Counter>,
     duration: Histogram,
+    rewrites: Family<RewriteLabels, Counter>,
+    inspect_skipped: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -87,6 +106,21 @@ impl Metrics {
             "Time from receiving a request to the end of its response body",
             duration.clone(),
         );
+        let rewrites = Family::<RewriteLabels, Counter>::default();
+        registry.register(
+            "rewrites",
+            "Responses a rule or built-in rewrote (mode enforce) or would have (mode shadow), by rule and status from -> to",
+            rewrites.clone(),
+        );
+        let inspect_skipped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "inspect_skipped",
+            "Responses whose body a rule wanted but candor could not inspect, by reason",
+            inspect_skipped.clone(),
+        );
+        for reason in SKIP_REASONS {
+            let _ = inspect_skipped.get_or_create(&ReasonLabels { reason });
+        }
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -99,7 +133,34 @@ impl Metrics {
             requests_by_status: (100..600).map(|_| OnceLock::new()).collect(),
             upstream_failures,
             duration,
+            rewrites,
+            inspect_skipped,
         }
+    }
+
+    /// Counts a rewrite by `rule` from one status to another; `mode` is `enforce` or `shadow`.
+    pub fn rewrite(
+        &self,
+        rule: &str,
+        from: http::StatusCode,
+        to: http::StatusCode,
+        mode: &'static str,
+    ) {
+        self.rewrites
+            .get_or_create(&RewriteLabels {
+                rule: rule.to_owned(),
+                from: from.as_u16(),
+                to: to.as_u16(),
+                mode,
+            })
+            .inc();
+    }
+
+    /// Counts a response whose wanted body was not inspected.
+    pub fn inspect_skipped(&self, reason: &'static str) {
+        self.inspect_skipped
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Counts a response by the status sent to the client.

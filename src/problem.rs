@@ -11,8 +11,6 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-use crate::body::ProxyBody;
-
 /// The media type of a problem document (RFC 9457 §3).
 pub const CONTENT_TYPE_PROBLEM: &str = "application/problem+json";
 
@@ -117,9 +115,9 @@ impl Problem {
     /// Builds the full response: status, `application/problem+json`, `Cache-Control: no-store`
     /// (an error must never be cached as if it were the resource) and the body. hyper derives
     /// `Content-Length` from the body.
-    pub fn into_response(self) -> Response<ProxyBody> {
+    pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
         let status = self.status();
-        let mut response = Response::new(ProxyBody::full(self.to_bytes()));
+        let mut response = Response::new(B::from(self.to_bytes()));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_PROBLEM));
@@ -166,7 +164,7 @@ mod tests {
 
     #[test]
     fn response_is_problem_json_and_not_cacheable() {
-        let r = Problem::new(StatusCode::GATEWAY_TIMEOUT).into_response();
+        let r: Response<Bytes> = Problem::new(StatusCode::GATEWAY_TIMEOUT).into_response();
         assert_eq!(r.status(), 504);
         assert_eq!(r.headers()[CONTENT_TYPE], CONTENT_TYPE_PROBLEM);
         assert_eq!(r.headers()[CACHE_CONTROL], "no-store");

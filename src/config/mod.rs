@@ -136,6 +136,8 @@ pub struct HtmlErrors {
 pub struct Scrub {
     /// Whether it is on.
     pub enabled: bool,
+    /// The compiled leak patterns (built-in and added); `None` when scrubbing is off.
+    pub scrubber: Option<std::sync::Arc<crate::builtin::scrub::Scrubber>>,
 }
 
 /// Load from a file plus process environment overrides `CANDOR__SECTION__KEY`.

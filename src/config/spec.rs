@@ -192,11 +192,16 @@ impl Default for HtmlErrorsSpec {
 pub struct ScrubSpec {
     /// Whether error bodies are scrubbed.
     pub enabled: bool,
+    /// Extra leak patterns (regexes over the body), added to the built-in ones.
+    pub patterns: StringListSpec,
 }
 
 impl Default for ScrubSpec {
     fn default() -> Self {
-        ScrubSpec { enabled: true }
+        ScrubSpec {
+            enabled: true,
+            patterns: StringListSpec(Vec::new()),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use http::{HeaderName, StatusCode, Uri};
 use super::error::{show_str, FieldPath, Problems};
 use super::spec::{DurationSpec, FileSpec, StatusSpec, StringListSpec, UpstreamSpec};
 use super::{Config, Failures, HtmlErrors, Inspect, RetryAfter, Scrub, Server, Upstream};
+use crate::builtin::scrub::{ScrubError, Scrubber, MAX_PATTERN_LEN};
 use crate::rules::{RuleSet, StatusMatch};
 
 /// How a duration is used, which decides its allowed range.
@@ -194,6 +195,7 @@ pub(crate) fn compile(
     let failures = failures(spec, problems);
     let inspect = inspect(spec, problems);
     let retry_after = retry_after(spec, problems);
+    let scrub = scrub(spec, problems);
     let rules = RuleSet::compile(&spec.rules, problems, line_of);
     if !problems.is_empty() {
         return None;
@@ -208,10 +210,44 @@ pub(crate) fn compile(
         html_errors: HtmlErrors {
             enabled: spec.html_errors.enabled,
         },
-        scrub: Scrub {
-            enabled: spec.scrub.enabled,
-        },
+        scrub: scrub?,
         rules,
+    })
+}
+
+/// Compiles the scrub patterns (also when scrubbing is off, so `check` still reports a bad
+/// one): each alone first, so every bad pattern is named, then all together.
+fn scrub(spec: &FileSpec, problems: &mut Problems) -> Option<Scrub> {
+    let at = FieldPath::root("scrub").key("patterns");
+    let patterns = &spec.scrub.patterns.0;
+    let mut ok = true;
+    for (index, pattern) in patterns.iter().enumerate() {
+        let path = at.index(index);
+        if let Err(err) = Scrubber::new(std::slice::from_ref(pattern)) {
+            ok = false;
+            let message = match err {
+                ScrubError::TooLong { len, .. } => {
+                    format!("regex too long ({len} bytes, at most {MAX_PATTERN_LEN})")
+                }
+                ScrubError::BadPattern { reason, .. } => format!("invalid regex: {reason}"),
+                ScrubError::TooBig { reason } => format!("regex too big: {reason}"),
+            };
+            problems.push(&path, Some(show_str(pattern)), message);
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let scrubber = match Scrubber::new(patterns) {
+        Ok(scrubber) => scrubber,
+        Err(err) => {
+            problems.push(&at, None, err.to_string());
+            return None;
+        }
+    };
+    Some(Scrub {
+        enabled: spec.scrub.enabled,
+        scrubber: spec.scrub.enabled.then(|| std::sync::Arc::new(scrubber)),
     })
 }
 

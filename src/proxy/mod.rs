@@ -37,6 +37,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use crate::body::ProxyBody;
 use crate::config::Config;
 use crate::failure::{Failure, Rescue, RescueLayer};
+use crate::inspect::{Normalize, NormalizeLayer, NormalizedBody, Normalizer};
 use crate::metrics::{Metrics, TimedBody};
 use crate::problem::Problem;
 use crate::upstream::Client;
@@ -45,11 +46,23 @@ use self::framing::{FramingVerdict, FramingWatch};
 use self::hygiene::{Peer, Refusal};
 
 /// The tower stack every forwarded request goes through.
-pub type Stack = Rescue<Timeout<Client>>;
+pub type Stack = Normalize<Rescue<Timeout<Client>>>;
+
+/// The body of every response candor sends.
+pub type ResponseBody = TimedBody<NormalizedBody<ProxyBody>>;
 
 /// Composes the request path, outer to inner.
-pub fn build_stack(config: &Config, metrics: Metrics, client: Client) -> Stack {
+pub fn build_stack(
+    config: &Config,
+    normalizer: Arc<Normalizer>,
+    metrics: Metrics,
+    client: Client,
+) -> Stack {
     ServiceBuilder::new()
+        // Normalize: sees every response, including the problem documents rescue makes, so
+        // built-ins such as `retry-after` apply to candor's own 503s too; it never sees an
+        // error, because rescue below has turned them all into responses.
+        .layer(NormalizeLayer::new(normalizer, metrics.clone()))
         // Rescue: every error below becomes a problem response here and only here, so the layers
         // above always see a response and nothing leaks error text to clients.
         .layer(RescueLayer::new(config.failures.clone(), metrics))
@@ -66,6 +79,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Where responses and failures are counted.
     pub metrics: Metrics,
+    /// The rules and built-ins, compiled once for every worker.
+    pub normalizer: Arc<Normalizer>,
     /// `Host` for requests that carry none (HTTP/1.0).
     upstream_authority: HeaderValue,
 }
@@ -76,6 +91,7 @@ impl Shared {
         let upstream_authority = HeaderValue::from_str(config.upstream.authority.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Shared {
+            normalizer: Arc::new(Normalizer::new(config.clone())),
             config,
             metrics,
             upstream_authority,
@@ -93,6 +109,7 @@ pub async fn serve(
     let config = shared.config.clone();
     let stack = build_stack(
         &config,
+        shared.normalizer.clone(),
         shared.metrics.clone(),
         Client::new(&config.upstream),
     );
@@ -162,7 +179,7 @@ pub struct Front {
 }
 
 impl hyper::service::Service<Request<Incoming>> for Front {
-    type Response = Response<TimedBody<ProxyBody>>;
+    type Response = Response<ResponseBody>;
     type Error = Infallible;
     type Future = FrontFuture;
 
@@ -204,7 +221,7 @@ impl Front {
         req: &Request<Incoming>,
         refusal: Refusal,
         start: Instant,
-    ) -> Response<TimedBody<ProxyBody>> {
+    ) -> Response<ResponseBody> {
         let request_id = hygiene::new_request_id();
         tracing::debug!(?refusal, request_id = ?request_id, "request refused");
         let mut response = Problem::new(refusal.status())
@@ -227,10 +244,10 @@ impl Front {
 
 /// Counts the response and starts timing its body.
 fn finish(
-    response: Response<ProxyBody>,
+    response: Response<NormalizedBody<ProxyBody>>,
     metrics: &Metrics,
     start: Instant,
-) -> Response<TimedBody<ProxyBody>> {
+) -> Response<ResponseBody> {
     metrics.response(response.status());
     let timer = metrics.start_request(start);
     response.map(|body| TimedBody::new(body, timer))
@@ -251,7 +268,7 @@ pin_project! {
     #[project = FrontProj]
     pub enum FrontFuture {
         /// candor answered the request itself.
-        Local { response: Option<Response<TimedBody<ProxyBody>>> },
+        Local { response: Option<Response<ResponseBody>> },
         /// The request is on its way through the stack.
         Proxied {
             #[pin]
@@ -262,13 +279,13 @@ pin_project! {
 }
 
 impl Future for FrontFuture {
-    type Output = Result<Response<TimedBody<ProxyBody>>, Infallible>;
+    type Output = Result<Response<ResponseBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             FrontProj::Local { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Ready(Ok(Response::new(TimedBody::untimed(ProxyBody::empty())))),
+                None => Poll::Ready(Ok(Response::new(TimedBody::untimed(NormalizedBody::Empty)))),
             },
             FrontProj::Proxied { inner, state } => {
                 let response = match inner.poll(cx) {
@@ -277,7 +294,9 @@ impl Future for FrontFuture {
                     Poll::Ready(Err(never)) => match never {},
                 };
                 let Some(pending) = state.take() else {
-                    return Poll::Ready(Ok(Response::new(TimedBody::untimed(ProxyBody::empty()))));
+                    return Poll::Ready(Ok(Response::new(TimedBody::untimed(
+                        NormalizedBody::Empty,
+                    ))));
                 };
                 Poll::Ready(Ok(respond(response, pending)))
             }
@@ -286,7 +305,10 @@ impl Future for FrontFuture {
 }
 
 /// The response path: head hygiene, request id, upgrade bridging, metrics.
-fn respond(mut response: Response<ProxyBody>, pending: Pending) -> Response<TimedBody<ProxyBody>> {
+fn respond(
+    mut response: Response<NormalizedBody<ProxyBody>>,
+    pending: Pending,
+) -> Response<ResponseBody> {
     let status = response.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
         match pending.client_upgrade {

@@ -269,3 +269,87 @@ pub async fn read_until_close(stream: &mut TcpStream, deadline: Duration) -> (St
 pub fn problem(body: &Bytes) -> serde_json::Value {
     serde_json::from_slice(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"))
 }
+
+/// A canned upstream response.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Canned {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Canned {
+        Canned {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn json(status: u16, body: &str) -> Canned {
+        Canned::new(
+            status,
+            "application/json",
+            Bytes::copy_from_slice(body.as_bytes()),
+        )
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Canned {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut r = response(self.status, self.body);
+        for (k, v) in self.headers {
+            r.headers_mut().append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(&v).unwrap(),
+            );
+        }
+        r
+    }
+}
+
+/// An upstream answering each path with its canned response (404 text otherwise).
+pub async fn canned_upstream(routes: Vec<(&'static str, Canned)>) -> Upstream {
+    let routes = Arc::new(routes);
+    upstream(move |req: Request<Incoming>| {
+        let routes = routes.clone();
+        async move {
+            let path = req.uri().path().to_owned();
+            match routes.iter().find(|(p, _)| *p == path) {
+                Some((_, canned)) => canned.clone().into_response(),
+                None => response(404, "no such canned route"),
+            }
+        }
+    })
+    .await
+}
+
+/// A config from TOML text with `upstream.url` filled in.
+pub fn config_toml(upstream: &str, text: &str) -> candor::config::Config {
+    let text = format!("[upstream]\nurl = \"{upstream}\"\n\n{text}");
+    let mut config = candor::config::from_toml(&text, "test.toml", Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    config.server.workers = 1;
+    config
+}
+
+/// Sends a request with method, path and extra headers; collects the response.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Bytes) {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "api.example");
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    collect(send(addr, builder.body(full("")).unwrap()).await).await
+}

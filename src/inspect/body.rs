@@ -1,0 +1,84 @@
+//! The body a normalised response carries: the inner service's body untouched, the bytes that
+//! were read for inspection handed back, or a body candor wrote.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use tower::BoxError;
+
+use super::collect::Replay;
+
+pin_project! {
+    /// Response body of [`super::Normalize`].
+    #[project = NormalizedBodyProj]
+    pub enum NormalizedBody<B> {
+        /// The inner body, never polled by the normaliser: the fast path.
+        Original { #[pin] body: B },
+        /// A complete body: an inspected body handed back as read, or one candor wrote.
+        Full { #[pin] body: Full<Bytes> },
+        /// A body that passed the inspection limit: what was read, then the rest.
+        Replay { #[pin] body: Replay<B> },
+        /// No body.
+        Empty,
+    }
+}
+
+impl<B> NormalizedBody<B> {
+    /// A complete body of `bytes`.
+    pub fn full(bytes: Bytes) -> Self {
+        NormalizedBody::Full {
+            body: Full::new(bytes),
+        }
+    }
+}
+
+impl<B> From<Bytes> for NormalizedBody<B> {
+    fn from(bytes: Bytes) -> Self {
+        NormalizedBody::full(bytes)
+    }
+}
+
+impl<B> Body for NormalizedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            NormalizedBodyProj::Original { body } => body.poll_frame(cx).map_err(Into::into),
+            NormalizedBodyProj::Full { body } => {
+                body.poll_frame(cx).map_err(|never| match never {})
+            }
+            NormalizedBodyProj::Replay { body } => body.poll_frame(cx),
+            NormalizedBodyProj::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            NormalizedBody::Original { body } => body.is_end_stream(),
+            NormalizedBody::Full { body } => body.is_end_stream(),
+            NormalizedBody::Replay { body } => body.is_end_stream(),
+            NormalizedBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            NormalizedBody::Original { body } => body.size_hint(),
+            NormalizedBody::Full { body } => body.size_hint(),
+            NormalizedBody::Replay { body } => body.size_hint(),
+            NormalizedBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}

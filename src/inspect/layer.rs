@@ -1,0 +1,338 @@
+//! `NormalizeLayer`: the tower layer that looks at responses and makes their status honest.
+//!
+//! For each response it asks the [`Normalizer`] for a [`Plan`]: most responses (a status no rule
+//! or built-in wants, a body nobody needs) leave at once with their body untouched and unpolled.
+//! Otherwise the body is read up to `inspect.max_body_bytes`, decoded if compressed, and the
+//! rules and built-ins decide; the outcome is applied to the head and the body is the bytes read,
+//! a problem document, or nothing. A body that passes the limit is sent on with what was read
+//! first; a body that fails mid-read becomes a 502, never a truncated success.
+//!
+//! The layer is generic over the inner service, so it works in front of any hyper/tower service
+//! (see `examples/normalize.rs`), not only candor's upstream client.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_ENCODING};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower::{BoxError, Layer, Service};
+
+use super::body::NormalizedBody;
+use super::collect::{collect_bounded, Collected};
+use super::decode::{self, DecodeError};
+use super::normalize::{apply_head, BodyPlan, Normalizer, Outcome, Plan, RequestInfo};
+use crate::builtin::scrub;
+use crate::failure::Failure;
+use crate::metrics::Metrics;
+use crate::proxy::hygiene::X_REQUEST_ID;
+use crate::rules::Mode;
+
+/// Longest excerpt of a scrubbed body written to the log.
+const SCRUB_LOG_EXCERPT: usize = 1024;
+
+/// Applies candor's rules and built-ins to the responses of the inner service.
+#[derive(Debug, Clone)]
+pub struct NormalizeLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    normalizer: Arc<Normalizer>,
+    metrics: Metrics,
+}
+
+impl NormalizeLayer {
+    /// A layer applying `normalizer`, counting rewrites and skipped inspections in `metrics`.
+    pub fn new(normalizer: Arc<Normalizer>, metrics: Metrics) -> Self {
+        NormalizeLayer {
+            shared: Arc::new(Shared {
+                normalizer,
+                metrics,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for NormalizeLayer {
+    type Service = Normalize<S>;
+
+    fn layer(&self, inner: S) -> Normalize<S> {
+        Normalize {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service made by [`NormalizeLayer`].
+#[derive(Debug, Clone)]
+pub struct Normalize<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Normalize<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<NormalizedBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        // Cheap clones of shared bytes; the request itself moves on.
+        let info = RequestInfo {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            accept: req.headers().get(ACCEPT).cloned(),
+            request_id: req.headers().get(&X_REQUEST_ID).cloned(),
+        };
+        ResponseFuture::Waiting {
+            inner: self.inner.call(req),
+            info: Some(info),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+type Inspection<B> = Pin<Box<dyn Future<Output = Response<NormalizedBody<B>>> + Send>>;
+
+pin_project! {
+    /// Response future of [`Normalize`].
+    #[project = ResponseFutureProj]
+    pub enum ResponseFuture<F, B> {
+        /// Waiting for the inner service's response head.
+        Waiting {
+            #[pin]
+            inner: F,
+            info: Option<RequestInfo>,
+            shared: Arc<Shared>,
+        },
+        /// Reading the body for inspection (boxed: only inspected responses pay for it).
+        Inspecting { inspection: Inspection<B> },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<NormalizedBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                ResponseFutureProj::Waiting {
+                    inner,
+                    info,
+                    shared,
+                } => {
+                    let response = ready!(inner.poll(cx))?;
+                    let Some(info) = info.take() else {
+                        // Polled again after completing: pass the response through untouched.
+                        return Poll::Ready(Ok(
+                            response.map(|body| NormalizedBody::Original { body })
+                        ));
+                    };
+                    match start(shared, info, response) {
+                        Step::Done(response) => return Poll::Ready(Ok(response)),
+                        Step::Inspect(inspection) => {
+                            self.set(ResponseFuture::Inspecting { inspection })
+                        }
+                    }
+                }
+                ResponseFutureProj::Inspecting { inspection } => {
+                    return inspection.as_mut().poll(cx).map(Ok);
+                }
+            }
+        }
+    }
+}
+
+enum Step<B> {
+    Done(Response<NormalizedBody<B>>),
+    Inspect(Inspection<B>),
+}
+
+fn start<B>(shared: &Arc<Shared>, info: RequestInfo, response: Response<B>) -> Step<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = response.into_parts();
+    // RFC 9110 §9.3.2, §15.3.5, §15.4.5: these responses carry no content, whatever they say.
+    let body_may_exist = info.method != Method::HEAD
+        && !matches!(
+            parts.status,
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+        )
+        && !body.is_end_stream();
+    let plan = shared.normalizer.plan(
+        &info,
+        parts.status,
+        &parts.headers,
+        body_may_exist,
+        body.size_hint().lower(),
+    );
+    match plan {
+        Plan::Pass => Step::Done(Response::from_parts(
+            parts,
+            NormalizedBody::Original { body },
+        )),
+        Plan::Head(skipped) => {
+            let outcome =
+                shared
+                    .normalizer
+                    .decide(&info, parts.status, &parts.headers, None, skipped);
+            let response = finish(
+                shared,
+                &info,
+                parts,
+                outcome,
+                NormalizedBody::Original { body },
+            );
+            Step::Done(response)
+        }
+        Plan::Inspect => Step::Inspect(Box::pin(inspect(shared.clone(), info, parts, body))),
+    }
+}
+
+async fn inspect<B>(
+    shared: Arc<Shared>,
+    info: RequestInfo,
+    parts: http::response::Parts,
+    body: B,
+) -> Response<NormalizedBody<B>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let config = shared.normalizer.config();
+    let limit = config.inspect.max_body_bytes;
+    match collect_bounded(body, limit).await {
+        Collected::Complete { data, .. } => {
+            let decoded = match parts.headers.get(CONTENT_ENCODING) {
+                None => Ok(data.clone()),
+                Some(encoding) => decode::parse_codings(encoding.as_bytes())
+                    .and_then(|codings| decode::decode(&codings, &data, limit)),
+            };
+            let (decoded, skipped) = match decoded {
+                Ok(decoded) => (Some(decoded), None),
+                Err(DecodeError::TooLarge { .. }) => (None, Some("too_large")),
+                Err(_) => (None, Some("encoding")),
+            };
+            let outcome = shared.normalizer.decide(
+                &info,
+                parts.status,
+                &parts.headers,
+                decoded.as_deref(),
+                skipped,
+            );
+            if let (Some(leak), Some(decoded)) = (outcome.leak, &decoded) {
+                tracing::warn!(
+                    request_id = request_id(&info),
+                    path = info.uri.path(),
+                    status = parts.status.as_u16(),
+                    leak,
+                    body = %scrub::excerpt(decoded, SCRUB_LOG_EXCERPT),
+                    "upstream error body leaked internals; replaced it"
+                );
+            }
+            finish(&shared, &info, parts, outcome, NormalizedBody::full(data))
+        }
+        Collected::Overflow(replay) => {
+            let outcome = shared.normalizer.decide(
+                &info,
+                parts.status,
+                &parts.headers,
+                None,
+                Some("too_large"),
+            );
+            finish(
+                &shared,
+                &info,
+                parts,
+                outcome,
+                NormalizedBody::Replay { body: replay },
+            )
+        }
+        Collected::Failed(err) => {
+            // No byte of the response has been sent: the truncation becomes a visible 502
+            // instead of a short body presented as complete.
+            shared.metrics.upstream_failure("incomplete");
+            tracing::warn!(
+                request_id = request_id(&info),
+                path = info.uri.path(),
+                error = %crate::failure::error_chain(&*err),
+                "upstream body failed while it was inspected"
+            );
+            Failure::Incomplete.respond(&config.failures, info.uri.path(), info.request_id.as_ref())
+        }
+    }
+}
+
+fn request_id(info: &RequestInfo) -> &str {
+    info.request_id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Records what happened and applies the outcome to the response.
+fn finish<B>(
+    shared: &Shared,
+    info: &RequestInfo,
+    mut parts: http::response::Parts,
+    outcome: Outcome<'_>,
+    body: NormalizedBody<B>,
+) -> Response<NormalizedBody<B>> {
+    let metrics = &shared.metrics;
+    if let Some(reason) = outcome.skipped {
+        metrics.inspect_skipped(reason);
+    }
+    for change in outcome.shadows.iter().chain(&outcome.applied) {
+        let mode = match change.mode {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        };
+        metrics.rewrite(change.rule, change.from, change.to, mode);
+        tracing::info!(
+            rule = change.rule,
+            from = change.from.as_u16(),
+            to = change.to.as_u16(),
+            mode,
+            method = %info.method,
+            path = info.uri.path(),
+            request_id = request_id(info),
+            "response rewritten"
+        );
+    }
+    let debug_headers = shared.normalizer.config().server.debug_headers;
+    let plan = apply_head(
+        &outcome,
+        &mut parts.status,
+        &mut parts.headers,
+        &mut parts.extensions,
+        debug_headers,
+    );
+    let body = match plan {
+        BodyPlan::Keep => body,
+        BodyPlan::Problem(bytes) => NormalizedBody::full(bytes),
+        BodyPlan::Empty => NormalizedBody::Empty,
+    };
+    Response::from_parts(parts, body)
+}

@@ -1,0 +1,20 @@
+//! Response inspection: bounded body collection and decoding, the normaliser's decisions, and
+//! the `NormalizeLayer` that applies them.
+//!
+//! | file | owns |
+//! | --- | --- |
+//! | `collect.rs` | reading at most N body bytes, and handing them back with the rest |
+//! | `decode.rs` | gzip/deflate/br/zstd decoding for inspection, capped |
+//! | `normalize.rs` | what the rules and built-ins decide, and applying it to a head |
+//! | `layer.rs` | the tower layer |
+//! | `body.rs` | the normalised response body |
+
+pub mod body;
+pub mod collect;
+pub mod decode;
+pub mod layer;
+pub mod normalize;
+
+pub use body::NormalizedBody;
+pub use layer::{Normalize, NormalizeLayer};
+pub use normalize::Normalizer;

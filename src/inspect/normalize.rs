@@ -1,0 +1,412 @@
+//! The normaliser's decisions: which responses are worth a look, what the rules and built-ins
+//! make of a response, and how that outcome is applied to the response head and body.
+//!
+//! Pure and synchronous: the tower layer (`layer.rs`) does the waiting, `candor explain` and
+//! `candor test` call [`Normalizer::decide`] directly on a canned response, so what they print is
+//! exactly what the proxy does.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH,
+    CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, RETRY_AFTER,
+};
+use http::{Method, StatusCode, Uri};
+
+use crate::builtin::{accept, html, ratelimit};
+use crate::config::Config;
+use crate::problem::{Problem, CONTENT_TYPE_PROBLEM};
+use crate::rules::{BodyAction, Mode, ResponseView};
+
+/// Name of the built-in that turns HTML error pages into problem documents.
+pub const HTML_ERRORS: &str = "html-errors";
+/// Name of the built-in that adds a missing `Retry-After`.
+pub const RETRY_AFTER_RULE: &str = "retry-after";
+/// Name of the built-in that replaces 5xx bodies leaking internals.
+pub const SCRUB: &str = "scrub";
+
+/// `x-candor-rule`: which rules changed a response.
+pub static X_CANDOR_RULE: HeaderName = HeaderName::from_static("x-candor-rule");
+/// `x-candor-original-status`: the upstream's status before a rewrite.
+pub static X_CANDOR_ORIGINAL_STATUS: HeaderName =
+    HeaderName::from_static("x-candor-original-status");
+
+/// What the normaliser needs from the request once the response arrives.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The request method.
+    pub method: Method,
+    /// The request target (only the path is used: `instance`, `when.path`).
+    pub uri: Uri,
+    /// The client's `Accept`, for the HTML-or-JSON choice.
+    pub accept: Option<HeaderValue>,
+    /// The request id candor sent upstream.
+    pub request_id: Option<HeaderValue>,
+}
+
+/// What to do with a response before any body byte is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing could want it: forward untouched.
+    Pass,
+    /// Decide on the head alone; `Some(reason)` when the body was wanted but cannot be
+    /// inspected (`content_type`, `too_large`, `encoding`).
+    Head(Option<&'static str>),
+    /// Read the body (up to `inspect.max_body_bytes`) and decide on it.
+    Inspect,
+}
+
+/// One change a rule or built-in made (or, in shadow mode, would have made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied<'a> {
+    /// Rule name, or a built-in's name.
+    pub rule: &'a str,
+    /// Status before.
+    pub from: StatusCode,
+    /// Status after.
+    pub to: StatusCode,
+    /// `Enforce` or `Shadow`.
+    pub mode: Mode,
+}
+
+/// The new body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// The upstream's bytes, exactly as sent (same `Content-Encoding`).
+    Keep,
+    /// A problem document (already serialised).
+    Problem(Bytes),
+    /// No body.
+    Empty,
+}
+
+/// Everything the normaliser decided for one response.
+#[derive(Debug, Clone)]
+pub struct Outcome<'a> {
+    /// The upstream's status.
+    pub upstream_status: StatusCode,
+    /// The status to send.
+    pub status: StatusCode,
+    /// Enforced changes, in order (a rule first, then built-ins).
+    pub applied: Vec<Applied<'a>>,
+    /// Shadow rules that matched.
+    pub shadows: Vec<Applied<'a>>,
+    /// The body to send.
+    pub body: BodyPlan,
+    /// Headers to set (rule headers, `Retry-After`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Why a wanted body was not inspected.
+    pub skipped: Option<&'static str>,
+    /// Set when the body was scrubbed: what kind of internals it leaked (for the log).
+    pub leak: Option<&'static str>,
+}
+
+impl Outcome<'_> {
+    /// Whether the response changes at all.
+    pub fn changes_response(&self) -> bool {
+        !self.applied.is_empty()
+    }
+}
+
+/// The compiled normaliser: config-derived lookups computed once.
+#[derive(Debug)]
+pub struct Normalizer {
+    config: std::sync::Arc<Config>,
+    /// Per status 100..=599: could any rule or built-in want this response?
+    wanted: Box<[bool]>,
+}
+
+impl Normalizer {
+    /// Precomputes which statuses are worth a look.
+    pub fn new(config: std::sync::Arc<Config>) -> Self {
+        let wanted = (100u16..600)
+            .map(|code| {
+                let Ok(status) = StatusCode::from_u16(code) else {
+                    return false;
+                };
+                config.rules.wants_status(status)
+                    || (config.html_errors.enabled && code >= 400)
+                    || (config.scrub.enabled && code >= 500)
+                    || config.retry_after.statuses.contains(&status)
+            })
+            .collect();
+        Normalizer { config, wanted }
+    }
+
+    /// The configuration this normaliser applies.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn wants(&self, status: StatusCode) -> bool {
+        usize::from(status.as_u16())
+            .checked_sub(100)
+            .and_then(|i| self.wanted.get(i))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Decides, from the head alone, whether the response is worth a look and whether its body
+    /// must be read. `body_may_exist` is false for HEAD requests and empty bodies;
+    /// `body_len_hint` is the body's known minimum length.
+    pub fn plan(
+        &self,
+        req: &RequestInfo,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body_may_exist: bool,
+        body_len_hint: u64,
+    ) -> Plan {
+        if status.is_informational() || !self.wants(status) {
+            return Plan::Pass;
+        }
+        let view = ResponseView {
+            method: &req.method,
+            path: req.uri.path(),
+            status,
+            headers,
+            body: None,
+        };
+        let config = &self.config;
+        let rules_need_body = config.rules.wants_status(status) && config.rules.needs_body(&view);
+        let scrub_needs_body = config.scrub.enabled && status.is_server_error();
+        let html_needs_body = config.html_errors.enabled
+            && status.is_client_error()
+            && html::is_html(headers.get(CONTENT_TYPE))
+            && !accept::prefers_html(req.accept.as_ref());
+        if !(rules_need_body || scrub_needs_body || html_needs_body) || !body_may_exist {
+            return Plan::Head(None);
+        }
+        if !self.inspectable_type(headers.get(CONTENT_TYPE)) {
+            // Only count a skip when a rule (not just a possible scrub) wanted the body.
+            return Plan::Head(rules_need_body.then_some("content_type"));
+        }
+        if body_len_hint > self.config.inspect.max_body_bytes as u64 {
+            return Plan::Head(Some("too_large"));
+        }
+        if let Some(encoding) = headers.get(CONTENT_ENCODING) {
+            if crate::inspect::decode::parse_codings(encoding.as_bytes()).is_err() {
+                return Plan::Head(Some("encoding"));
+            }
+        }
+        Plan::Inspect
+    }
+
+    fn inspectable_type(&self, content_type: Option<&HeaderValue>) -> bool {
+        let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let media = value.split(';').next().unwrap_or("").trim();
+        self.config
+            .inspect
+            .content_types
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(media))
+    }
+
+    /// Runs the rules and built-ins. `body` is the decoded body when it was inspected.
+    pub fn decide<'a>(
+        &'a self,
+        req: &RequestInfo,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+        skipped: Option<&'static str>,
+    ) -> Outcome<'a> {
+        let config = &*self.config;
+        let mut outcome = Outcome {
+            upstream_status: status,
+            status,
+            applied: Vec::new(),
+            shadows: Vec::new(),
+            body: BodyPlan::Keep,
+            headers: Vec::new(),
+            skipped,
+            leak: None,
+        };
+        if status.is_informational() || !self.wants(status) {
+            return outcome;
+        }
+        let path = req.uri.path();
+        let problem = |status: StatusCode, detail: Option<String>| {
+            let mut doc = Problem::new(status)
+                .instance(path)
+                .request_id(req.request_id.as_ref());
+            if let Some(detail) = detail {
+                doc = doc.detail(detail);
+            }
+            BodyPlan::Problem(doc.to_bytes())
+        };
+
+        let mut retry_after_set = headers.contains_key(RETRY_AFTER);
+        if config.rules.wants_status(status) {
+            let view = ResponseView {
+                method: &req.method,
+                path,
+                status,
+                headers,
+                body,
+            };
+            let evaluation = config.rules.evaluate(&view);
+            for shadow in &evaluation.shadows {
+                outcome.shadows.push(Applied {
+                    rule: &shadow.rule.name,
+                    from: status,
+                    to: shadow.status.unwrap_or(status),
+                    mode: Mode::Shadow,
+                });
+            }
+            if let Some(decision) = evaluation.decision.filter(|d| d.is_effective()) {
+                let to = decision.status.unwrap_or(status);
+                outcome.status = to;
+                outcome.applied.push(Applied {
+                    rule: &decision.rule.name,
+                    from: status,
+                    to,
+                    mode: Mode::Enforce,
+                });
+                outcome.body = match decision.body {
+                    BodyAction::Keep => BodyPlan::Keep,
+                    BodyAction::Empty => BodyPlan::Empty,
+                    BodyAction::Problem => problem(to, decision.detail.clone()),
+                };
+                outcome.headers.extend(decision.headers.iter().cloned());
+                if let Some(seconds) = decision.retry_after {
+                    outcome
+                        .headers
+                        .push((RETRY_AFTER, ratelimit::header_value(seconds)));
+                    retry_after_set = true;
+                }
+                retry_after_set |= decision.headers.iter().any(|(n, _)| n == RETRY_AFTER);
+            }
+        }
+
+        let to = outcome.status;
+        if outcome.body == BodyPlan::Keep {
+            let leak = match (&config.scrub.scrubber, body) {
+                (Some(scrubber), Some(body)) if config.scrub.enabled && to.is_server_error() => {
+                    scrubber.find(body)
+                }
+                _ => None,
+            };
+            if let Some(leak) = leak {
+                outcome.leak = Some(leak.kind);
+                outcome.body = problem(to, None);
+                outcome.applied.push(Applied {
+                    rule: SCRUB,
+                    from: to,
+                    to,
+                    mode: Mode::Enforce,
+                });
+            } else if config.html_errors.enabled
+                && (to.is_client_error() || to.is_server_error())
+                && html::is_html(headers.get(CONTENT_TYPE))
+                && !accept::prefers_html(req.accept.as_ref())
+            {
+                // A 4xx page's heading may explain the error to the client; a 5xx page's text
+                // is exactly what must not leak.
+                let detail = body.filter(|_| to.is_client_error()).and_then(html::detail);
+                outcome.body = problem(to, detail);
+                outcome.applied.push(Applied {
+                    rule: HTML_ERRORS,
+                    from: to,
+                    to,
+                    mode: Mode::Enforce,
+                });
+            }
+        }
+
+        if !retry_after_set && config.retry_after.statuses.contains(&to) {
+            let seconds = ratelimit::retry_after_from_reset(headers, SystemTime::now())
+                .unwrap_or_else(|| round_up_secs(config.retry_after.default));
+            outcome
+                .headers
+                .push((RETRY_AFTER, ratelimit::header_value(seconds)));
+            outcome.applied.push(Applied {
+                rule: RETRY_AFTER_RULE,
+                from: to,
+                to,
+                mode: Mode::Enforce,
+            });
+        }
+        outcome
+    }
+}
+
+fn round_up_secs(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Headers that describe the upstream's representation and become false when its body is
+/// replaced (RFC 9110 §8).
+const REPRESENTATION: [HeaderName; 6] = [
+    CONTENT_TYPE,
+    CONTENT_ENCODING,
+    CONTENT_LENGTH,
+    CONTENT_RANGE,
+    ETAG,
+    LAST_MODIFIED,
+];
+
+/// Applies `outcome` to a response head. Returns what the body becomes; `Keep` leaves the caller's
+/// body as it is.
+pub fn apply_head(
+    outcome: &Outcome<'_>,
+    status: &mut StatusCode,
+    headers: &mut HeaderMap,
+    extensions: &mut http::Extensions,
+    debug_headers: bool,
+) -> BodyPlan {
+    if !outcome.changes_response() {
+        return BodyPlan::Keep;
+    }
+    if outcome.status != *status {
+        *status = outcome.status;
+        // The upstream's reason phrase described the old status.
+        extensions.remove::<hyper::ext::ReasonPhrase>();
+    }
+    let mut body = outcome.body.clone();
+    // RFC 9110 §15.3.5, §15.4.5: 204 and 304 have no content.
+    if matches!(*status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
+        body = BodyPlan::Empty;
+    }
+    match &body {
+        BodyPlan::Keep => {}
+        BodyPlan::Problem(_) => {
+            for name in &REPRESENTATION {
+                headers.remove(name);
+            }
+            headers.remove(HeaderName::from_static("content-md5"));
+            headers.remove(HeaderName::from_static("digest"));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_PROBLEM));
+        }
+        BodyPlan::Empty => {
+            for name in &REPRESENTATION {
+                headers.remove(name);
+            }
+        }
+    }
+    if body != BodyPlan::Keep
+        || (outcome.status != outcome.upstream_status
+            && (status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS))
+    {
+        // An error candor wrote, or a success turned into a transient error: caches must not
+        // keep it as the resource.
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    for (name, value) in &outcome.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    if debug_headers {
+        let names: Vec<&str> = outcome.applied.iter().map(|a| a.rule).collect();
+        if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {
+            headers.insert(X_CANDOR_RULE.clone(), value);
+        }
+        headers.insert(
+            X_CANDOR_ORIGINAL_STATUS.clone(),
+            HeaderValue::from(outcome.upstream_status.as_u16()),
+        );
+    }
+    body
+}

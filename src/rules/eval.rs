@@ -1,0 +1,439 @@
+//! Evaluating the rules against one response: pure, infallible, and lazy about the body.
+//!
+//! The normalize layer calls [`RuleSet::wants_status`] and [`RuleSet::needs_body`] with the
+//! response head, reads the body only when asked to, then calls [`RuleSet::evaluate`] and
+//! applies the [`Decision`]. Each rule's conditions are tested in a fixed order (status, method,
+//! path, content type, headers, then the body: JSON, regex), cheapest first; the body's JSON is
+//! parsed at most once, and only when a rule whose head conditions hold needs it.
+//! [`super::explain`] walks the same checks, so what it reports is what evaluation did.
+
+use std::cell::OnceCell;
+use std::time::Duration;
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::{Number, Value};
+
+use super::extract::{Extracted, Found};
+use super::plan::RulePlan;
+use super::{BodyAction, JsonOp, Mode, RetryAfterSource, Rule, RuleSet};
+use crate::problem::sanitize_detail;
+
+/// Largest `retry_after_from` value accepted, in seconds: what fits in ten digits. Anything
+/// longer is more likely a timestamp or garbage than a delay worth telling a client.
+pub(super) const MAX_RETRY_AFTER_SECS: u64 = 9_999_999_999;
+
+/// The parts of a response (and its request) rules look at.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseView<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request path, without the query.
+    pub path: &'a str,
+    /// The upstream's status.
+    pub status: StatusCode,
+    /// The upstream's response headers.
+    pub headers: &'a HeaderMap,
+    /// The decoded body if it was inspected, else `None`.
+    pub body: Option<&'a [u8]>,
+}
+
+/// What the rules decided for one response.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation<'r> {
+    /// The first matching enforce rule's decision: the one to apply.
+    pub decision: Option<Decision<'r>>,
+    /// Matching shadow rules before it, in order: to count and log, never to apply. An empty
+    /// `Vec` does not allocate.
+    pub shadows: Vec<Decision<'r>>,
+}
+
+/// What one matching rule does (or, in shadow mode, would do) to the response.
+#[derive(Debug, Clone)]
+pub struct Decision<'r> {
+    /// The rule that matched.
+    pub rule: &'r Rule,
+    /// The new status; `None` keeps the upstream's.
+    pub status: Option<StatusCode>,
+    /// `Retry-After` in whole seconds, validated (never text copied from the body).
+    pub retry_after: Option<u64>,
+    /// What to do with the body.
+    pub body: BodyAction,
+    /// The problem document's `detail`, sanitised (only with [`BodyAction::Problem`]).
+    pub detail: Option<String>,
+    /// Headers to set, replacing any of the same name.
+    pub headers: &'r [(HeaderName, HeaderValue)],
+}
+
+impl Decision<'_> {
+    /// Whether it changes anything at all.
+    ///
+    /// A rule whose `status_from` resolved to nothing, with no fallback status, no
+    /// `Retry-After`, no headers and the body kept, matched but rewrites nothing.
+    pub fn is_effective(&self) -> bool {
+        self.status.is_some()
+            || self.retry_after.is_some()
+            || self.body != BodyAction::Keep
+            || !self.headers.is_empty()
+    }
+}
+
+impl RuleSet {
+    /// A table lookup: could any rule (enforce or shadow) match a response with this status?
+    ///
+    /// When not, the response can take the fast path, body untouched and unbuffered.
+    pub fn wants_status(&self, status: StatusCode) -> bool {
+        self.plan.wants.contains(status)
+    }
+
+    /// Head phase, before any body byte is read: does evaluating this response need its body?
+    ///
+    /// Walks the rules in order testing only status, method, path, content type and headers.
+    /// True when some rule whose head conditions hold needs the body (JSON or body conditions,
+    /// or `status_from`, `retry_after_from`, `detail_from`) before the first enforce rule that
+    /// matches on its head alone and needs nothing from the body. `view.body` is ignored.
+    pub fn needs_body(&self, view: &ResponseView<'_>) -> bool {
+        for (rule, plan) in self.planned() {
+            if check_head(rule, view).is_err() {
+                continue;
+            }
+            if plan.needs_body {
+                return true;
+            }
+            if rule.mode == Mode::Enforce {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Pure, infallible evaluation: the first matching enforce rule's decision, and the
+    /// matching shadow rules before it.
+    ///
+    /// With `view.body == None` (not inspected), rules that need the body do not match. A body
+    /// that is not JSON satisfies no `when.json` condition.
+    pub fn evaluate<'r>(&'r self, view: &ResponseView<'_>) -> Evaluation<'r> {
+        let mut out = Evaluation::default();
+        if !self.wants_status(view.status) {
+            return out;
+        }
+        let context = Context::new(self, view);
+        for (rule, plan) in self.planned() {
+            if check(rule, plan, &context).is_err() {
+                continue;
+            }
+            let decision = decide(rule, plan, &context);
+            match rule.mode {
+                Mode::Enforce => {
+                    out.decision = Some(decision);
+                    break;
+                }
+                Mode::Shadow => out.shadows.push(decision),
+            }
+        }
+        out
+    }
+
+    /// Each rule with its precomputed plan, in order.
+    pub(super) fn planned(&self) -> impl Iterator<Item = (&Rule, &RulePlan)> {
+        self.rules.iter().zip(&self.plan.rules)
+    }
+}
+
+/// One evaluation's state: the view, and the body's JSON once something needed it.
+pub(super) struct Context<'r, 'v> {
+    set: &'r RuleSet,
+    pub(super) view: &'v ResponseView<'v>,
+    json: OnceCell<Option<Result<Extracted, serde_json::Error>>>,
+}
+
+/// What a pointer slot resolves to in this response.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lookup<'c> {
+    /// What is there.
+    Found(Found<'c>),
+    /// The body is JSON but has nothing there.
+    Missing,
+    /// The body is not JSON (the parse error, for `explain`).
+    NotJson(&'c serde_json::Error),
+    /// The body was not inspected.
+    NoBody,
+}
+
+impl<'c> Lookup<'c> {
+    /// The value, if there is one and it was kept (see [`Found`]).
+    pub(super) fn value(self) -> Option<&'c Value> {
+        match self {
+            Lookup::Found(found) => found.value(),
+            _ => None,
+        }
+    }
+}
+
+impl<'r, 'v> Context<'r, 'v> {
+    pub(super) fn new(set: &'r RuleSet, view: &'v ResponseView<'v>) -> Self {
+        Context {
+            set,
+            view,
+            json: OnceCell::new(),
+        }
+    }
+
+    /// Resolves a pointer slot, parsing the body on first use.
+    pub(super) fn lookup(&self, slot: usize) -> Lookup<'_> {
+        let parsed = self.json.get_or_init(|| {
+            self.view
+                .body
+                .map(|body| self.set.plan.extractor.extract(body))
+        });
+        match parsed {
+            None => Lookup::NoBody,
+            Some(Err(error)) => Lookup::NotJson(error),
+            Some(Ok(extracted)) => self
+                .set
+                .plan
+                .extractor
+                .get(extracted, slot)
+                .map_or(Lookup::Missing, Lookup::Found),
+        }
+    }
+}
+
+/// The first condition of a rule that does not hold.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Failure<'c> {
+    /// `when.status`.
+    Status,
+    /// `when.method`.
+    Method,
+    /// `when.path`.
+    Path,
+    /// `when.content_type`, and the response has no `content-type`.
+    ContentTypeAbsent,
+    /// `when.content_type`, and the value does not match.
+    ContentType,
+    /// `when.header[i]`: the header is absent.
+    HeaderAbsent(usize),
+    /// `when.header[i]`: no value of it matches.
+    HeaderMismatch(usize),
+    /// The rule needs the body and it was not inspected.
+    NotInspected,
+    /// `when.json[i]`, with what its pointer found.
+    Json(usize, Lookup<'c>),
+    /// `when.body`.
+    Body,
+}
+
+/// Tests the conditions that need only the response head.
+pub(super) fn check_head(rule: &Rule, view: &ResponseView<'_>) -> Result<(), Failure<'static>> {
+    let when = &rule.when;
+    if !when.status.is_empty() && !when.status.iter().any(|s| s.matches(view.status)) {
+        return Err(Failure::Status);
+    }
+    if !when.method.is_empty() && !when.method.contains(view.method) {
+        return Err(Failure::Method);
+    }
+    if when.path.as_ref().is_some_and(|re| !re.is_match(view.path)) {
+        return Err(Failure::Path);
+    }
+    if let Some(re) = &when.content_type {
+        // The value as sent, parameters and all (`application/json; charset=utf-8`).
+        let value = view
+            .headers
+            .get(CONTENT_TYPE)
+            .ok_or(Failure::ContentTypeAbsent)?;
+        if !text(value).is_some_and(|v| re.is_match(v)) {
+            return Err(Failure::ContentType);
+        }
+    }
+    for (i, header) in when.header.iter().enumerate() {
+        let mut values = view.headers.get_all(&header.name).iter().peekable();
+        if values.peek().is_none() {
+            return Err(Failure::HeaderAbsent(i));
+        }
+        // A repeated header holds when any of its values matches.
+        if let Some(re) = &header.matches {
+            if !values.any(|v| text(v).is_some_and(|v| re.is_match(v))) {
+                return Err(Failure::HeaderMismatch(i));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A header value as text; obs-text that is not UTF-8 matches no text regex.
+pub(super) fn text(value: &HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
+}
+
+/// Tests every condition of `rule`, in order, stopping at the first that fails.
+pub(super) fn check<'c>(
+    rule: &Rule,
+    plan: &RulePlan,
+    context: &'c Context<'_, '_>,
+) -> Result<(), Failure<'c>> {
+    check_head(rule, context.view)?;
+    let Some(body) = context.view.body else {
+        return if plan.needs_body {
+            Err(Failure::NotInspected)
+        } else {
+            Ok(())
+        };
+    };
+    for (i, (condition, slot)) in rule.when.json.iter().zip(&plan.json).enumerate() {
+        let found = context.lookup(*slot);
+        if !holds(&condition.op, found) {
+            return Err(Failure::Json(i, found));
+        }
+    }
+    if rule.when.body.as_ref().is_some_and(|re| !re.is_match(body)) {
+        return Err(Failure::Body);
+    }
+    Ok(())
+}
+
+/// Whether a JSON condition holds for what its pointer found. Without JSON, none does.
+fn holds(op: &JsonOp, found: Lookup<'_>) -> bool {
+    match found {
+        Lookup::Found(Found::Value(value)) => op_holds(op, value),
+        // Only the kind of container was kept, which is all these tests need: compilation
+        // keeps whole values for `equals`/`one_of` against arrays and tables.
+        Lookup::Found(Found::Array | Found::Object) => match op {
+            JsonOp::Exists(exists) => *exists,
+            JsonOp::IsNull(null) => !*null,
+            _ => false,
+        },
+        // A missing field is never null; it only satisfies `exists = false`.
+        Lookup::Missing => matches!(op, JsonOp::Exists(false)),
+        Lookup::NotJson(_) | Lookup::NoBody => false,
+    }
+}
+
+fn op_holds(op: &JsonOp, value: &Value) -> bool {
+    let number = |test: &dyn Fn(f64) -> bool| value.as_f64().is_some_and(test);
+    match op {
+        JsonOp::Equals(expected) => json_eq(value, expected),
+        JsonOp::IsNull(null) => value.is_null() == *null,
+        JsonOp::Matches(re) => value.as_str().is_some_and(|s| re.is_match(s)),
+        JsonOp::OneOf(list) => list.iter().any(|expected| json_eq(value, expected)),
+        JsonOp::Exists(exists) => *exists,
+        JsonOp::Gt(n) => number(&|x| x > *n),
+        JsonOp::Gte(n) => number(&|x| x >= *n),
+        JsonOp::Lt(n) => number(&|x| x < *n),
+        JsonOp::Lte(n) => number(&|x| x <= *n),
+    }
+}
+
+/// JSON equality with numbers compared by value, at every depth: `1042 == 1042.0`.
+pub(super) fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => number_eq(x, y),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Exact numeric equality across serde_json's integer and float forms (no rounding through
+/// `f64` for integers beyond 2^53).
+fn number_eq(x: &Number, y: &Number) -> bool {
+    let integer = |n: &Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
+    // A float equals an integer only when it is that integer exactly; the cast saturates, and
+    // no integer serde_json holds is near i128's bounds.
+    let float_is = |f: Option<f64>, i: i128| f.is_some_and(|f| f.fract() == 0.0 && f as i128 == i);
+    match (integer(x), integer(y)) {
+        (Some(a), Some(b)) => a == b,
+        (Some(a), None) => float_is(y.as_f64(), a),
+        (None, Some(b)) => float_is(x.as_f64(), b),
+        (None, None) => x.as_f64() == y.as_f64(),
+    }
+}
+
+/// The decision of a rule whose conditions hold.
+pub(super) fn decide<'r>(
+    rule: &'r Rule,
+    plan: &RulePlan,
+    context: &Context<'_, '_>,
+) -> Decision<'r> {
+    let read = |slot: Option<usize>| slot.and_then(|s| context.lookup(s).value());
+    let status = read(plan.status_from)
+        .and_then(status_of)
+        .or(rule.then.status);
+    let retry_after = match &rule.then.retry_after {
+        Some(RetryAfterSource::Fixed(delay)) => Some(whole_seconds(*delay)),
+        Some(RetryAfterSource::From(_)) => read(plan.retry_after_from).and_then(seconds_of),
+        None => None,
+    };
+    Decision {
+        rule,
+        status,
+        retry_after,
+        body: rule.then.body,
+        detail: read(plan.detail_from).and_then(detail_of),
+        headers: &rule.then.headers,
+    }
+}
+
+/// A `status_from` value: a JSON integer or a three-digit string, used only when it is a
+/// client or server error (400..=599); a body claiming 200 is no reason to rewrite.
+pub(super) fn status_of(value: &Value) -> Option<StatusCode> {
+    let code = match value {
+        Value::Number(n) => n.as_u64()?,
+        Value::String(s) if s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()?
+        }
+        _ => return None,
+    };
+    if !(400..=599).contains(&code) {
+        return None;
+    }
+    StatusCode::from_u16(u16::try_from(code).ok()?).ok()
+}
+
+/// A `retry_after_from` value: a non-negative JSON integer or a string of 1 to 10 ASCII digits,
+/// at most [`MAX_RETRY_AFTER_SECS`]. Anything else (negative, fractional, exponent, text, CR/LF)
+/// is dropped rather than copied into a header (reliability.md B8).
+pub(super) fn seconds_of(value: &Value) -> Option<u64> {
+    let seconds = match value {
+        // `as_u64` is `None` for negatives and for anything serde_json parsed as a float,
+        // which includes `30.0` and `3e1`.
+        Value::Number(n) => n.as_u64()?,
+        Value::String(s)
+            if (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            s.parse().ok()?
+        }
+        _ => return None,
+    };
+    (seconds <= MAX_RETRY_AFTER_SECS).then_some(seconds)
+}
+
+/// A `detail_from` value: a string, or a number or boolean as its JSON text, sanitised.
+pub(super) fn detail_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => sanitize_detail(s),
+        Value::Number(_) | Value::Bool(_) => sanitize_detail(&value.to_string()),
+        _ => None,
+    }
+}
+
+/// `Retry-After` carries whole seconds (RFC 9110 §10.2.3); round up so a client never comes
+/// back earlier than the rule says.
+fn whole_seconds(delay: Duration) -> u64 {
+    delay
+        .as_secs()
+        .saturating_add(u64::from(delay.subsec_nanos() > 0))
+}
+
+#[cfg(test)]
+mod tests;
