@@ -281,3 +281,128 @@ async fn large_bodies_stream_with_flat_memory() {
     eprintln!("candor peak RSS after a 20 MiB upload and a 10 MiB download: {peak} KiB");
     assert!(peak < LIMIT_KIB, "peak RSS {peak} KiB");
 }
+
+#[test]
+fn test_runs_the_example_configs_own_tests() {
+    let out = Command::new(BIN)
+        .args(["test", "--config", "config/candor.toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("0 failed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn test_exits_1_and_says_what_failed() {
+    let path = temp_config(
+        "[upstream]\nurl = \"http://127.0.0.1:3000\"\n\n[[rules]]\nname = \"r\"\nwhen.status = [200]\n\
+         when.json = [{ pointer = \"/ok\", equals = false }]\nthen.status = 500\n\n\
+         [[tests]]\nname = \"wrong expectation\"\nresponse.body = '{\"ok\":false}'\n\
+         expect = { rule = \"r\", status = 503 }\n\n\
+         [[tests]]\nname = \"right expectation\"\nresponse.body = '{\"ok\":false}'\n\
+         expect = { rule = \"r\", status = 500, body = \"keep\" }\n",
+    );
+    let out = Command::new(BIN)
+        .args(["test", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  wrong expectation: expected status 503, got 500"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok    right expectation"), "{stdout}");
+    assert!(stdout.contains("2 tests, 1 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn check_locates_a_bad_test_and_warns_about_unreachable_rules() {
+    let (code, _, stderr, _) = check(
+        "[upstream]\nurl = \"http://127.0.0.1:3000\"\n\n[[tests]]\nname = \"t\"\n\
+         expect.rule = \"no-such-rule\"\n",
+    );
+    assert_eq!(code, 78);
+    assert!(
+        stderr.contains(":6: test \"t\": expect.rule = \"no-such-rule\""),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr, _) = check(
+        "[upstream]\nurl = \"http://127.0.0.1:3000\"\n\n[[rules]]\nname = \"all-200\"\n\
+         when.status = [200]\nthen.status = 500\n\n[[rules]]\nname = \"json-200\"\n\
+         when.status = [200]\nwhen.json = [{ pointer = \"/a\", exists = true }]\nthen.status = 404\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    assert!(
+        stderr.contains("warning:")
+            && stderr.contains("\"json-200\" can never match")
+            && stderr.contains("\"all-200\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn explain_shows_the_rule_status_headers_and_body() {
+    let out = Command::new(BIN)
+        .args([
+            "explain",
+            "--config",
+            "config/candor.toml",
+            "--status",
+            "200",
+            "--path",
+            "/users/7",
+            "--body",
+            r#"{"status":"error","code":1042,"message":"user not found"}"#,
+            "--verbose",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "rule:    user-not-found",
+        "status:  200 -> 404",
+        "content-type: application/problem+json",
+        "\"detail\":\"user not found\"",
+        "validation-failed (enforce): not evaluated",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} missing:\n{stdout}");
+    }
+
+    let out = Command::new(BIN)
+        .args([
+            "explain",
+            "--config",
+            "config/candor.toml",
+            "--status",
+            "200",
+            "--body",
+            r#"{"status":"ok"}"#,
+            "--json",
+            "--verbose",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], 200);
+    assert_eq!(doc["rules"], serde_json::json!([]));
+    assert_eq!(doc["body_kind"], "keep");
+    let traces = doc["traces"].as_array().unwrap();
+    assert!(traces[0]
+        .as_str()
+        .unwrap()
+        .contains("/status: \"ok\" does not equal \"error\""));
+
+    let out = Command::new(BIN)
+        .args(["explain", "--status", "200", "--header", "no colon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

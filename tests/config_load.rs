@@ -370,7 +370,7 @@ fn example_config_holds_the_demo_rules() {
     assert_eq!(sib.then.body, BodyAction::Keep);
 
     let summary = c.summary();
-    let want_tail = ", 6 rules";
+    let want_tail = ", 6 rules, 11 tests";
     assert!(
         summary.starts_with(&format!(
             "{}: ok: upstream http://127.0.0.1:3000, listen 127.0.0.1:8080, admin 127.0.0.1:9901, ",

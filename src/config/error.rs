@@ -208,6 +208,12 @@ impl FieldPath {
         out
     }
 
+    /// Whether this path is inside a `[[rules]]` or `[[tests]]` entry, whose issues name the
+    /// entry and render the field relative to it.
+    pub(crate) fn in_entry(&self) -> bool {
+        matches!(self.0.as_slice(), [Seg::Key(key), Seg::Index(_), ..] if key == "rules" || key == "tests")
+    }
+
     /// The index of the `[[rules]]` entry this path is inside, if any.
     pub(crate) fn rule_index(&self) -> Option<usize> {
         match self.0.as_slice() {

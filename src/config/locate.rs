@@ -74,7 +74,7 @@ impl<'a> Locator<'a> {
             None => Location::Unknown,
         };
         let field = match problem.rule {
-            Some(_) if problem.path.rule_index().is_some() => problem.path.render_from(2),
+            Some(_) if problem.path.in_entry() => problem.path.render_from(2),
             _ => problem.path.to_string(),
         };
         Issue {

@@ -16,6 +16,7 @@
 //! Layout: `spec` (file structs), `env` (phase 2), `validate` (phase 3 for the sections; the
 //! rules compile in [`crate::rules`]), `locate` (field → line), `error` (the error types).
 
+pub mod cases;
 pub(crate) mod env;
 pub mod error;
 mod locate;
@@ -55,6 +56,8 @@ pub struct Config {
     pub scrub: Scrub,
     /// `[[rules]]`, compiled, in evaluation order.
     pub rules: crate::rules::RuleSet,
+    /// `[[tests]]`, run by `candor test`.
+    pub tests: Vec<cases::RuleTest>,
 }
 
 /// candor's own listeners and process settings.
@@ -220,8 +223,12 @@ impl Config {
             0 => String::new(),
             n => format!(" ({n} shadow)"),
         };
+        let tests = match self.tests.len() {
+            0 => String::new(),
+            n => format!(", {}", plural(n, "test")),
+        };
         format!(
-            "{}: ok: upstream http://{}, listen {}, admin {}, {}, {}{}",
+            "{}: ok: upstream http://{}, listen {}, admin {}, {}, {}{}{}",
             self.origin,
             self.upstream.authority,
             self.server.listen,
@@ -229,6 +236,7 @@ impl Config {
             plural(self.server.workers, "worker"),
             plural(self.rules.len(), "rule"),
             shadow,
+            tests,
         )
     }
 }

@@ -40,6 +40,78 @@ pub struct FileSpec {
     pub scrub: ScrubSpec,
     /// `[[rules]]`: the rewrite rules, in evaluation order.
     pub rules: Vec<RuleSpec>,
+    /// `[[tests]]`: canned exchanges and what candor must make of them (`candor test`).
+    pub tests: Vec<TestSpec>,
+}
+
+/// One `[[tests]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestSpec {
+    /// Required; optional here so its absence is reported with a line.
+    pub name: Option<String>,
+    /// The request the response answers.
+    pub request: TestRequestSpec,
+    /// The upstream's response.
+    pub response: TestResponseSpec,
+    /// What candor must send instead.
+    pub expect: ExpectSpec,
+}
+
+/// `[[tests]].request`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestRequestSpec {
+    /// Method, default `GET`.
+    pub method: String,
+    /// Path and query, default `/`.
+    pub path: String,
+    /// Request headers (`accept` matters to the HTML built-in).
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for TestRequestSpec {
+    fn default() -> Self {
+        TestRequestSpec {
+            method: "GET".to_owned(),
+            path: "/".to_owned(),
+            headers: Default::default(),
+        }
+    }
+}
+
+/// `[[tests]].response`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestResponseSpec {
+    /// Upstream status, default 200.
+    pub status: i64,
+    /// Upstream headers; without `content-type`, `application/json` is assumed.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Upstream body (identity-encoded).
+    pub body: String,
+}
+
+impl Default for TestResponseSpec {
+    fn default() -> Self {
+        TestResponseSpec {
+            status: 200,
+            headers: Default::default(),
+            body: String::new(),
+        }
+    }
+}
+
+/// `[[tests]].expect`: every field given must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpectSpec {
+    /// The rule (or built-in) that must apply, or `"none"`.
+    pub rule: Option<String>,
+    /// The status sent.
+    pub status: Option<i64>,
+    /// `"keep"`, `"problem"` or `"empty"`.
+    pub body: Option<String>,
 }
 
 /// `[server]`.

@@ -197,6 +197,7 @@ pub(crate) fn compile(
     let retry_after = retry_after(spec, problems);
     let scrub = scrub(spec, problems);
     let rules = RuleSet::compile(&spec.rules, problems, line_of);
+    let tests = super::cases::compile(&spec.tests, &rules, problems);
     if !problems.is_empty() {
         return None;
     }
@@ -212,6 +213,7 @@ pub(crate) fn compile(
         },
         scrub: scrub?,
         rules,
+        tests,
     })
 }
 

@@ -7,6 +7,7 @@
 //! | `decode.rs` | gzip/deflate/br/zstd decoding for inspection, capped |
 //! | `normalize.rs` | what the rules and built-ins decide, and applying it to a head |
 //! | `layer.rs` | the tower layer |
+//! | `simulate.rs` | the same steps on a canned exchange, for `explain` and `test` |
 //! | `body.rs` | the normalised response body |
 
 pub mod body;
@@ -14,6 +15,7 @@ pub mod collect;
 pub mod decode;
 pub mod layer;
 pub mod normalize;
+pub mod simulate;
 
 pub use body::NormalizedBody;
 pub use layer::{Normalize, NormalizeLayer};

@@ -1,0 +1,219 @@
+//! `[[tests]]`: canned upstream exchanges carried in the config, with what candor must make of
+//! them. `candor test` runs them (like `promtool test rules`); `check` only validates them.
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use http::{Method, StatusCode, Uri};
+
+use super::error::{show_str, FieldPath, Problems};
+use super::spec::TestSpec;
+use super::validate::{header_name, status};
+use crate::inspect::normalize::{HTML_ERRORS, RETRY_AFTER_RULE, SCRUB};
+use crate::rules::RuleSet;
+
+/// One compiled `[[tests]]` entry.
+#[derive(Debug, Clone)]
+pub struct RuleTest {
+    /// What the test is called in `candor test` output.
+    pub name: String,
+    /// Request method.
+    pub method: Method,
+    /// Request target.
+    pub uri: Uri,
+    /// Request headers.
+    pub request_headers: HeaderMap,
+    /// The upstream's status.
+    pub status: StatusCode,
+    /// The upstream's headers.
+    pub response_headers: HeaderMap,
+    /// The upstream's body.
+    pub body: Bytes,
+    /// What must hold of candor's answer.
+    pub expect: Expect,
+}
+
+/// The expectations of a [`RuleTest`]; `None` means "not checked".
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// The rule that must apply; `Some(None)` means no rule may apply.
+    pub rule: Option<Option<String>>,
+    /// The status candor must send.
+    pub status: Option<StatusCode>,
+    /// What the body must become.
+    pub body: Option<BodyKind>,
+}
+
+/// The kind of body candor sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// The upstream's bytes.
+    Keep,
+    /// A problem document.
+    Problem,
+    /// None.
+    Empty,
+}
+
+impl BodyKind {
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyKind::Keep => "keep",
+            BodyKind::Problem => "problem",
+            BodyKind::Empty => "empty",
+        }
+    }
+}
+
+/// Compiles the `[[tests]]` entries against the compiled rules.
+pub(crate) fn compile(
+    specs: &[TestSpec],
+    rules: &RuleSet,
+    problems: &mut Problems,
+) -> Vec<RuleTest> {
+    let mut tests = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter().enumerate() {
+        let at = FieldPath::root("tests").index(index);
+        problems.rule = Some(match &spec.name {
+            Some(name) => format!("test {}", show_str(name)),
+            None => format!("tests[{index}]"),
+        });
+        if let Some(test) = one(spec, &at, rules, problems) {
+            tests.push(test);
+        }
+    }
+    problems.rule = None;
+    tests
+}
+
+fn one(
+    spec: &TestSpec,
+    at: &FieldPath,
+    rules: &RuleSet,
+    problems: &mut Problems,
+) -> Option<RuleTest> {
+    let before = problems.list.len();
+    let name = match spec.name.as_deref() {
+        Some(name) if !name.trim().is_empty() => name.to_owned(),
+        _ => {
+            problems.push(&at.key("name"), None, "a test needs a name");
+            String::new()
+        }
+    };
+    let method_at = at.key("request").key("method");
+    let method = Method::from_bytes(spec.request.method.to_ascii_uppercase().as_bytes()).ok();
+    if method.is_none() {
+        problems.push(
+            &method_at,
+            Some(show_str(&spec.request.method)),
+            "invalid method",
+        );
+    }
+    let path_at = at.key("request").key("path");
+    let uri = spec
+        .request
+        .path
+        .parse::<Uri>()
+        .ok()
+        .filter(|u| u.scheme().is_none() && u.path().starts_with('/'));
+    if uri.is_none() {
+        problems.push(
+            &path_at,
+            Some(show_str(&spec.request.path)),
+            "invalid path (expected e.g. \"/users/7?x=1\")",
+        );
+    }
+    let request_headers = headers(
+        problems,
+        &at.key("request").key("headers"),
+        &spec.request.headers,
+    );
+    let code = status(
+        problems,
+        &at.key("response").key("status"),
+        spec.response.status,
+        100..=599,
+        "a code 100..=599",
+    );
+    let mut response_headers = headers(
+        problems,
+        &at.key("response").key("headers"),
+        &spec.response.headers,
+    );
+    if !response_headers.contains_key(CONTENT_TYPE) {
+        response_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+
+    let mut expect = Expect::default();
+    if let Some(rule) = &spec.expect.rule {
+        let known = rule == "none"
+            || [HTML_ERRORS, RETRY_AFTER_RULE, SCRUB].contains(&rule.as_str())
+            || rules.get(rule).is_some();
+        if !known {
+            problems.push(
+                &at.key("expect").key("rule"),
+                Some(show_str(rule)),
+                "no such rule (expected a rule name, \"html-errors\", \"retry-after\", \"scrub\" or \"none\")",
+            );
+        }
+        expect.rule = Some((rule != "none").then(|| rule.clone()));
+    }
+    if let Some(code) = spec.expect.status {
+        expect.status = status(
+            problems,
+            &at.key("expect").key("status"),
+            code,
+            100..=599,
+            "a code 100..=599",
+        );
+    }
+    if let Some(body) = &spec.expect.body {
+        expect.body = match body.as_str() {
+            "keep" => Some(BodyKind::Keep),
+            "problem" => Some(BodyKind::Problem),
+            "empty" => Some(BodyKind::Empty),
+            _ => {
+                problems.push(
+                    &at.key("expect").key("body"),
+                    Some(show_str(body)),
+                    "expected \"keep\", \"problem\" or \"empty\"",
+                );
+                None
+            }
+        };
+    }
+    if problems.list.len() != before {
+        return None;
+    }
+    Some(RuleTest {
+        name,
+        method: method?,
+        uri: uri?,
+        request_headers,
+        status: code?,
+        response_headers,
+        body: Bytes::from(spec.response.body.clone()),
+        expect,
+    })
+}
+
+fn headers(
+    problems: &mut Problems,
+    at: &FieldPath,
+    spec: &std::collections::BTreeMap<String, String>,
+) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in spec {
+        let path = at.key(name);
+        let Some(name) = header_name(problems, &path, name) else {
+            continue;
+        };
+        match HeaderValue::from_str(value) {
+            Ok(value) => {
+                map.append(name, value);
+            }
+            Err(_) => problems.push(&path, Some(show_str(value)), "invalid header value"),
+        }
+    }
+    map
+}
