@@ -14,6 +14,11 @@ use serde::Serialize;
 /// The media type of a problem document (RFC 9457 §3).
 pub const CONTENT_TYPE_PROBLEM: &str = "application/problem+json";
 
+/// Marks a response candor wrote itself (a failure or a refusal), so the normaliser, which
+/// exists to fix the upstream's responses, leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Generated;
+
 /// Longest `detail` candor copies out of an upstream body, in characters.
 pub const MAX_DETAIL_CHARS: usize = 300;
 
@@ -122,6 +127,7 @@ impl Problem {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_PROBLEM));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response.extensions_mut().insert(Generated);
         response
     }
 }

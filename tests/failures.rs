@@ -258,3 +258,18 @@ async fn client_request_id_is_used_in_failure_documents() {
     assert_eq!(headers["x-request-id"], "req-77");
     assert_eq!(problem(&body)["request_id"], "req-77");
 }
+
+#[tokio::test]
+async fn candors_own_problem_documents_are_not_normalised_again() {
+    let candor = Candor::start(config(&format!("http://{}", dead_addr()))).await;
+    // A path that looks like a leaked source path must not get candor's own 502 scrubbed.
+    let (status, headers, body) = get(candor.addr, "/var/www/app/index.php").await;
+    assert_eq!(status, 502);
+    assert!(!headers.contains_key("x-candor-rule"), "{headers:?}");
+    let doc = problem(&body);
+    assert_eq!(
+        doc["detail"],
+        "The upstream service refused the connection."
+    );
+    assert_eq!(doc["instance"], "/var/www/app/index.php");
+}

@@ -29,6 +29,7 @@ use super::normalize::{apply_head, BodyPlan, Normalizer, Outcome, Plan, RequestI
 use crate::builtin::scrub;
 use crate::failure::Failure;
 use crate::metrics::Metrics;
+use crate::problem::Generated;
 use crate::proxy::hygiene::X_REQUEST_ID;
 use crate::rules::Mode;
 
@@ -174,6 +175,12 @@ where
     B::Error: Into<BoxError>,
 {
     let (parts, body) = response.into_parts();
+    if parts.extensions.get::<Generated>().is_some() {
+        return Step::Done(Response::from_parts(
+            parts,
+            NormalizedBody::Original { body },
+        ));
+    }
     // RFC 9110 §9.3.2, §15.3.5, §15.4.5: these responses carry no content, whatever they say.
     let body_may_exist = info.method != Method::HEAD
         && !matches!(
