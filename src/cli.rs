@@ -14,8 +14,9 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{Method, StatusCode, Uri};
 
+use crate::config::cases::Exchange;
 use crate::config::{self, Config};
-use crate::inspect::simulate::{self, Exchange};
+use crate::inspect::simulate;
 use crate::inspect::Normalizer;
 use crate::{demo, Listeners};
 
@@ -34,66 +35,52 @@ pub struct Cli {
 enum Command {
     /// Run the proxy.
     Run {
-        /// The configuration file.
-        #[arg(
-            long,
-            short,
-            default_value = "config/candor.toml",
-            env = "CANDOR_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Validate a configuration file and exit: 0 and a one-line summary, or 78 and every problem.
     Check {
-        /// The configuration file.
-        #[arg(
-            long,
-            short,
-            default_value = "config/candor.toml",
-            env = "CANDOR_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Show what candor would do with one upstream response, without starting anything.
     Explain(ExplainArgs),
     /// Run the config's `[[tests]]`: exit 0 if all pass, 1 if any fails.
     Test {
-        /// The configuration file.
-        #[arg(
-            long,
-            short,
-            default_value = "config/candor.toml",
-            env = "CANDOR_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Start an embedded legacy API with candor in front and show what candor does to it.
     Demo {
-        /// The configuration whose rules candor applies (its upstream is replaced by the demo's).
-        #[arg(
-            long,
-            short,
-            default_value = "config/candor.toml",
-            env = "CANDOR_CONFIG"
-        )]
-        config: PathBuf,
+        /// The rules to apply (the config's upstream is replaced by the demo's).
+        #[command(flatten)]
+        config: ConfigArg,
         /// Print the before/after table and exit instead of serving.
         #[arg(long)]
         once: bool,
     },
 }
 
-/// Arguments of `candor explain`.
+/// `--config`, shared by every command that reads a configuration.
 #[derive(Debug, clap::Args)]
-struct ExplainArgs {
+struct ConfigArg {
     /// The configuration file.
     #[arg(
-        long,
-        short,
+        id = "config",
+        long = "config",
+        short = 'c',
+        value_name = "PATH",
         default_value = "config/candor.toml",
         env = "CANDOR_CONFIG"
     )]
-    config: PathBuf,
+    path: PathBuf,
+}
+
+/// Arguments of `candor explain`.
+#[derive(Debug, clap::Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    config: ConfigArg,
     /// The upstream's status.
     #[arg(long)]
     status: u16,
@@ -133,11 +120,11 @@ pub fn main() -> ExitCode {
         _ => "info",
     });
     match cli.command {
-        Command::Check { config } => check(&config),
-        Command::Run { config } => run(&config),
+        Command::Check { config } => check(&config.path),
+        Command::Run { config } => run(&config.path),
         Command::Explain(args) => explain(&args),
-        Command::Test { config } => test(&config),
-        Command::Demo { config, once } => demo(&config, once),
+        Command::Test { config } => test(&config.path),
+        Command::Demo { config, once } => demo(&config.path, once),
     }
 }
 
@@ -206,7 +193,7 @@ fn test(path: &std::path::Path) -> ExitCode {
 }
 
 fn explain(args: &ExplainArgs) -> ExitCode {
-    let config = match load(&args.config) {
+    let config = match load(&args.config.path) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -423,5 +410,17 @@ pub async fn shutdown_signal() {
             tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops candor");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap checks argument ids, defaults and conflicts only when a command is built; this
+        // builds every subcommand.
+        <Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

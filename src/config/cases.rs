@@ -16,20 +16,27 @@ use crate::rules::RuleSet;
 pub struct RuleTest {
     /// What the test is called in `candor test` output.
     pub name: String,
+    /// The canned request and upstream response.
+    pub exchange: Exchange,
+    /// What must hold of candor's answer.
+    pub expect: Expect,
+}
+
+/// A request and the upstream's response to it, as `[[tests]]` and `candor explain` give them.
+#[derive(Debug, Clone)]
+pub struct Exchange {
     /// Request method.
     pub method: Method,
     /// Request target.
     pub uri: Uri,
     /// Request headers.
     pub request_headers: HeaderMap,
-    /// The upstream's status.
+    /// Upstream status.
     pub status: StatusCode,
-    /// The upstream's headers.
+    /// Upstream headers.
     pub response_headers: HeaderMap,
-    /// The upstream's body.
+    /// Upstream body, as sent (possibly content-encoded).
     pub body: Bytes,
-    /// What must hold of candor's answer.
-    pub expect: Expect,
 }
 
 /// The expectations of a [`RuleTest`]; `None` means "not checked".
@@ -187,12 +194,14 @@ fn one(
     }
     Some(RuleTest {
         name,
-        method: method?,
-        uri: uri?,
-        request_headers,
-        status: code?,
-        response_headers,
-        body: Bytes::from(spec.response.body.clone()),
+        exchange: Exchange {
+            method: method?,
+            uri: uri?,
+            request_headers,
+            status: code?,
+            response_headers,
+            body: Bytes::from(spec.response.body.clone()),
+        },
         expect,
     })
 }

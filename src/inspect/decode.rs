@@ -115,6 +115,26 @@ pub enum DecodeError {
     TooManyCodings,
 }
 
+/// The body as rules see it: `data` with its `Content-Encoding` undone, capped at `limit`; or
+/// `None` and the reason it could not be inspected (`too_large`, `encoding`).
+pub fn for_inspection(
+    headers: &http::HeaderMap,
+    data: &Bytes,
+    limit: usize,
+) -> (Option<Bytes>, Option<&'static str>) {
+    let decoded = match headers.get(http::header::CONTENT_ENCODING) {
+        None => Ok(data.clone()),
+        Some(encoding) => {
+            parse_codings(encoding.as_bytes()).and_then(|codings| decode(&codings, data, limit))
+        }
+    };
+    match decoded {
+        Ok(decoded) => (Some(decoded), None),
+        Err(DecodeError::TooLarge { .. }) => (None, Some("too_large")),
+        Err(_) => (None, Some("encoding")),
+    }
+}
+
 /// Parses a `Content-Encoding` field value (e.g. `gzip`, `x-gzip`, `deflate`, `br`, `zstd`,
 /// `identity`, `gzip, br`) into the codings in the order they were applied.
 ///

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_ENCODING};
+use http::header::ACCEPT;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -24,7 +24,7 @@ use tower::{BoxError, Layer, Service};
 
 use super::body::NormalizedBody;
 use super::collect::{collect_bounded, Collected};
-use super::decode::{self, DecodeError};
+use super::decode;
 use super::normalize::{apply_head, BodyPlan, Normalizer, Outcome, Plan, RequestInfo};
 use crate::builtin::scrub;
 use crate::failure::Failure;
@@ -232,16 +232,7 @@ where
     let limit = config.inspect.max_body_bytes;
     match collect_bounded(body, limit).await {
         Collected::Complete { data, .. } => {
-            let decoded = match parts.headers.get(CONTENT_ENCODING) {
-                None => Ok(data.clone()),
-                Some(encoding) => decode::parse_codings(encoding.as_bytes())
-                    .and_then(|codings| decode::decode(&codings, &data, limit)),
-            };
-            let (decoded, skipped) = match decoded {
-                Ok(decoded) => (Some(decoded), None),
-                Err(DecodeError::TooLarge { .. }) => (None, Some("too_large")),
-                Err(_) => (None, Some("encoding")),
-            };
+            let (decoded, skipped) = decode::for_inspection(&parts.headers, &data, limit);
             let outcome = shared.normalizer.decide(
                 &info,
                 parts.status,

@@ -345,13 +345,15 @@ fn round_up_secs(d: std::time::Duration) -> u64 {
 
 /// Headers that describe the upstream's representation and become false when its body is
 /// replaced (RFC 9110 §8).
-const REPRESENTATION: [HeaderName; 6] = [
+static REPRESENTATION: [HeaderName; 8] = [
     CONTENT_TYPE,
     CONTENT_ENCODING,
     CONTENT_LENGTH,
     CONTENT_RANGE,
     ETAG,
     LAST_MODIFIED,
+    HeaderName::from_static("content-md5"),
+    HeaderName::from_static("digest"),
 ];
 
 /// Applies `outcome` to a response head. Returns what the body becomes; `Keep` leaves the caller's
@@ -376,21 +378,13 @@ pub fn apply_head(
     if matches!(*status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
         body = BodyPlan::Empty;
     }
-    match &body {
-        BodyPlan::Keep => {}
-        BodyPlan::Problem(_) => {
-            for name in &REPRESENTATION {
-                headers.remove(name);
-            }
-            headers.remove(HeaderName::from_static("content-md5"));
-            headers.remove(HeaderName::from_static("digest"));
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_PROBLEM));
+    if body != BodyPlan::Keep {
+        for name in &REPRESENTATION {
+            headers.remove(name);
         }
-        BodyPlan::Empty => {
-            for name in &REPRESENTATION {
-                headers.remove(name);
-            }
-        }
+    }
+    if let BodyPlan::Problem(_) = body {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_PROBLEM));
     }
     if body != BodyPlan::Keep
         || (outcome.status != outcome.upstream_status

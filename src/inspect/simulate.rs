@@ -3,44 +3,14 @@
 //! what it reports is what the proxy does.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, ACCEPT, CONTENT_ENCODING};
-use http::{Method, StatusCode, Uri};
+use http::header::{HeaderMap, ACCEPT};
+use http::{Method, StatusCode};
 
-use super::decode::{self, DecodeError};
+use super::decode;
 use super::normalize::{apply_head, BodyPlan, Normalizer, Outcome, Plan, RequestInfo};
-use crate::config::cases::{BodyKind, RuleTest};
+use crate::config::cases::{BodyKind, Exchange, RuleTest};
 use crate::proxy::hygiene::X_REQUEST_ID;
 use crate::rules::ResponseView;
-
-/// A request and the upstream's response to it.
-#[derive(Debug, Clone)]
-pub struct Exchange {
-    /// Request method.
-    pub method: Method,
-    /// Request target.
-    pub uri: Uri,
-    /// Request headers.
-    pub request_headers: HeaderMap,
-    /// Upstream status.
-    pub status: StatusCode,
-    /// Upstream headers.
-    pub response_headers: HeaderMap,
-    /// Upstream body, as sent (possibly content-encoded).
-    pub body: Bytes,
-}
-
-impl From<&RuleTest> for Exchange {
-    fn from(test: &RuleTest) -> Self {
-        Exchange {
-            method: test.method.clone(),
-            uri: test.uri.clone(),
-            request_headers: test.request_headers.clone(),
-            status: test.status,
-            response_headers: test.response_headers.clone(),
-            body: test.body.clone(),
-        }
-    }
-}
 
 /// What candor would send for an [`Exchange`].
 #[derive(Debug)]
@@ -95,16 +65,8 @@ pub fn simulate<'a>(normalizer: &'a Normalizer, exchange: &Exchange) -> Simulati
             skipped,
         ),
         Plan::Inspect => {
-            let decoded = match exchange.response_headers.get(CONTENT_ENCODING) {
-                None => Ok(exchange.body.clone()),
-                Some(encoding) => decode::parse_codings(encoding.as_bytes())
-                    .and_then(|codings| decode::decode(&codings, &exchange.body, limit)),
-            };
-            let (decoded, skipped) = match decoded {
-                Ok(decoded) => (Some(decoded), None),
-                Err(DecodeError::TooLarge { .. }) => (None, Some("too_large")),
-                Err(_) => (None, Some("encoding")),
-            };
+            let (decoded, skipped) =
+                decode::for_inspection(&exchange.response_headers, &exchange.body, limit);
             normalizer.decide(
                 &info,
                 exchange.status,
@@ -135,7 +97,7 @@ pub fn simulate<'a>(normalizer: &'a Normalizer, exchange: &Exchange) -> Simulati
 
 /// Runs one `[[tests]]` entry; `Err` says what did not hold.
 pub fn run_test(normalizer: &Normalizer, test: &RuleTest) -> Result<(), String> {
-    let sim = simulate(normalizer, &Exchange::from(test));
+    let sim = simulate(normalizer, &test.exchange);
     let applied: Vec<&str> = sim.outcome.applied.iter().map(|a| a.rule).collect();
     let mut failures = Vec::new();
     if let Some(want) = &test.expect.rule {
@@ -181,12 +143,7 @@ pub fn run_test(normalizer: &Normalizer, test: &RuleTest) -> Result<(), String> 
 /// The per-rule traces of `exchange` (for `explain --verbose`), decoding the body like the layer.
 pub fn traces(normalizer: &Normalizer, exchange: &Exchange) -> Vec<String> {
     let limit = normalizer.config().inspect.max_body_bytes;
-    let decoded = match exchange.response_headers.get(CONTENT_ENCODING) {
-        None => Some(exchange.body.clone()),
-        Some(encoding) => decode::parse_codings(encoding.as_bytes())
-            .and_then(|codings| decode::decode(&codings, &exchange.body, limit))
-            .ok(),
-    };
+    let (decoded, _) = decode::for_inspection(&exchange.response_headers, &exchange.body, limit);
     let body = decoded.filter(|b| b.len() <= limit);
     let view = ResponseView {
         method: &exchange.method,
