@@ -94,7 +94,6 @@ async fn hop_by_hop_headers_are_removed_in_both_directions() {
         h.insert("x-internal-token", "secret".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("proxy-authenticate", "Basic".parse().unwrap());
-        h.insert("trailer", "x-checksum".parse().unwrap());
         h.insert("upgrade", "h2c".parse().unwrap());
         h.insert("x-app", "kept".parse().unwrap());
         r
@@ -104,7 +103,7 @@ async fn hop_by_hop_headers_are_removed_in_both_directions() {
     let (head, _) = raw(
         candor.addr,
         b"GET /h HTTP/1.1\r\nHost: api.example\r\nConnection: close, X-Client-Secret\r\n\
-          X-Client-Secret: 1\r\nKeep-Alive: timeout=9\r\nTE: trailers\r\n\
+          X-Client-Secret: 1\r\nKeep-Alive: timeout=9\r\nTE: gzip\r\n\
           Proxy-Authorization: Basic Zm9v\r\nProxy-Connection: keep-alive\r\nX-Kept: yes\r\n\r\n",
         WAIT,
     )
@@ -129,7 +128,6 @@ async fn hop_by_hop_headers_are_removed_in_both_directions() {
         "x-internal-token",
         "keep-alive",
         "proxy-authenticate",
-        "trailer:",
         "upgrade:",
     ] {
         assert!(!lower.contains(gone), "{gone} reached the client:\n{head}");
@@ -329,4 +327,34 @@ async fn h2c_prior_knowledge_clients_are_forwarded_as_http11() {
     assert_eq!(seen.version, http::Version::HTTP_11);
     assert_eq!(seen.uri, "/h2?q=1");
     assert_eq!(seen.headers["host"], "api.example");
+}
+
+#[tokio::test]
+async fn trailers_reach_http11_clients_that_accept_them() {
+    let (addr, _) = raw_upstream(|mut stream| async move {
+        let head = read_head(&mut stream).await.to_ascii_lowercase();
+        assert!(head.contains("\r\nte: trailers\r\n"), "{head}");
+        use tokio::io::AsyncWriteExt;
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 201 Created\r\nContent-Type: application/octet-stream\r\n\
+                  Trailer: x-checksum\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  5\r\nhello\r\n0\r\nx-checksum: 4a7d\r\n\r\n",
+            )
+            .await;
+    })
+    .await;
+    let candor = Candor::start(config(&format!("http://{addr}"))).await;
+    let (wire, _) = raw(
+        candor.addr,
+        b"GET /t HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    let lower = wire.to_ascii_lowercase();
+    assert!(lower.contains("trailer: x-checksum\r\n"), "{wire}");
+    assert!(
+        lower.contains("\r\n0\r\nx-checksum: 4a7d\r\n\r\n"),
+        "{wire}"
+    );
 }

@@ -1,10 +1,11 @@
-//! The body a normalised response carries: the inner service's body untouched, the bytes that
-//! were read for inspection handed back, or a body candor wrote.
+//! The body a normalised response carries: the inner service's body untouched, the bytes (and
+//! trailers) that were read for inspection handed back, or a body candor wrote.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
@@ -18,8 +19,10 @@ pin_project! {
     pub enum NormalizedBody<B> {
         /// The inner body, never polled by the normaliser: the fast path.
         Original { #[pin] body: B },
-        /// A complete body: an inspected body handed back as read, or one candor wrote.
+        /// A complete body candor wrote.
         Full { #[pin] body: Full<Bytes> },
+        /// An inspected body handed back as it was read: its bytes, then its trailers.
+        Inspected { data: Option<Bytes>, trailers: Option<HeaderMap> },
         /// A body that passed the inspection limit: what was read, then the rest.
         Replay { #[pin] body: Replay<B> },
         /// No body.
@@ -32,6 +35,16 @@ impl<B> NormalizedBody<B> {
     pub fn full(bytes: Bytes) -> Self {
         NormalizedBody::Full {
             body: Full::new(bytes),
+        }
+    }
+}
+
+impl<B> NormalizedBody<B> {
+    /// The bytes and trailers of a body read for inspection, to be sent on as they came.
+    pub fn inspected(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        NormalizedBody::Inspected {
+            data: (!data.is_empty()).then_some(data),
+            trailers,
         }
     }
 }
@@ -60,6 +73,12 @@ where
                 body.poll_frame(cx).map_err(|never| match never {})
             }
             NormalizedBodyProj::Replay { body } => body.poll_frame(cx),
+            NormalizedBodyProj::Inspected { data, trailers } => Poll::Ready(
+                data.take()
+                    .map(Frame::data)
+                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .map(Ok),
+            ),
             NormalizedBodyProj::Empty => Poll::Ready(None),
         }
     }
@@ -69,6 +88,7 @@ where
             NormalizedBody::Original { body } => body.is_end_stream(),
             NormalizedBody::Full { body } => body.is_end_stream(),
             NormalizedBody::Replay { body } => body.is_end_stream(),
+            NormalizedBody::Inspected { data, trailers } => data.is_none() && trailers.is_none(),
             NormalizedBody::Empty => true,
         }
     }
@@ -78,6 +98,9 @@ where
             NormalizedBody::Original { body } => body.size_hint(),
             NormalizedBody::Full { body } => body.size_hint(),
             NormalizedBody::Replay { body } => body.size_hint(),
+            NormalizedBody::Inspected { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             NormalizedBody::Empty => SizeHint::with_exact(0),
         }
     }

@@ -164,6 +164,9 @@ where
     }
 }
 
+// A `Step` lives only as a return value; boxing its common variant would cost every response
+// an allocation to save a move.
+#[allow(clippy::large_enum_variant)]
 enum Step<B> {
     Done(Response<NormalizedBody<B>>),
     Inspect(Inspection<B>),
@@ -231,7 +234,7 @@ where
     let config = shared.normalizer.config();
     let limit = config.inspect.max_body_bytes;
     match collect_bounded(body, limit).await {
-        Collected::Complete { data, .. } => {
+        Collected::Complete { data, trailers } => {
             let (decoded, skipped) = decode::for_inspection(&parts.headers, &data, limit);
             let outcome = shared.normalizer.decide(
                 &info,
@@ -250,7 +253,8 @@ where
                     "upstream error body leaked internals; replaced it"
                 );
             }
-            finish(&shared, &info, parts, outcome, NormalizedBody::full(data))
+            let body = NormalizedBody::inspected(data, trailers);
+            finish(&shared, &info, parts, outcome, body)
         }
         Collected::Overflow(replay) => {
             let outcome = shared.normalizer.decide(

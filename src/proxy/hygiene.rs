@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use http::header::{
     Entry, HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST,
-    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE,
 };
 use http::uri::{Authority, Uri};
 use http::{Method, Request, StatusCode, Version};
@@ -150,6 +150,7 @@ pub fn prepare_request<B>(
     peer: &Peer,
 ) -> Prepared {
     let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
+    let trailers = accepts_trailers(req.headers());
     // Absolute-form (HTTP/1.1) and HTTP/2 targets carry a scheme and authority: whatever they
     // name, only the path and query go to the one configured upstream.
     if req.uri().authority().is_some() || req.uri().scheme().is_some() {
@@ -166,6 +167,10 @@ pub fn prepare_request<B>(
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
         headers.remove(UPGRADE);
+    }
+    if trailers {
+        // TE is hop-by-hop, but "I accept trailers" holds for candor too: it forwards them.
+        headers.insert(TE, HeaderValue::from_static("trailers"));
     }
 
     let host = match host {
@@ -282,18 +287,20 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Hop-by-hop and framing fields. `Content-Length` is here because hyper re-derives it from the
 /// body; a copied stale length is how a rewritten body desynchronises a keep-alive connection.
-static HOP_BY_HOP: [HeaderName; 9] = [
+///
+/// `Trailer` is not here: RFC 9110 §6.6.2 makes it end-to-end (it announces the trailer fields,
+/// and hyper's server writes only the trailer fields it announces).
+static HOP_BY_HOP: [HeaderName; 8] = [
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     TE,
-    TRAILER,
     TRANSFER_ENCODING,
     UPGRADE,
     PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION,
     CONTENT_LENGTH,
 ];
-const UPGRADE_INDEX: usize = 5;
+const UPGRADE_INDEX: usize = 4;
 
 /// An HTTP/1.1 protocol switch the upstream should see: `Upgrade` plus a `Connection: upgrade`
 /// option. `h2c` is never forwarded: candor speaks HTTP/1.1 upstream, and an h2c upgrade through
@@ -313,6 +320,16 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
         v.as_bytes()
             .split(|b| *b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+    })
+}
+
+/// Whether the client's `TE` lists `trailers` (RFC 9110 §10.1.4).
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(TE).iter().any(|v| {
+        v.as_bytes().split(|b| *b == b',').any(|t| {
+            let name = t.split(|b| *b == b';').next().unwrap_or_default();
+            name.trim_ascii().eq_ignore_ascii_case(b"trailers")
+        })
     })
 }
 
@@ -435,8 +452,8 @@ mod tests {
             ("x-secret", "1"),
             ("keep-alive", "timeout=5"),
             ("proxy-connection", "keep-alive"),
-            ("te", "trailers"),
-            ("trailer", "x"),
+            ("te", "gzip"),
+            ("trailer", "x-sum"),
             ("transfer-encoding", "chunked"),
             ("content-length", "5"),
             ("upgrade", "websocket"),
@@ -454,7 +471,6 @@ mod tests {
             "keep-alive",
             "proxy-connection",
             "te",
-            "trailer",
             "transfer-encoding",
             "content-length",
             "upgrade",
@@ -464,8 +480,21 @@ mod tests {
             assert!(!h.contains_key(gone), "{gone} survived: {h:?}");
         }
         assert_eq!(h["accept"], "application/json");
+        assert_eq!(h["trailer"], "x-sum", "Trailer is end-to-end");
         assert_eq!(h["host"], "a");
         assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
+    }
+
+    #[test]
+    fn te_trailers_is_passed_on_and_other_te_values_are_not() {
+        let mut req = request(&[("host", "a"), ("te", "gzip, trailers;q=1")]);
+        let host = check(&req).unwrap();
+        prepare_request(&mut req, host, &upstream(), &peer());
+        assert_eq!(req.headers()["te"], "trailers");
+        let mut req = request(&[("host", "a"), ("te", "gzip")]);
+        let host = check(&req).unwrap();
+        prepare_request(&mut req, host, &upstream(), &peer());
+        assert!(!req.headers().contains_key("te"));
     }
 
     #[test]
