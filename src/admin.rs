@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics;
+use crate::proxy::Loaded;
 
 /// Liveness and readiness as the admin endpoints report them.
 #[derive(Debug, Default)]
@@ -38,13 +39,22 @@ impl Health {
     }
 }
 
-/// Serves the admin endpoints on `listener` until `stop` flips.
+/// Serves the admin endpoints until `stop` flips, moving to a new socket when a reload brings one
+/// (`server.admin_listen` changed).
 pub async fn serve(
-    listener: TcpListener,
+    mut loaded: watch::Receiver<Arc<Loaded>>,
     registry: Arc<Registry>,
     health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut source = loaded.borrow_and_update().admin.clone();
+    let mut listener = match source.try_clone().and_then(TcpListener::from_std) {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot serve the admin endpoints");
+            return;
+        }
+    };
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -55,6 +65,22 @@ pub async fn serve(
                     continue;
                 }
             },
+            changed = loaded.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let next = loaded.borrow_and_update().admin.clone();
+                if !Arc::ptr_eq(&next, &source) {
+                    match next.try_clone().and_then(TcpListener::from_std) {
+                        Ok(new) => {
+                            listener = new;
+                            source = next;
+                        }
+                        Err(err) => tracing::error!(error = %err, "cannot move the admin listener"),
+                    }
+                }
+                continue;
+            }
             _ = stop.changed() => return,
         };
         let registry = registry.clone();

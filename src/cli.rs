@@ -15,7 +15,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{Method, StatusCode, Uri};
 
 use crate::config::cases::Exchange;
-use crate::config::{self, Config};
+use crate::config::{self, Config, LogFormat};
 use crate::inspect::simulate;
 use crate::inspect::Normalizer;
 use crate::{demo, Listeners};
@@ -27,16 +27,30 @@ pub const EXIT_CONFIG: u8 = 78;
 #[derive(Debug, Parser)]
 #[command(name = "candor", version, about, long_about = None)]
 pub struct Cli {
+    /// Log line format: `auto` (text on a terminal, JSON lines otherwise), `text` or `json`.
+    /// Overrides `log.format`.
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["auto", "text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the proxy.
+    /// Run the proxy. SIGHUP and changes to the config file reload it; SIGTERM drains and exits.
     Run {
         #[command(flatten)]
         config: ConfigArg,
+        /// Do not watch the config file; reload only on SIGHUP.
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Exit 0 if candor's `/readyz` answers 200, else 1: a health check for images without a
+    /// shell or curl.
+    Healthcheck {
+        /// The admin address.
+        #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR")]
+        admin: String,
     },
     /// Validate a configuration file and exit: 0 and a one-line summary, or 78 and every problem.
     Check {
@@ -114,28 +128,40 @@ struct ExplainArgs {
 /// Entry point of the `candor` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo's output is its table; only errors should interleave with it.
-    init_logging(match cli.command {
-        Command::Demo { .. } => "error",
-        _ => "info",
-    });
+    let format = cli.log_format.as_deref().and_then(LogFormat::parse);
     match cli.command {
         Command::Check { config } => check(&config.path),
-        Command::Run { config } => run(&config.path),
+        Command::Run { config, no_watch } => run(&config.path, !no_watch, format),
+        Command::Healthcheck { admin } => healthcheck(&admin),
         Command::Explain(args) => explain(&args),
         Command::Test { config } => test(&config.path),
-        Command::Demo { config, once } => demo(&config.path, once),
+        Command::Demo { config, once } => {
+            // The demo's output is its table; only errors should interleave with it.
+            init_logging("error", format.unwrap_or(LogFormat::Auto));
+            demo(&config.path, once)
+        }
     }
 }
 
-fn init_logging(default: &str) {
+/// Logs to stderr: `RUST_LOG` wins over `level`; `auto` means text on a terminal, JSON lines
+/// otherwise (a container's log collector).
+fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !terminal,
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.with_ansi(terminal).try_init()
+    };
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -343,11 +369,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
+fn run(path: &std::path::Path, watch: bool, format: Option<LogFormat>) -> ExitCode {
     let config = match load(path) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    init_logging(&config.log.level, format.unwrap_or(config.log.format));
     let listeners = match Listeners::bind(&config.server) {
         Ok(listeners) => listeners,
         Err(err) => {
@@ -369,7 +396,18 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(crate::run(config, listeners, shutdown_signal())) {
+    let reload = crate::Reload {
+        path: path.to_path_buf(),
+        env: None,
+        watch,
+        sighup: true,
+    };
+    match runtime.block_on(crate::run_with(
+        config,
+        listeners,
+        shutdown_signal(),
+        Some(reload),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", crate::failure::error_chain(&err));
@@ -391,6 +429,41 @@ fn demo(path: &std::path::Path, once: bool) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", crate::failure::error_chain(&*err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn healthcheck(admin: &str) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let probe = async {
+        let stream = tokio::net::TcpStream::connect(admin).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let request = http::Request::get("/readyz")
+            .header(http::header::HOST, admin)
+            .body(http_body_util::Empty::<Bytes>::new())?;
+        let status = sender.send_request(request).await?.status();
+        Ok::<_, tower::BoxError>(status)
+    };
+    let outcome = runtime
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(2), probe).await });
+    match outcome {
+        Ok(Ok(status)) if status == StatusCode::OK => ExitCode::SUCCESS,
+        Ok(Ok(status)) => {
+            eprintln!("candor at {admin} is not ready: /readyz answered {status}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(err)) => {
+            eprintln!("candor at {admin} does not answer: {err}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("candor at {admin} did not answer within 2s");
             ExitCode::FAILURE
         }
     }

@@ -16,10 +16,11 @@
 //! | [`body`] | the response body type |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
+//! | [`reload`] | hot reload: SIGHUP and the config file's directory, swapped in atomically |
 //! | [`demo`] | the embedded legacy upstream behind `candor demo` |
 //!
 //! [`run`] serves a validated [`config::Config`] on listeners the caller bound, until a shutdown
-//! future completes; tests bind port 0 and call it directly.
+//! future completes; tests bind port 0 and call it directly. [`run_with`] adds hot reload.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -33,6 +34,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod problem;
 pub mod proxy;
+pub mod reload;
 pub mod rules;
 pub mod upstream;
 
@@ -47,8 +49,10 @@ use tokio::sync::{oneshot, watch};
 
 use crate::admin::Health;
 use crate::config::Config;
+use crate::inspect::Normalizer;
 use crate::metrics::Metrics;
-use crate::proxy::Shared;
+use crate::proxy::Loaded;
+pub use crate::reload::Reload;
 
 /// Why candor could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
@@ -109,42 +113,59 @@ impl Listeners {
 }
 
 /// Serves `config` on `listeners` until `shutdown` completes, then stops accepting, lets
-/// in-flight requests finish within `server.drain_timeout`, and returns.
-///
-/// Each of `server.workers` proxy workers is a thread with its own current-thread runtime and
-/// its own upstream connection pool, all accepting on the one listening socket: no work stealing
-/// and no cross-thread wakeups on the request path (`shared/perf.md`: -2 to -5 % CPU per request).
-/// The admin endpoints run on the caller's runtime.
+/// in-flight requests finish within `server.drain_timeout`, and returns. No hot reload: see
+/// [`run_with`].
 pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    run_with(config, listeners, shutdown, None).await
+}
+
+/// [`run`], reloading the configuration as `reload` says (file changes, SIGHUP).
+///
+/// Each of `server.workers` proxy workers is a thread with its own current-thread runtime and
+/// its own upstream connection pool, all accepting on the one listening socket: no work stealing
+/// and no cross-thread wakeups on the request path (`shared/perf.md`: -2 to -5 % CPU per request).
+/// The admin endpoints and the reload loop run on the caller's runtime.
+pub async fn run_with(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    reload: Option<Reload>,
 ) -> Result<(), RunError> {
     let config = Arc::new(config);
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let registry = Arc::new(registry);
     let health = Arc::new(Health::default());
-    let shared = Arc::new(Shared::new(config.clone(), metrics));
 
     let proxy_addr = listeners.proxy_addr().map_err(RunError::Worker)?;
     let admin_addr = listeners.admin_addr().map_err(RunError::Worker)?;
-    listeners
-        .proxy
-        .set_nonblocking(true)
-        .map_err(RunError::Worker)?;
-    listeners
-        .admin
-        .set_nonblocking(true)
-        .map_err(RunError::Worker)?;
+    for listener in [&listeners.proxy, &listeners.admin] {
+        listener.set_nonblocking(true).map_err(RunError::Worker)?;
+    }
+    let (publish, loaded) = watch::channel(Arc::new(Loaded {
+        normalizer: Arc::new(Normalizer::new(config.clone())),
+        config: config.clone(),
+        listener: Arc::new(listeners.proxy),
+        admin: Arc::new(listeners.admin),
+    }));
+
     let (stop_workers, workers_stop) = watch::channel(false);
     let mut started = Vec::with_capacity(config.server.workers);
     let mut finished = Vec::with_capacity(config.server.workers);
     for index in 0..config.server.workers.max(1) {
-        let listener = listeners.proxy.try_clone().map_err(RunError::Worker)?;
+        let listener = loaded
+            .borrow()
+            .listener
+            .try_clone()
+            .map_err(RunError::Worker)?;
         let (up, up_rx) = oneshot::channel::<io::Result<()>>();
         let (done, done_rx) = oneshot::channel::<()>();
-        let shared = shared.clone();
+        let loaded = loaded.clone();
+        let metrics = metrics.clone();
         let stop = workers_stop.clone();
         std::thread::Builder::new()
             .name(format!("candor-worker-{index}"))
@@ -160,14 +181,16 @@ pub async fn run(
                     }
                 };
                 runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => {
-                            let _ = up.send(Ok(()));
-                            proxy::serve(listener, shared, stop).await;
-                        }
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
                         Err(err) => {
                             let _ = up.send(Err(err));
+                            return;
                         }
+                    };
+                    let _ = up.send(Ok(()));
+                    if let Err(err) = proxy::serve(listener, loaded, metrics, stop).await {
+                        tracing::error!(error = %err, "worker stopped");
                     }
                 });
                 let _ = done.send(());
@@ -176,17 +199,23 @@ pub async fn run(
         started.push(up_rx);
         finished.push(done_rx);
     }
-    // The workers hold their own handles to the socket.
-    drop(listeners.proxy);
 
     let (stop_admin, admin_stop) = watch::channel(false);
-    let admin_listener = TcpListener::from_std(listeners.admin).map_err(RunError::Worker)?;
     let admin = tokio::spawn(admin::serve(
-        admin_listener,
+        loaded.clone(),
         registry,
         health.clone(),
-        admin_stop,
+        admin_stop.clone(),
     ));
+    // Without reload the sender still has to live until the end: workers stop when it is gone.
+    let (reloader, _publish) = match reload {
+        Some(reload) => {
+            let reloader = reload::Reloader::start(reload);
+            let task = tokio::spawn(reloader.run(publish, metrics.clone(), admin_stop));
+            (Some(task), None)
+        }
+        None => (None, Some(publish)),
+    };
 
     let mut failed = None;
     for up in started {
@@ -214,11 +243,17 @@ pub async fn run(
     health.set_ready(false);
     tracing::info!(drain_timeout = ?config.server.drain_timeout, "shutting down");
     let _ = stop_workers.send(true);
+    // The socket itself stops listening now (new connections are refused), although the current
+    // configuration still holds a handle to it until `run` returns.
+    let _ = socket2::SockRef::from(&*loaded.borrow().listener).shutdown(std::net::Shutdown::Both);
     for done in finished {
         let _ = done.await;
     }
     let _ = stop_admin.send(true);
     let _ = admin.await;
+    if let Some(reloader) = reloader {
+        let _ = reloader.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

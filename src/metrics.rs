@@ -79,6 +79,14 @@ pub struct Metrics {
     duration: Histogram,
     rewrites: Family<RewriteLabels, Counter>,
     inspect_skipped: Family<ReasonLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    last_reload_successful: Gauge,
+    last_reload_success_time: Gauge,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 impl Metrics {
@@ -121,6 +129,29 @@ impl Metrics {
         for reason in SKIP_REASONS {
             let _ = inspect_skipped.get_or_create(&ReasonLabels { reason });
         }
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reload attempts (SIGHUP, file change), by result",
+            reloads.clone(),
+        );
+        for result in ["success", "error"] {
+            let _ = reloads.get_or_create(&ResultLabels { result });
+        }
+        let last_reload_successful = Gauge::default();
+        last_reload_successful.set(1);
+        registry.register(
+            "config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was tried), 0 if it failed",
+            last_reload_successful.clone(),
+        );
+        let last_reload_success_time = Gauge::default();
+        last_reload_success_time.set(unix_seconds(std::time::SystemTime::now()));
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load",
+            last_reload_success_time.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -135,6 +166,19 @@ impl Metrics {
             duration,
             rewrites,
             inspect_skipped,
+            reloads,
+            last_reload_successful,
+            last_reload_success_time,
+        }
+    }
+
+    /// Records a configuration reload attempt made at `at`.
+    pub fn reload(&self, success: bool, at: std::time::SystemTime) {
+        let result = if success { "success" } else { "error" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+        self.last_reload_successful.set(i64::from(success));
+        if success {
+            self.last_reload_success_time.set(unix_seconds(at));
         }
     }
 
@@ -196,21 +240,41 @@ impl Metrics {
         RequestTimer {
             start,
             histogram: self.duration.clone(),
+            on_end: None,
         }
     }
 }
 
 /// Records a request's duration into the histogram when dropped: at the end of the response
 /// body, or when the client goes away mid-body.
-#[derive(Debug)]
 pub struct RequestTimer {
     start: Instant,
     histogram: Histogram,
+    on_end: Option<Box<dyn FnOnce(std::time::Duration) + Send>>,
+}
+
+impl RequestTimer {
+    /// Also calls `f` with the duration when the request ends (the access log line).
+    pub fn on_end(&mut self, f: Box<dyn FnOnce(std::time::Duration) + Send>) {
+        self.on_end = Some(f);
+    }
+}
+
+impl std::fmt::Debug for RequestTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestTimer")
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for RequestTimer {
     fn drop(&mut self) {
-        self.histogram.observe(self.start.elapsed().as_secs_f64());
+        let elapsed = self.start.elapsed();
+        self.histogram.observe(elapsed.as_secs_f64());
+        if let Some(on_end) = self.on_end.take() {
+            on_end(elapsed);
+        }
     }
 }
 
@@ -263,6 +327,11 @@ impl<B: Body> Body for TimedBody<B> {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+fn unix_seconds(at: std::time::SystemTime) -> i64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Renders `registry` in the Prometheus text exposition format 0.0.4.

@@ -147,14 +147,22 @@ struct Running {
     child: Child,
     addr: std::net::SocketAddr,
     admin: std::net::SocketAddr,
+    path: PathBuf,
+    /// Every log line after `ready`, as JSON.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
 impl Running {
     fn start(config: &str, env: &[(&str, &str)]) -> Running {
+        Running::start_with(config, env, &[])
+    }
+
+    fn start_with(config: &str, env: &[(&str, &str)], flags: &[&str]) -> Running {
         let path = temp_config(config);
         let mut child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(&path)
+            .args(flags)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -163,39 +171,72 @@ impl Running {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
-        let ready = loop {
+        // Not a terminal, so candor logs JSON lines (`log.format = "auto"`).
+        let ready: serde_json::Value = loop {
             let line = lines
                 .next()
                 .expect("candor exited before it was ready")
                 .unwrap();
-            if line.contains(" ready ") {
-                break line;
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                panic!("not a JSON log line: {line}");
+            };
+            if event["message"] == "ready" {
+                break event;
             }
         };
         // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let field = |name: &str| -> std::net::SocketAddr {
-            let start = ready.find(&format!("{name}=")).unwrap() + name.len() + 1;
-            ready[start..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str(&line) {
+                    sink.lock().unwrap().push(event);
+                }
+            }
+        });
+        let field =
+            |name: &str| -> std::net::SocketAddr { ready[name].as_str().unwrap().parse().unwrap() };
         Running {
             addr: field("listen"),
             admin: field("admin"),
             child,
+            path,
+            logs,
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (with a deadline) for a log line with this message.
+    async fn log_line(&self, message: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let found = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|e| e["message"] == message)
+                .cloned();
+            if let Some(found) = found {
+                return found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {message:?} log line"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
     fn terminate(mut self) -> i32 {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.signal("TERM");
         self.child.wait().unwrap().code().unwrap_or(-1)
     }
 
@@ -405,4 +446,84 @@ fn explain_shows_the_rule_status_headers_and_body() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+fn healthcheck(admin: std::net::SocketAddr) -> i32 {
+    Command::new(BIN)
+        .args(["healthcheck", "--admin", &admin.to_string()])
+        .output()
+        .unwrap()
+        .status
+        .code()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_healthcheck_follows_readiness() {
+    let up = upstream(|_req| async { response(200, "ok") }).await;
+    let text = |status: u16| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 1\n\
+             [upstream]\nurl = \"{}\"\n\n[[rules]]\nname = \"to-{status}\"\n\
+             when.status = [200]\nthen.status = {status}\n",
+            up.url()
+        )
+    };
+    // --no-watch: only SIGHUP reloads, so the change below waits for the signal.
+    let running = Running::start_with(&text(409), &[], &["--no-watch"]);
+    assert_eq!(get(running.addr, "/").await.0, 409);
+    assert_eq!(healthcheck(running.admin), 0);
+
+    std::fs::write(&running.path, text(410)).unwrap();
+    assert_eq!(
+        get(running.addr, "/").await.0,
+        409,
+        "not reloaded before SIGHUP"
+    );
+    running.signal("HUP");
+    let reloaded = running.log_line("config reloaded").await;
+    assert_eq!(reloaded["trigger"], "sighup");
+    assert_eq!(reloaded["added"], "to-410");
+    assert_eq!(reloaded["removed"], "to-409");
+    assert_eq!(get(running.addr, "/").await.0, 410);
+
+    let admin = running.admin;
+    assert_eq!(running.terminate(), 0);
+    assert_eq!(
+        healthcheck(admin),
+        1,
+        "nothing answers once candor has stopped"
+    );
+}
+
+#[tokio::test]
+async fn logs_are_json_lines_with_an_access_line_per_request() {
+    let up = canned_upstream(vec![(
+        "/users/7",
+        Canned::json(200, r#"{"status":"error","code":1042}"#),
+    )])
+    .await;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 1\n\
+         [log]\naccess_log = true\n[upstream]\nurl = \"{}\"\n\n[[rules]]\n\
+         name = \"user-not-found\"\nwhen.json = [{{ pointer = \"/code\", equals = 1042 }}]\n\
+         then.status = 404\n",
+        up.url()
+    );
+    let running = Running::start(&config, &[]);
+    let (status, _, _) =
+        request(running.addr, "GET", "/users/7", &[("x-request-id", "rq-9")]).await;
+    assert_eq!(status, 404);
+    let rewrite = running.log_line("response rewritten").await;
+    assert_eq!(rewrite["rule"], "user-not-found");
+    assert_eq!(rewrite["request_id"], "rq-9");
+    let access = running.log_line("request").await;
+    assert_eq!(access["target"], "candor::access");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["path"], "/users/7");
+    assert_eq!(access["upstream_status"], 200);
+    assert_eq!(access["status"], 404);
+    assert_eq!(access["rule"], "user-not-found");
+    assert_eq!(access["request_id"], "rq-9");
+    assert!(access["duration_ms"].as_f64().unwrap() >= 0.0);
 }

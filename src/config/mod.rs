@@ -54,6 +54,8 @@ pub struct Config {
     pub html_errors: HtmlErrors,
     /// `[scrub]`.
     pub scrub: Scrub,
+    /// `[log]`.
+    pub log: Log,
     /// `[[rules]]`, compiled, in evaluation order.
     pub rules: crate::rules::RuleSet,
     /// `[[tests]]`, run by `candor test`.
@@ -78,7 +80,7 @@ pub struct Server {
 }
 
 /// The legacy API candor fronts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     /// Normalized `http://host:port` (displays with a trailing `/`).
     pub url: http::Uri,
@@ -132,6 +134,40 @@ pub struct RetryAfter {
 pub struct HtmlErrors {
     /// Whether it is on.
     pub enabled: bool,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// The filter directive (validated).
+    pub level: String,
+    /// How lines are written.
+    pub format: LogFormat,
+    /// Whether each request gets an access log line.
+    pub access_log: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON lines otherwise.
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `auto`, `text` or `json`.
+    pub fn parse(text: &str) -> Option<LogFormat> {
+        match text {
+            "auto" => Some(LogFormat::Auto),
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// Scrubbing of internal details from error bodies.

@@ -38,10 +38,34 @@ pub struct FileSpec {
     pub html_errors: HtmlErrorsSpec,
     /// `[scrub]`: scrubbing of internal details from error bodies.
     pub scrub: ScrubSpec,
+    /// `[log]`: what candor logs and how.
+    pub log: LogSpec,
     /// `[[rules]]`: the rewrite rules, in evaluation order.
     pub rules: Vec<RuleSpec>,
     /// `[[tests]]`: canned exchanges and what candor must make of them (`candor test`).
     pub tests: Vec<TestSpec>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSpec {
+    /// A tracing filter directive (`info`, `warn,candor=debug`); `RUST_LOG` wins when set.
+    pub level: String,
+    /// `auto` (text on a terminal, JSON lines otherwise), `text` or `json`.
+    pub format: String,
+    /// One line per request.
+    pub access_log: bool,
+}
+
+impl Default for LogSpec {
+    fn default() -> Self {
+        LogSpec {
+            level: "info".to_owned(),
+            format: "auto".to_owned(),
+            access_log: false,
+        }
+    }
 }
 
 /// One `[[tests]]` entry.

@@ -13,7 +13,9 @@ use http::{HeaderName, StatusCode, Uri};
 
 use super::error::{show_str, FieldPath, Problems};
 use super::spec::{DurationSpec, FileSpec, StatusSpec, StringListSpec, UpstreamSpec};
-use super::{Config, Failures, HtmlErrors, Inspect, RetryAfter, Scrub, Server, Upstream};
+use super::{
+    Config, Failures, HtmlErrors, Inspect, Log, LogFormat, RetryAfter, Scrub, Server, Upstream,
+};
 use crate::builtin::scrub::{ScrubError, Scrubber, MAX_PATTERN_LEN};
 use crate::rules::{RuleSet, StatusMatch};
 
@@ -196,6 +198,7 @@ pub(crate) fn compile(
     let inspect = inspect(spec, problems);
     let retry_after = retry_after(spec, problems);
     let scrub = scrub(spec, problems);
+    let log = log(spec, problems);
     let rules = RuleSet::compile(&spec.rules, problems, line_of);
     let tests = super::cases::compile(&spec.tests, &rules, problems);
     if !problems.is_empty() {
@@ -212,6 +215,7 @@ pub(crate) fn compile(
             enabled: spec.html_errors.enabled,
         },
         scrub: scrub?,
+        log: log?,
         rules,
         tests,
     })
@@ -250,6 +254,31 @@ fn scrub(spec: &FileSpec, problems: &mut Problems) -> Option<Scrub> {
     Some(Scrub {
         enabled: spec.scrub.enabled,
         scrubber: spec.scrub.enabled.then(|| std::sync::Arc::new(scrubber)),
+    })
+}
+
+fn log(spec: &FileSpec, problems: &mut Problems) -> Option<Log> {
+    let at = FieldPath::root("log");
+    let level_ok = tracing_subscriber::EnvFilter::try_new(&spec.log.level).is_ok();
+    if !level_ok {
+        problems.push(
+            &at.key("level"),
+            Some(show_str(&spec.log.level)),
+            "invalid log level (expected e.g. \"info\", \"warn,candor=debug\")",
+        );
+    }
+    let format = LogFormat::parse(&spec.log.format);
+    if format.is_none() {
+        problems.push(
+            &at.key("format"),
+            Some(show_str(&spec.log.format)),
+            "expected \"auto\", \"text\" or \"json\"",
+        );
+    }
+    Some(Log {
+        level: level_ok.then(|| spec.log.level.clone())?,
+        format: format?,
+        access_log: spec.log.access_log,
     })
 }
 

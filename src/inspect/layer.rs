@@ -25,7 +25,7 @@ use tower::{BoxError, Layer, Service};
 use super::body::NormalizedBody;
 use super::collect::{collect_bounded, Collected};
 use super::decode;
-use super::normalize::{apply_head, BodyPlan, Normalizer, Outcome, Plan, RequestInfo};
+use super::normalize::{apply_head, BodyPlan, Normalizer, Outcome, Plan, RequestInfo, Rewritten};
 use crate::builtin::scrub;
 use crate::failure::Failure;
 use crate::metrics::Metrics;
@@ -323,7 +323,15 @@ fn finish<B>(
             "response rewritten"
         );
     }
-    let debug_headers = shared.normalizer.config().server.debug_headers;
+    let config = shared.normalizer.config();
+    if config.log.access_log && outcome.changes_response() {
+        let rules: Vec<&str> = outcome.applied.iter().map(|a| a.rule).collect();
+        parts.extensions.insert(Rewritten {
+            upstream_status: outcome.upstream_status,
+            rules: rules.join(", "),
+        });
+    }
+    let debug_headers = config.server.debug_headers;
     let plan = apply_head(
         &outcome,
         &mut parts.status,

@@ -32,6 +32,16 @@ pub static X_CANDOR_RULE: HeaderName = HeaderName::from_static("x-candor-rule");
 pub static X_CANDOR_ORIGINAL_STATUS: HeaderName =
     HeaderName::from_static("x-candor-original-status");
 
+/// Left in a rewritten response's extensions when access logging is on: what the upstream sent and
+/// which rules changed it.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    /// The upstream's status.
+    pub upstream_status: StatusCode,
+    /// The rules and built-ins that applied, comma-separated.
+    pub rules: String,
+}
+
 /// What the normaliser needs from the request once the response arrives.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {

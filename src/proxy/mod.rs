@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use http::header::{HeaderValue, CONNECTION};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -37,6 +38,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use crate::body::ProxyBody;
 use crate::config::Config;
 use crate::failure::{Failure, Rescue, RescueLayer};
+use crate::inspect::normalize::Rewritten;
 use crate::inspect::{Normalize, NormalizeLayer, NormalizedBody, Normalizer};
 use crate::metrics::{Metrics, TimedBody};
 use crate::problem::Problem;
@@ -72,47 +74,71 @@ pub fn build_stack(
         .service(client)
 }
 
-/// What every connection of a worker shares.
+/// Everything a request needs from one configuration, built by each worker for each loaded
+/// config. A request takes the generation current when it arrives and keeps it to the end, so a
+/// reload never changes a request in flight.
 #[derive(Debug)]
-pub struct Shared {
-    /// The configuration the worker runs.
+pub struct Generation {
+    /// The configuration.
     pub config: Arc<Config>,
-    /// Where responses and failures are counted.
-    pub metrics: Metrics,
-    /// The rules and built-ins, compiled once for every worker.
-    pub normalizer: Arc<Normalizer>,
+    /// The request path for this configuration.
+    stack: Stack,
+    /// The pooled upstream client, kept across reloads that leave `[upstream]` alone.
+    client: Client,
     /// `Host` for requests that carry none (HTTP/1.0).
     upstream_authority: HeaderValue,
 }
 
-impl Shared {
-    /// Shared state for `config`.
-    pub fn new(config: Arc<Config>, metrics: Metrics) -> Self {
+impl Generation {
+    /// Builds the generation for `loaded`, reusing `previous`'s upstream pool when the upstream
+    /// settings did not change. Must run on the worker's runtime (the client spawns its reaper).
+    fn new(loaded: &Loaded, metrics: &Metrics, previous: Option<&Generation>) -> Self {
+        let config = loaded.config.clone();
+        let client = match previous {
+            Some(previous) if previous.config.upstream == config.upstream => {
+                previous.client.clone()
+            }
+            _ => Client::new(&config.upstream),
+        };
+        let stack = build_stack(
+            &config,
+            loaded.normalizer.clone(),
+            metrics.clone(),
+            client.clone(),
+        );
         let upstream_authority = HeaderValue::from_str(config.upstream.authority.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
-        Shared {
-            normalizer: Arc::new(Normalizer::new(config.clone())),
+        Generation {
             config,
-            metrics,
+            stack,
+            client,
             upstream_authority,
         }
     }
 }
 
-/// Serves one worker: accepts on `listener` until `shutdown` flips, then drains in-flight
-/// requests for at most `server.drain_timeout`.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let config = shared.config.clone();
-    let stack = build_stack(
-        &config,
-        shared.normalizer.clone(),
-        shared.metrics.clone(),
-        Client::new(&config.upstream),
-    );
+/// A validated configuration as every worker receives it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Its rules and built-ins, compiled once for all workers.
+    pub normalizer: Arc<Normalizer>,
+    /// The proxy listening socket for this configuration (a new one when `server.listen`
+    /// changed).
+    pub listener: Arc<std::net::TcpListener>,
+    /// The admin listening socket, likewise.
+    pub admin: Arc<std::net::TcpListener>,
+}
+
+/// What the connections of one worker share.
+#[derive(Debug)]
+struct Worker {
+    metrics: Metrics,
+    live: ArcSwap<Generation>,
+}
+
+fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -123,6 +149,26 @@ pub async fn serve(
         // One flattened write per response: -3 % CPU per small request (shared/perf.md).
         .writev(false);
     builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// Serves one worker: accepts until `shutdown` flips, follows reloads announced on `loaded`,
+/// then drains in-flight requests for at most `server.drain_timeout`.
+pub async fn serve(
+    mut listener: TcpListener,
+    mut loaded: watch::Receiver<Arc<Loaded>>,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let current = loaded.borrow_and_update().clone();
+    let mut listener_source = current.listener.clone();
+    let worker = Arc::new(Worker {
+        live: ArcSwap::from_pointee(Generation::new(&current, &metrics, None)),
+        metrics,
+    });
+    let mut builder = http_builder(&current.config);
+    // Holding on to it would keep its listening socket open after a reload moves the listener.
+    drop(current);
     let graceful = GracefulShutdown::new();
 
     loop {
@@ -132,8 +178,7 @@ pub async fn serve(
                     let _ = stream.set_nodelay(true);
                     let (io, verdict) = FramingWatch::new(stream);
                     let front = Front {
-                        shared: shared.clone(),
-                        stack: stack.clone(),
+                        worker: worker.clone(),
                         peer: Peer::new(peer.ip().to_canonical()),
                         verdict,
                     };
@@ -154,26 +199,41 @@ pub async fn serve(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            changed = loaded.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let next = loaded.borrow_and_update().clone();
+                let generation = Generation::new(&next, &worker.metrics, Some(&worker.live.load()));
+                worker.live.store(Arc::new(generation));
+                builder = http_builder(&next.config);
+                if !Arc::ptr_eq(&listener_source, &next.listener) {
+                    // Connections accepted on the old socket carry on; new ones arrive here.
+                    listener = TcpListener::from_std(next.listener.try_clone()?)?;
+                    listener_source = next.listener.clone();
+                }
+            }
             _ = shutdown.changed() => break,
         }
     }
     // Closing the listener makes new connections fail fast while in-flight ones finish.
     drop(listener);
+    drop(listener_source);
     let open = graceful.count();
-    let drain = config.server.drain_timeout;
+    let drain = worker.live.load().config.server.drain_timeout;
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(drain) => {
             tracing::warn!(connections = open, ?drain, "drain timeout passed; closing connections");
         }
     }
+    Ok(())
 }
 
 /// The per-connection service hyper calls for each request.
 #[derive(Debug, Clone)]
 pub struct Front {
-    shared: Arc<Shared>,
-    stack: Stack,
+    worker: Arc<Worker>,
     peer: Peer,
     verdict: Arc<FramingVerdict>,
 }
@@ -200,16 +260,27 @@ impl hyper::service::Service<Request<Incoming>> for Front {
         };
         let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
         let keep_length = req.method() == Method::HEAD;
+        // The generation current now serves this request to its end, whatever reloads happen.
+        let generation = self.worker.live.load_full();
         let prepared =
-            hygiene::prepare_request(&mut req, host, &self.shared.upstream_authority, &self.peer);
+            hygiene::prepare_request(&mut req, host, &generation.upstream_authority, &self.peer);
+        let access = generation.config.log.access_log.then(|| {
+            Box::new(Access {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                request_id: prepared.request_id.clone(),
+            })
+        });
         FrontFuture::Proxied {
-            inner: self.stack.clone().oneshot(req),
+            inner: generation.stack.clone().oneshot(req),
             state: Some(Pending {
                 request_id: prepared.request_id,
                 keep_length,
                 client_upgrade: client_upgrade.filter(|_| prepared.upgrade),
                 start,
-                shared: self.shared.clone(),
+                generation,
+                worker: self.worker.clone(),
+                access,
             }),
         }
     }
@@ -238,19 +309,64 @@ impl Front {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         hygiene::echo_request_id(headers, &request_id);
-        finish(response, &self.shared.metrics, start)
+        let access = self.worker.live.load().config.log.access_log.then(|| {
+            Box::new(Access {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                request_id,
+            })
+        });
+        finish(response, &self.worker.metrics, start, access)
     }
 }
 
-/// Counts the response and starts timing its body.
+/// Counts the response and starts timing its body; with `access`, logs the request when the body
+/// ends.
 fn finish(
     response: Response<NormalizedBody<ProxyBody>>,
     metrics: &Metrics,
     start: Instant,
+    access: Option<Box<Access>>,
 ) -> Response<ResponseBody> {
-    metrics.response(response.status());
-    let timer = metrics.start_request(start);
+    let status = response.status();
+    metrics.response(status);
+    let mut timer = metrics.start_request(start);
+    if let Some(access) = access {
+        let rewritten = response.extensions().get::<Rewritten>().cloned();
+        timer.on_end(Box::new(move |elapsed| {
+            access.log(status, rewritten, elapsed)
+        }));
+    }
     response.map(|body| TimedBody::new(body, timer))
+}
+
+/// The request side of an access log line (`log.access_log`), boxed so requests without one pay
+/// nothing.
+#[derive(Debug)]
+struct Access {
+    method: Method,
+    uri: http::Uri,
+    request_id: HeaderValue,
+}
+
+impl Access {
+    fn log(&self, status: StatusCode, rewritten: Option<Rewritten>, elapsed: Duration) {
+        let (upstream_status, rule) = match &rewritten {
+            Some(r) => (r.upstream_status.as_u16(), r.rules.as_str()),
+            None => (status.as_u16(), ""),
+        };
+        tracing::info!(
+            target: "candor::access",
+            method = %self.method,
+            path = self.uri.path(),
+            upstream_status,
+            status = status.as_u16(),
+            rule,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = self.request_id.to_str().unwrap_or(""),
+            "request"
+        );
+    }
 }
 
 /// What the response path needs from the request.
@@ -260,7 +376,9 @@ pub struct Pending {
     keep_length: bool,
     client_upgrade: Option<OnUpgrade>,
     start: Instant,
-    shared: Arc<Shared>,
+    generation: Arc<Generation>,
+    worker: Arc<Worker>,
+    access: Option<Box<Access>>,
 }
 
 pin_project! {
@@ -319,10 +437,10 @@ fn respond(
             None => {
                 // A 101 nobody asked for: the upstream wants to take over a connection that is
                 // still HTTP to the client. Never switch on it (shared/reliability.md §0.8).
-                pending.shared.metrics.upstream_failure("protocol");
+                pending.worker.metrics.upstream_failure("protocol");
                 tracing::warn!(request_id = ?pending.request_id, "upstream switched protocols unasked");
                 response = Failure::Protocol.respond(
-                    &pending.shared.config.failures,
+                    &pending.generation.config.failures,
                     "",
                     Some(&pending.request_id),
                 );
@@ -336,7 +454,12 @@ fn respond(
     *response.version_mut() = Version::HTTP_11;
     hygiene::prepare_response(response.headers_mut(), status, keep_length);
     hygiene::echo_request_id(response.headers_mut(), &pending.request_id);
-    finish(response, &pending.shared.metrics, pending.start)
+    finish(
+        response,
+        &pending.worker.metrics,
+        pending.start,
+        pending.access,
+    )
 }
 
 /// Copies bytes both ways between the client and the upstream once both sides have switched.

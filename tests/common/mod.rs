@@ -164,14 +164,52 @@ pub struct Candor {
 
 impl Candor {
     pub async fn start(config: candor::config::Config) -> Candor {
+        Candor::start_with(config, None).await
+    }
+
+    /// Starts candor with hot reload from `reload`.
+    pub async fn start_with(
+        config: candor::config::Config,
+        reload: Option<candor::Reload>,
+    ) -> Candor {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let listeners = candor::Listeners::bind_to(any, any).unwrap();
         let addr = listeners.proxy_addr().unwrap();
         let admin = listeners.admin_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(candor::run(config, listeners, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(candor::run_with(
+            config,
+            listeners,
+            async move {
+                let _ = stopped.await;
+            },
+            reload,
+        ));
+        // Ready means the workers accept and hot reload watches: wait for it, with a deadline.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(stream) = TcpStream::connect(admin).await {
+                let req = Request::get("/readyz")
+                    .header("host", "admin")
+                    .body(full(""))
+                    .unwrap();
+                if let Ok((mut sender, conn)) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+                {
+                    tokio::spawn(conn);
+                    if let Ok(response) = sender.send_request(req).await {
+                        if response.status() == StatusCode::OK {
+                            break;
+                        }
+                    }
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline && !task.is_finished(),
+                "candor did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         Candor {
             addr,
             admin,

@@ -1,0 +1,324 @@
+//! Hot reload: SIGHUP and changes to the config file load, validate and publish a new
+//! configuration without dropping a request.
+//!
+//! Every trigger funnels into one path: load the file (with the same environment overrides as at
+//! start), validate it completely, and only then publish it on the watch channel the workers
+//! follow. A worker builds a new request path for it (reusing its upstream pool when `[upstream]`
+//! did not change) and swaps it in atomically; a request keeps the generation it started with.
+//! A config that does not validate is refused: the running one stays, the error is logged with
+//! its location, `candor_config_reloads_total{result="error"}` counts it and
+//! `candor_config_last_reload_successful` drops to 0 (the Prometheus convention).
+//!
+//! The watcher watches the config file's *directory*: editors save by renaming a temporary file
+//! over the original, and a Kubernetes ConfigMap volume updates by swapping a `..data` symlink in
+//! the mounted directory; neither is a write to the file itself (ecosystem.md §3.4).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{self, Config};
+use crate::inspect::Normalizer;
+use crate::metrics::Metrics;
+use crate::proxy::Loaded;
+
+/// How long to wait after a file event for the burst to end (editors and the kubelet write in
+/// several steps).
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Where a running candor reloads its configuration from.
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// The config file.
+    pub path: PathBuf,
+    /// Environment overrides to apply (`None`: the process environment, as `config::load`).
+    pub env: Option<HashMap<String, String>>,
+    /// Watch the file's directory for changes.
+    pub watch: bool,
+    /// Reload on SIGHUP.
+    pub sighup: bool,
+}
+
+/// Why the running configuration was not replaced.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("cannot listen on {addr} ({role})")]
+    Bind {
+        addr: std::net::SocketAddr,
+        role: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The triggers of one running candor, set up before it reports ready so that no change made
+/// after that is missed.
+pub(crate) struct Reloader {
+    reload: Reload,
+    events: mpsc::UnboundedReceiver<()>,
+    /// Kept alive while reloading; dropping it stops the watching.
+    _watcher: Option<notify::RecommendedWatcher>,
+    hangups: Option<tokio::signal::unix::Signal>,
+    /// The file's content when last looked at: events that leave it unchanged are ignored.
+    last_seen: Option<Vec<u8>>,
+}
+
+impl Reloader {
+    /// Starts watching (inside a tokio runtime: SIGHUP is registered with it).
+    pub(crate) fn start(reload: Reload) -> Reloader {
+        let (events_tx, events) = mpsc::unbounded_channel::<()>();
+        let watcher = if reload.watch {
+            match watch_directory(&reload.path, events_tx) {
+                Ok(watcher) => Some(watcher),
+                Err(err) => {
+                    tracing::warn!(
+                        path = %reload.path.display(),
+                        error = %err,
+                        "cannot watch the config file; reload with SIGHUP"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let hangups = if reload.sighup {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(signal) => Some(signal),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGHUP");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Reloader {
+            last_seen: std::fs::read(&reload.path).ok(),
+            reload,
+            events,
+            _watcher: watcher,
+            hangups,
+        }
+    }
+
+    /// Runs until `stop` flips, publishing each new configuration on `publish`.
+    pub(crate) async fn run(
+        mut self,
+        publish: watch::Sender<Arc<Loaded>>,
+        metrics: Metrics,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let trigger = tokio::select! {
+                _ = stop.changed() => return,
+                Some(()) = self.events.recv() => {
+                    // Let the burst of events end, then look at what the file says now.
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while self.events.try_recv().is_ok() {}
+                    let now = std::fs::read(&self.reload.path).ok();
+                    if now == self.last_seen {
+                        continue;
+                    }
+                    self.last_seen = now;
+                    "file"
+                }
+                Some(()) = recv_hangup(&mut self.hangups) => {
+                    self.last_seen = std::fs::read(&self.reload.path).ok();
+                    "sighup"
+                }
+            };
+            apply(&self.reload, trigger, &publish, &metrics);
+        }
+    }
+}
+
+async fn recv_hangup(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Loads, validates and publishes; logs and counts the outcome.
+fn apply(
+    reload: &Reload,
+    trigger: &'static str,
+    publish: &watch::Sender<Arc<Loaded>>,
+    metrics: &Metrics,
+) {
+    let current = publish.borrow().clone();
+    match prepare(reload, &current) {
+        Ok(next) => {
+            let diff = RuleDiff::between(&current.config, &next.config);
+            warn_about_restart_only_changes(&current.config, &next.config);
+            publish.send_replace(Arc::new(next));
+            metrics.reload(true, SystemTime::now());
+            tracing::info!(
+                trigger,
+                path = %reload.path.display(),
+                added = %diff.added.join(","),
+                removed = %diff.removed.join(","),
+                changed = %diff.changed.join(","),
+                "config reloaded"
+            );
+        }
+        Err(err) => {
+            metrics.reload(false, SystemTime::now());
+            tracing::error!(
+                trigger,
+                path = %reload.path.display(),
+                error = %err,
+                "config reload failed; keeping the running config"
+            );
+        }
+    }
+}
+
+fn prepare(reload: &Reload, current: &Loaded) -> Result<Loaded, ReloadError> {
+    let config = match &reload.env {
+        Some(env) => config::load_with_env(&reload.path, env.clone())?,
+        None => config::load(&reload.path)?,
+    };
+    let listener = rebind(
+        current.config.server.listen,
+        config.server.listen,
+        &current.listener,
+        "proxy",
+    )?;
+    let admin = rebind(
+        current.config.server.admin_listen,
+        config.server.admin_listen,
+        &current.admin,
+        "admin",
+    )?;
+    let config = Arc::new(config);
+    Ok(Loaded {
+        normalizer: Arc::new(Normalizer::new(config.clone())),
+        config,
+        listener,
+        admin,
+    })
+}
+
+/// The socket for `next`: the current one when the address did not change, else a new one.
+fn rebind(
+    current_addr: std::net::SocketAddr,
+    next: std::net::SocketAddr,
+    current: &Arc<std::net::TcpListener>,
+    role: &'static str,
+) -> Result<Arc<std::net::TcpListener>, ReloadError> {
+    if current_addr == next {
+        return Ok(current.clone());
+    }
+    crate::proxy::bind(next)
+        .map(Arc::new)
+        .map_err(|source| ReloadError::Bind {
+            addr: next,
+            role,
+            source,
+        })
+}
+
+/// Settings read once at start; a reload that changes them says so instead of ignoring it quietly.
+fn warn_about_restart_only_changes(current: &Config, next: &Config) {
+    if current.server.workers != next.server.workers {
+        tracing::warn!(
+            from = current.server.workers,
+            to = next.server.workers,
+            "server.workers changed; restart candor to apply it"
+        );
+    }
+    if current.log != next.log {
+        tracing::warn!("[log] changed; restart candor to apply it");
+    }
+}
+
+/// Which rules a reload added, removed or changed (by name), for the reload log line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct RuleDiff {
+    pub(crate) added: Vec<String>,
+    pub(crate) removed: Vec<String>,
+    pub(crate) changed: Vec<String>,
+}
+
+impl RuleDiff {
+    pub(crate) fn between(old: &Config, new: &Config) -> RuleDiff {
+        let old_rules: HashMap<&str, String> = old
+            .rules
+            .iter()
+            .map(|r| (r.name.as_str(), format!("{r:?}")))
+            .collect();
+        let new_names: HashSet<&str> = new.rules.iter().map(|r| r.name.as_str()).collect();
+        let mut diff = RuleDiff::default();
+        for rule in new.rules.iter() {
+            match old_rules.get(rule.name.as_str()) {
+                None => diff.added.push(rule.name.clone()),
+                Some(before) if *before != format!("{rule:?}") => {
+                    diff.changed.push(rule.name.clone())
+                }
+                Some(_) => {}
+            }
+        }
+        for rule in old.rules.iter() {
+            if !new_names.contains(rule.name.as_str()) {
+                diff.removed.push(rule.name.clone());
+            }
+        }
+        diff
+    }
+}
+
+/// Watches `path`'s directory (not the file: see the module docs) and sends `()` on every event.
+fn watch_directory(
+    path: &Path,
+    events: mpsc::UnboundedSender<()>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            // The receiver reads the file itself; what changed does not matter here.
+            let _ = events.send(());
+        }
+    })?;
+    watcher.watch(&directory, notify::RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rules: &str) -> Config {
+        config::from_toml(
+            &format!("[upstream]\nurl = \"http://127.0.0.1:3000\"\n{rules}"),
+            "t",
+            HashMap::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rule_diff_names_added_removed_and_changed_rules() {
+        let old = config(
+            "[[rules]]\nname = \"a\"\nthen.status = 404\n[[rules]]\nname = \"b\"\nthen.status = 409\n",
+        );
+        let new = config(
+            "[[rules]]\nname = \"b\"\nthen.status = 410\n[[rules]]\nname = \"c\"\nthen.status = 404\n",
+        );
+        let diff = RuleDiff::between(&old, &new);
+        assert_eq!(diff.added, vec!["c"]);
+        assert_eq!(diff.removed, vec!["a"]);
+        assert_eq!(diff.changed, vec!["b"]);
+        assert_eq!(RuleDiff::between(&old, &old), RuleDiff::default());
+    }
+}
