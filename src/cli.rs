@@ -48,8 +48,14 @@ enum Command {
     /// Exit 0 if candor's `/readyz` answers 200, else 1: a health check for images without a
     /// shell or curl.
     Healthcheck {
-        /// The admin address.
-        #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR")]
+        /// The admin address; an unspecified IP (`0.0.0.0`, `::`) means this host's loopback.
+        /// No config is read, so this works in an image with nothing but the binary.
+        #[arg(
+            long,
+            default_value = "127.0.0.1:9901",
+            env = "CANDOR__SERVER__ADMIN_LISTEN",
+            value_name = "ADDR"
+        )]
         admin: String,
     },
     /// Validate a configuration file and exit: 0 and a one-line summary, or 78 and every problem.
@@ -435,6 +441,19 @@ fn demo(path: &std::path::Path, once: bool) -> ExitCode {
 }
 
 fn healthcheck(admin: &str) -> ExitCode {
+    // A container binds the admin port on every interface; the probe comes from inside it.
+    let admin = match admin.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() => {
+            let loopback: std::net::IpAddr = if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            std::net::SocketAddr::new(loopback, addr.port()).to_string()
+        }
+        _ => admin.to_owned(),
+    };
+    let admin = admin.as_str();
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,

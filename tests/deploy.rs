@@ -16,18 +16,6 @@ use std::path::Path;
 use common::*;
 use regex::Regex;
 
-/// The hot-reload metrics, being added on another branch with the reload itself. Until they
-/// land, a name listed here may be missing from the scrape; once it is exported it is checked
-/// like any other (labels included). Delete this list when hot reload has merged.
-const PENDING: [&str; 3] = [
-    "candor_config_reloads_total",
-    "candor_config_last_reload_successful",
-    "candor_config_last_reload_success_timestamp_seconds",
-];
-
-/// The label of `candor_config_reloads_total`: tolerated in groupings while that is pending.
-const PENDING_LABEL: &str = "result";
-
 /// Labels that Prometheus adds to every series from its target, not candor: `job` and
 /// `instance` always, `namespace` and `pod` from Kubernetes discovery (PodMonitor).
 const TARGET_LABELS: [&str; 4] = ["job", "instance", "namespace", "pod"];
@@ -96,9 +84,7 @@ fn problems_in(file: &str, text: &str, exported: &Exported) -> Vec<String> {
         let name = c.get(0).unwrap().as_str();
         let name = name.split('{').next().unwrap();
         if !exported.has(name) {
-            if !PENDING.contains(&name) {
-                problems.push(format!("{file}: {name} is not exported by candor"));
-            }
+            problems.push(format!("{file}: {name} is not exported by candor"));
             continue;
         }
         let Some(selector) = c.get(1) else { continue };
@@ -125,9 +111,7 @@ fn problems_in(file: &str, text: &str, exported: &Exported) -> Vec<String> {
     let all = exported.all_labels();
     for c in grouping.captures_iter(text) {
         for label in c[1].split(',').map(str::trim).filter(|l| !l.is_empty()) {
-            let pending = label == PENDING_LABEL && !exported.has(PENDING[0]);
-            if !(all.contains(label) || TARGET_LABELS.contains(&label) || label == "le" || pending)
-            {
+            if !(all.contains(label) || TARGET_LABELS.contains(&label) || label == "le") {
                 problems.push(format!(
                     "{file}: groups by {label}, which no candor metric has"
                 ));
@@ -218,8 +202,7 @@ fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
-/// The checker itself: a misspelt metric, an unknown label and a bad grouping are caught, and a
-/// pending reload metric passes only while it is absent.
+/// The checker itself: a misspelt metric, an unknown label and a bad grouping are caught.
 #[test]
 fn the_checker_catches_unknown_names_and_labels() {
     let scrape = "# TYPE candor_rewrites counter\n\
@@ -228,9 +211,7 @@ fn the_checker_catches_unknown_names_and_labels() {
                   candor_request_duration_seconds_bucket{le=\"0.1\"} 1\n";
     let exported = Exported::parse(scrape);
     let ok = r#"sum by (rule, from, to) (rate(candor_rewrites_total{job=~"$job", mode="shadow"}[5m]))
-        histogram_quantile(0.9, sum by (le) (rate(candor_request_duration_seconds_bucket[5m])))
-        candor_config_last_reload_successful == 0
-        sum by (result) (candor_config_reloads_total)"#;
+        histogram_quantile(0.9, sum by (le) (rate(candor_request_duration_seconds_bucket[5m])))"#;
     assert_eq!(problems_in("ok", ok, &exported), Vec::<String>::new());
     let bad = r#"rate(candor_rewrite_total[5m]) candor_rewrites_total{rules="x"}
         sum by (route) (candor_rewrites_total)"#;
