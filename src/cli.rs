@@ -59,6 +59,19 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Watch a running candor: the status page in the terminal, refreshed every second.
+    Top(TopArgs),
+}
+
+/// Arguments of `candor top`.
+#[derive(Debug, clap::Args)]
+struct TopArgs {
+    /// The admin listener of the candor to watch (its `server.admin_listen`).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9901")]
+    admin: String,
+    /// Print one frame and exit.
+    #[arg(long)]
+    once: bool,
 }
 
 /// `--config`, shared by every command that reads a configuration.
@@ -114,9 +127,9 @@ struct ExplainArgs {
 /// Entry point of the `candor` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo's output is its table; only errors should interleave with it.
+    // The demo's output is its table, top's its frame; only errors should interleave with them.
     init_logging(match cli.command {
-        Command::Demo { .. } => "error",
+        Command::Demo { .. } | Command::Top(_) => "error",
         _ => "info",
     });
     match cli.command {
@@ -125,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain(&args),
         Command::Test { config } => test(&config.path),
         Command::Demo { config, once } => demo(&config.path, once),
+        Command::Top(args) => top(&args),
     }
 }
 
@@ -393,6 +407,17 @@ fn demo(path: &std::path::Path, once: bool) -> ExitCode {
             eprintln!("error: {}", crate::failure::error_chain(&*err));
             ExitCode::FAILURE
         }
+    }
+}
+
+fn top(args: &TopArgs) -> ExitCode {
+    match runtime() {
+        Ok(runtime) => runtime.block_on(crate::status::top::run(
+            &args.admin,
+            args.once,
+            shutdown_signal(),
+        )),
+        Err(code) => code,
     }
 }
 

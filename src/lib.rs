@@ -15,7 +15,8 @@
 //! | [`problem`] | RFC 9457 problem documents |
 //! | [`body`] | the response body type |
 //! | [`metrics`] | Prometheus metrics |
-//! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
+//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the status page and `/status.json` |
+//! | [`status`] | what the status page, `/status.json` and `candor top` show |
 //! | [`demo`] | the embedded legacy upstream behind `candor demo` |
 //!
 //! [`run`] serves a validated [`config::Config`] on listeners the caller bound, until a shutdown
@@ -34,12 +35,14 @@ pub mod metrics;
 pub mod problem;
 pub mod proxy;
 pub mod rules;
+pub mod status;
 pub mod upstream;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -49,6 +52,7 @@ use crate::admin::Health;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::Shared;
+use crate::status::Status;
 
 /// Why candor could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +129,9 @@ pub async fn run(
     let metrics = Metrics::register(&mut registry);
     let registry = Arc::new(registry);
     let health = Arc::new(Health::default());
+    // The status page's view; hot reload calls `set_config` again on every swap.
+    let status = Arc::new(Status::new(metrics.clone()));
+    status.set_config(&config, SystemTime::now());
     let shared = Arc::new(Shared::new(config.clone(), metrics));
 
     let proxy_addr = listeners.proxy_addr().map_err(RunError::Worker)?;
@@ -185,6 +192,7 @@ pub async fn run(
         admin_listener,
         registry,
         health.clone(),
+        status,
         admin_stop,
     ));
 
