@@ -1,15 +1,18 @@
-//! The admin listener: `/healthz`, `/readyz` and `/metrics` on their own (loopback by default)
-//! address, so probes and scrapes never mix with proxied traffic and the upstream can never be
-//! reached through them.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, the status page (`/`) and its data
+//! (`/status.json`) on their own (loopback by default) address, so probes, scrapes and people
+//! never mix with proxied traffic and the upstream can never be reached through them.
 //!
-//! A plain `match` on the path: three routes do not need a router.
+//! A plain `match` on the path: a handful of routes do not need a router.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -20,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::metrics;
 use crate::proxy::Loaded;
+use crate::status::{self, Status};
 
 /// Liveness and readiness as the admin endpoints report them.
 #[derive(Debug, Default)]
@@ -45,6 +49,7 @@ pub async fn serve(
     mut loaded: watch::Receiver<Arc<Loaded>>,
     registry: Arc<Registry>,
     health: Arc<Health>,
+    status: Arc<Status>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut source = loaded.borrow_and_update().admin.clone();
@@ -85,9 +90,10 @@ pub async fn serve(
         };
         let registry = registry.clone();
         let health = health.clone();
+        let status = status.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let response = route(&req, &registry, &health);
+                let response = route(&req, &registry, &health, &status);
                 async move { Ok::<_, Infallible>(response) }
             });
             let result = hyper::server::conn::http1::Builder::new()
@@ -101,7 +107,12 @@ pub async fn serve(
     }
 }
 
-fn route(req: &Request<Incoming>, registry: &Registry, health: &Health) -> Response<Full<Bytes>> {
+fn route(
+    req: &Request<Incoming>,
+    registry: &Registry,
+    health: &Health,
+    status: &Status,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         response
@@ -115,17 +126,48 @@ fn route(req: &Request<Incoming>, registry: &Registry, health: &Health) -> Respo
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/metrics" => {
             let mut response = Response::new(Full::new(Bytes::from(metrics::encode(registry))));
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
             response
         }
-        "/" => text(
-            StatusCode::OK,
-            "candor admin\n  /healthz  liveness\n  /readyz   readiness\n  /metrics  Prometheus metrics\n",
-        ),
+        "/" => page(),
+        "/status.json" => {
+            let mut response = Response::new(Full::new(Bytes::from(status.to_json())));
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            response
+        }
+        // Browsers ask for it with the page; an empty answer keeps 404s out of their console.
+        "/favicon.ico" => {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// The status page, locked down: it may run its own inline script and style and fetch
+/// `/status.json`, nothing else; the data it shows is inserted as text (see `status/page.html`).
+fn page() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(status::PAGE.as_bytes())));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(status::PAGE_CSP),
+    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -79,6 +79,19 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Watch a running candor: the status page in the terminal, refreshed every second.
+    Top(TopArgs),
+}
+
+/// Arguments of `candor top`.
+#[derive(Debug, clap::Args)]
+struct TopArgs {
+    /// The admin listener of the candor to watch (its `server.admin_listen`).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9901")]
+    admin: String,
+    /// Print one frame and exit.
+    #[arg(long)]
+    once: bool,
 }
 
 /// `--config`, shared by every command that reads a configuration.
@@ -145,6 +158,11 @@ pub fn main() -> ExitCode {
             // The demo's output is its table; only errors should interleave with it.
             init_logging("error", format.unwrap_or(LogFormat::Auto));
             demo(&config.path, once)
+        }
+        Command::Top(args) => {
+            // Top's output is its frame; likewise.
+            init_logging("error", format.unwrap_or(LogFormat::Auto));
+            top(&args)
         }
     }
 }
@@ -485,6 +503,17 @@ fn healthcheck(admin: &str) -> ExitCode {
             eprintln!("candor at {admin} did not answer within 2s");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn top(args: &TopArgs) -> ExitCode {
+    match runtime() {
+        Ok(runtime) => runtime.block_on(crate::status::top::run(
+            &args.admin,
+            args.once,
+            shutdown_signal(),
+        )),
+        Err(code) => code,
     }
 }
 

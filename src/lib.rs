@@ -15,8 +15,9 @@
 //! | [`problem`] | RFC 9457 problem documents |
 //! | [`body`] | the response body type |
 //! | [`metrics`] | Prometheus metrics |
-//! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
+//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the status page and `/status.json` |
 //! | [`reload`] | hot reload: SIGHUP and the config file's directory, swapped in atomically |
+//! | [`status`] | what the status page, `/status.json` and `candor top` show |
 //! | [`demo`] | the embedded legacy upstream behind `candor demo` |
 //!
 //! [`run`] serves a validated [`config::Config`] on listeners the caller bound, until a shutdown
@@ -36,12 +37,14 @@ pub mod problem;
 pub mod proxy;
 pub mod reload;
 pub mod rules;
+pub mod status;
 pub mod upstream;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -53,6 +56,7 @@ use crate::inspect::Normalizer;
 use crate::metrics::Metrics;
 use crate::proxy::Loaded;
 pub use crate::reload::Reload;
+use crate::status::Status;
 
 /// Why candor could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +144,9 @@ pub async fn run_with(
     let metrics = Metrics::register(&mut registry);
     let registry = Arc::new(registry);
     let health = Arc::new(Health::default());
+    // The status page's view; hot reload calls `set_config` again on every swap.
+    let status = Arc::new(Status::new(metrics.clone()));
+    status.set_config(&config, SystemTime::now());
 
     let proxy_addr = listeners.proxy_addr().map_err(RunError::Worker)?;
     let admin_addr = listeners.admin_addr().map_err(RunError::Worker)?;
@@ -205,13 +212,14 @@ pub async fn run_with(
         loaded.clone(),
         registry,
         health.clone(),
+        status.clone(),
         admin_stop.clone(),
     ));
     // Without reload the sender still has to live until the end: workers stop when it is gone.
     let (reloader, _publish) = match reload {
         Some(reload) => {
             let reloader = reload::Reloader::start(reload);
-            let task = tokio::spawn(reloader.run(publish, metrics.clone(), admin_stop));
+            let task = tokio::spawn(reloader.run(publish, metrics.clone(), status, admin_stop));
             (Some(task), None)
         }
         None => (None, Some(publish)),

@@ -19,6 +19,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::status::{Recorder, Rewrite};
+
 /// Buckets of `candor_request_duration_seconds`: OpenTelemetry's advice for HTTP durations,
 /// extended down to 1 ms (a sidecar's own answers are sub-millisecond) and up to 60 s (slow
 /// legacy APIs).
@@ -72,8 +74,9 @@ struct BuildLabels {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     requests: Family<StatusLabels, Counter>,
-    /// One slot per status 100..=599 holding that status's counter once seen, so counting a
-    /// request is one atomic add instead of a locked map lookup.
+    /// One slot per status 100..=999 (every status `http::StatusCode` can hold) holding that
+    /// status's counter once seen, so counting a request is one atomic add instead of a locked
+    /// map lookup, and the status page can read every count back.
     requests_by_status: Arc<[OnceLock<Counter>]>,
     upstream_failures: Family<KindLabels, Counter>,
     duration: Histogram,
@@ -82,6 +85,8 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     last_reload_successful: Gauge,
     last_reload_success_time: Gauge,
+    /// The status page's record of recent rewrites, fed by [`Metrics::rewrite`] only.
+    recorder: Arc<Recorder>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -161,11 +166,12 @@ impl Metrics {
         registry.register("build_info", "candor's version; always 1", build);
         Metrics {
             requests,
-            requests_by_status: (100..600).map(|_| OnceLock::new()).collect(),
+            requests_by_status: (100..1000).map(|_| OnceLock::new()).collect(),
             upstream_failures,
             duration,
             rewrites,
             inspect_skipped,
+            recorder: Arc::default(),
             reloads,
             last_reload_successful,
             last_reload_success_time,
@@ -182,22 +188,18 @@ impl Metrics {
         }
     }
 
-    /// Counts a rewrite by `rule` from one status to another; `mode` is `enforce` or `shadow`.
-    pub fn rewrite(
-        &self,
-        rule: &str,
-        from: http::StatusCode,
-        to: http::StatusCode,
-        mode: &'static str,
-    ) {
+    /// Counts a rewrite in `candor_rewrites_total` and records it for the status page, in one
+    /// call so the two can never disagree. Only rewritten responses come here.
+    pub fn rewrite(&self, rewrite: &Rewrite<'_>) {
         self.rewrites
             .get_or_create(&RewriteLabels {
-                rule: rule.to_owned(),
-                from: from.as_u16(),
-                to: to.as_u16(),
-                mode,
+                rule: rewrite.rule.to_owned(),
+                from: rewrite.from.as_u16(),
+                to: rewrite.to.as_u16(),
+                mode: rewrite.mode.as_str(),
             })
             .inc();
+        self.recorder.record(rewrite);
     }
 
     /// Counts a response whose wanted body was not inspected.
@@ -233,6 +235,48 @@ impl Metrics {
         self.upstream_failures
             .get_or_create(&KindLabels { kind })
             .inc();
+    }
+
+    /// `candor_requests_total` read back: `(status, count)` for every status sent so far,
+    /// ascending.
+    pub fn requests_by_status(&self) -> Vec<(u16, u64)> {
+        (100u16..)
+            .zip(self.requests_by_status.iter())
+            .filter_map(|(status, slot)| slot.get().map(|counter| (status, counter.get())))
+            .collect()
+    }
+
+    /// `candor_upstream_failures_total` read back, every kind (zeros included).
+    pub fn upstream_failures_by_kind(&self) -> Vec<(&'static str, u64)> {
+        FAILURE_KINDS
+            .iter()
+            .map(|&kind| {
+                let count = self
+                    .upstream_failures
+                    .get(&KindLabels { kind })
+                    .map_or(0, |counter| counter.get());
+                (kind, count)
+            })
+            .collect()
+    }
+
+    /// `candor_inspect_skipped_total` read back, every reason (zeros included).
+    pub fn inspect_skipped_by_reason(&self) -> Vec<(&'static str, u64)> {
+        SKIP_REASONS
+            .iter()
+            .map(|&reason| {
+                let count = self
+                    .inspect_skipped
+                    .get(&ReasonLabels { reason })
+                    .map_or(0, |counter| counter.get());
+                (reason, count)
+            })
+            .collect()
+    }
+
+    /// The record of recent rewrites behind the status page.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 
     /// Starts timing a request; the returned timer records when dropped.

@@ -24,6 +24,7 @@ use crate::config::{self, Config};
 use crate::inspect::Normalizer;
 use crate::metrics::Metrics;
 use crate::proxy::Loaded;
+use crate::status::Status;
 
 /// How long to wait after a file event for the burst to end (editors and the kubelet write in
 /// several steps).
@@ -112,6 +113,7 @@ impl Reloader {
         mut self,
         publish: watch::Sender<Arc<Loaded>>,
         metrics: Metrics,
+        status: Arc<Status>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
@@ -133,7 +135,7 @@ impl Reloader {
                     "sighup"
                 }
             };
-            apply(&self.reload, trigger, &publish, &metrics);
+            apply(&self.reload, trigger, &publish, &metrics, &status);
         }
     }
 }
@@ -151,14 +153,17 @@ fn apply(
     trigger: &'static str,
     publish: &watch::Sender<Arc<Loaded>>,
     metrics: &Metrics,
+    status: &Status,
 ) {
     let current = publish.borrow().clone();
     match prepare(reload, &current) {
         Ok(next) => {
             let diff = RuleDiff::between(&current.config, &next.config);
             warn_about_restart_only_changes(&current.config, &next.config);
+            let now = SystemTime::now();
+            status.set_config(&next.config, now);
             publish.send_replace(Arc::new(next));
-            metrics.reload(true, SystemTime::now());
+            metrics.reload(true, now);
             tracing::info!(
                 trigger,
                 path = %reload.path.display(),

@@ -270,3 +270,31 @@ async fn a_changed_listen_address_moves_the_listener() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn the_status_page_shows_the_reloaded_config() {
+    let up = upstream(|_req| async { response(200, "ok") }).await;
+    let dir = temp_dir("status");
+    let path = dir.join("candor.toml");
+    std::fs::write(&path, config_text(&up.url(), 409)).unwrap();
+    let candor = start(&path).await;
+    let status =
+        |body: bytes::Bytes| -> serde_json::Value { serde_json::from_slice(&body).unwrap() };
+    let before = status(get(candor.admin, "/status.json").await.2);
+    save_by_rename(&path, &config_text(&up.url(), 410));
+    until_status(&candor, 410).await;
+    let after = status(get(candor.admin, "/status.json").await.2);
+    let names = |doc: &serde_json::Value| -> Vec<String> {
+        doc["config"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert!(names(&before).contains(&"to-409".to_owned()), "{before}");
+    assert!(names(&after).contains(&"to-410".to_owned()), "{after}");
+    // RFC 3339 in UTC with whole seconds: later or equal, never earlier.
+    let at = |doc: &serde_json::Value| doc["config"]["loaded_at"].as_str().unwrap().to_owned();
+    assert!(at(&after) >= at(&before), "{before} {after}");
+}

@@ -31,7 +31,7 @@ use crate::failure::Failure;
 use crate::metrics::Metrics;
 use crate::problem::Generated;
 use crate::proxy::hygiene::X_REQUEST_ID;
-use crate::rules::Mode;
+use crate::status::Rewrite;
 
 /// Longest excerpt of a scrubbed body written to the log.
 const SCRUB_LOG_EXCERPT: usize = 1024;
@@ -307,19 +307,25 @@ fn finish<B>(
         metrics.inspect_skipped(reason);
     }
     for change in outcome.shadows.iter().chain(&outcome.applied) {
-        let mode = match change.mode {
-            Mode::Enforce => "enforce",
-            Mode::Shadow => "shadow",
+        let rewrite = Rewrite {
+            rule: change.rule,
+            from: change.from,
+            to: change.to,
+            mode: change.mode,
+            method: &info.method,
+            path: info.uri.path(),
+            request_id: request_id(info),
         };
-        metrics.rewrite(change.rule, change.from, change.to, mode);
+        // The one place a rewrite is counted: the metric and the status page's record together.
+        metrics.rewrite(&rewrite);
         tracing::info!(
             rule = change.rule,
             from = change.from.as_u16(),
             to = change.to.as_u16(),
-            mode,
+            mode = change.mode.as_str(),
             method = %info.method,
-            path = info.uri.path(),
-            request_id = request_id(info),
+            path = rewrite.path,
+            request_id = rewrite.request_id,
             "response rewritten"
         );
     }

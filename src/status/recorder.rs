@@ -1,0 +1,214 @@
+//! The record behind the status page: the last [`RECENT`] rewrites and running tallies by rule
+//! and by status transition.
+//!
+//! Fed only by [`crate::metrics::Metrics::rewrite`], the same call that counts
+//! `candor_rewrites_total`, so the page and the metric can never disagree. Nothing here runs for a
+//! response no rule rewrites: the pass-through path never touches the recorder.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
+
+use http::{Method, StatusCode};
+
+use crate::rules::Mode;
+
+/// How many rewrites the record keeps, newest first.
+pub const RECENT: usize = 100;
+
+/// Longest path kept in the record, in bytes; longer ones end in `…`. Paths come from clients,
+/// so without a bound a hundred long URIs would hold megabytes.
+pub const MAX_PATH: usize = 256;
+
+/// Longest method kept (extension methods can be any token).
+const MAX_METHOD: usize = 24;
+
+/// Longest request id kept (candor replaces ids longer than 128 bytes, so this only guards).
+const MAX_REQUEST_ID: usize = 128;
+
+/// One rewrite, as the normalize layer reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewrite<'a> {
+    /// The rule or built-in that rewrote (or in shadow mode, would have rewritten).
+    pub rule: &'a str,
+    /// The status before.
+    pub from: StatusCode,
+    /// The status after.
+    pub to: StatusCode,
+    /// Whether the rewrite was enforced or only observed.
+    pub mode: Mode,
+    /// The request method.
+    pub method: &'a Method,
+    /// The request path, without the query.
+    pub path: &'a str,
+    /// The request id candor sent upstream (empty when there was none).
+    pub request_id: &'a str,
+}
+
+/// One remembered rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// When it was recorded.
+    pub time: SystemTime,
+    /// The request method (clipped).
+    pub method: String,
+    /// The request path (clipped to [`MAX_PATH`]).
+    pub path: String,
+    /// The status before.
+    pub from: u16,
+    /// The status after.
+    pub to: u16,
+    /// The rule or built-in.
+    pub rule: String,
+    /// `enforce` or `shadow`.
+    pub mode: &'static str,
+    /// The request id.
+    pub request_id: String,
+}
+
+/// Rewrites counted for one rule since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleCount {
+    /// Enforced rewrites.
+    pub enforce: u64,
+    /// Shadow matches.
+    pub shadow: u64,
+}
+
+/// A copy of the record, taken under the lock and worked on outside it.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// The last [`RECENT`] rewrites, oldest first.
+    pub recent: VecDeque<Entry>,
+    /// Counts by rule name.
+    pub by_rule: HashMap<String, RuleCount>,
+    /// Counts by (from, to, mode).
+    pub by_transition: BTreeMap<(u16, u16, &'static str), u64>,
+}
+
+/// The rewrite record shared by every worker.
+///
+/// One `Mutex` guards it all. Contention is not a concern: only rewritten responses take the
+/// lock (rare next to the requests that pass), they hold it for a few small copies, and the
+/// admin endpoint takes it once per snapshot.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    inner: Mutex<Recorded>,
+}
+
+impl Recorder {
+    /// Records one rewrite.
+    pub fn record(&self, rewrite: &Rewrite<'_>) {
+        let mode = rewrite.mode.as_str();
+        let entry = Entry {
+            time: SystemTime::now(),
+            method: clip(rewrite.method.as_str(), MAX_METHOD),
+            path: clip(rewrite.path, MAX_PATH),
+            from: rewrite.from.as_u16(),
+            to: rewrite.to.as_u16(),
+            rule: rewrite.rule.to_owned(),
+            mode,
+            request_id: clip(rewrite.request_id, MAX_REQUEST_ID),
+        };
+        // Nothing panics while the lock is held, so a poisoned lock still holds a consistent
+        // record.
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = match inner.by_rule.get_mut(rewrite.rule) {
+            Some(count) => count,
+            None => inner.by_rule.entry(entry.rule.clone()).or_default(),
+        };
+        match rewrite.mode {
+            Mode::Enforce => count.enforce += 1,
+            Mode::Shadow => count.shadow += 1,
+        }
+        *inner
+            .by_transition
+            .entry((entry.from, entry.to, mode))
+            .or_default() += 1;
+        if inner.recent.len() == RECENT {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(entry);
+    }
+
+    /// A copy of everything recorded so far.
+    pub fn copy(&self) -> Recorded {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, with `…` when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let end = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .take_while(|&i| i <= max)
+        .last()
+        .unwrap_or(0);
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite<'a>(rule: &'a str, mode: Mode, path: &'a str, id: &'a str) -> Rewrite<'a> {
+        Rewrite {
+            rule,
+            from: StatusCode::OK,
+            to: StatusCode::NOT_FOUND,
+            mode,
+            method: &Method::GET,
+            path,
+            request_id: id,
+        }
+    }
+
+    #[test]
+    fn keeps_the_last_hundred_and_counts_them_all() {
+        let recorder = Recorder::default();
+        for i in 0..150 {
+            let id = format!("id-{i}");
+            recorder.record(&rewrite("r", Mode::Enforce, "/p", &id));
+        }
+        recorder.record(&rewrite("s", Mode::Shadow, "/p", "last"));
+        let recorded = recorder.copy();
+        assert_eq!(recorded.recent.len(), RECENT);
+        assert_eq!(recorded.recent.front().unwrap().request_id, "id-51");
+        assert_eq!(recorded.recent.back().unwrap().request_id, "last");
+        assert_eq!(
+            recorded.by_rule["r"],
+            RuleCount {
+                enforce: 150,
+                shadow: 0
+            }
+        );
+        assert_eq!(
+            recorded.by_rule["s"],
+            RuleCount {
+                enforce: 0,
+                shadow: 1
+            }
+        );
+        assert_eq!(recorded.by_transition[&(200, 404, "enforce")], 150);
+        assert_eq!(recorded.by_transition[&(200, 404, "shadow")], 1);
+    }
+
+    #[test]
+    fn long_paths_are_clipped_on_a_character_boundary() {
+        let recorder = Recorder::default();
+        let long = format!("/{}", "é".repeat(400));
+        recorder.record(&rewrite("r", Mode::Enforce, &long, ""));
+        let path = recorder.copy().recent[0].path.clone();
+        assert!(path.len() <= MAX_PATH + '…'.len_utf8(), "{}", path.len());
+        assert!(path.ends_with('…'));
+        assert_eq!(clip("/short", MAX_PATH), "/short");
+        assert_eq!(clip("abcdef", 3), "abc…");
+    }
+}
