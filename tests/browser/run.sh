@@ -57,7 +57,7 @@ wait_for "$work/upstream.out" '^[0-9]'
 upstream_port=$(head -n 1 "$work/upstream.out")
 
 CANDOR__UPSTREAM__URL="http://127.0.0.1:$upstream_port" RUST_LOG=info \
-  "$candor" run --config tests/browser/candor.toml 2>"$work/candor.log" &
+  "$candor" --log-format text run --config tests/browser/candor.toml 2>"$work/candor.log" &
 pids+=($!)
 wait_for "$work/candor.log" ' ready '
 ready=$(grep -m 1 ' ready ' "$work/candor.log")
