@@ -4,6 +4,7 @@
 //! response no rule wants streams through with no copy, no buffering and no dynamic dispatch.
 //! Responses candor makes or rewrites carry their bytes in a `Full`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -65,7 +66,7 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            ProxyBodyProj::Upstream { body } => body.poll_frame(cx).map_err(Into::into),
+            ProxyBodyProj::Upstream { body } => body.poll_frame(cx),
             ProxyBodyProj::Full { body } => body.poll_frame(cx).map_err(|never| match never {}),
             ProxyBodyProj::Empty => Poll::Ready(None),
         }
@@ -85,5 +86,131 @@ impl Body for ProxyBody {
             ProxyBody::Full { body } => body.size_hint(),
             ProxyBody::Empty => SizeHint::with_exact(0),
         }
+    }
+}
+
+/// Which side of the proxy a guarded body comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client's request body.
+    Request,
+    /// The upstream's response body.
+    Response,
+}
+
+/// Why a guarded body stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The request body passed `server.max_request_body_bytes`.
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// No data arrived for longer than the body idle timeout.
+    #[error("the {side:?} body sent nothing for {idle:?}")]
+    Idle {
+        /// Which body.
+        side: Side,
+        /// The timeout.
+        idle: std::time::Duration,
+    },
+}
+
+pin_project! {
+    /// A body with a byte limit and an idle timeout: hyper has neither (shared/reliability.md
+    /// §1.2), and without them a client trickling a body, or an upstream that stalls mid-body,
+    /// holds a connection and its buffers forever.
+    ///
+    /// The timer exists only while the body is waiting, is allocated the first time it waits,
+    /// and is re-armed rather than reallocated after each piece of data.
+    #[derive(Debug)]
+    pub struct Guarded<B> {
+        #[pin]
+        inner: B,
+        side: Side,
+        limit: u64,
+        seen: u64,
+        idle: std::time::Duration,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        progressed: bool,
+    }
+}
+
+impl<B> Guarded<B> {
+    /// Guards `inner`: at most `limit` data bytes (`u64::MAX`: no limit), and no pause longer
+    /// than `idle`.
+    pub fn new(inner: B, side: Side, limit: u64, idle: std::time::Duration) -> Self {
+        Guarded {
+            inner,
+            side,
+            limit,
+            seen: 0,
+            idle,
+            timer: None,
+            progressed: false,
+        }
+    }
+}
+
+impl<B> Body for Guarded<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                *this.progressed = true;
+                if let Some(data) = frame.data_ref() {
+                    *this.seen += data.len() as u64;
+                    if *this.seen > *this.limit {
+                        return Poll::Ready(Some(Err(Box::new(BodyError::TooLarge {
+                            limit: *this.limit,
+                        }))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::now() + *this.idle;
+                let timer = match this.timer {
+                    Some(timer) => {
+                        if *this.progressed {
+                            timer.as_mut().reset(deadline);
+                        }
+                        timer
+                    }
+                    None => this
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                *this.progressed = false;
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyError::Idle {
+                        side: *this.side,
+                        idle: *this.idle,
+                    })))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -19,7 +19,7 @@ use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service};
 
-use crate::body::ProxyBody;
+use crate::body::{BodyError, ProxyBody, Side};
 use crate::config::Failures;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
@@ -52,6 +52,10 @@ pub enum Failure {
     /// The client's request body failed (the client went away or sent bad framing) while it was
     /// being forwarded: not the upstream's fault, so not counted as an upstream failure.
     ClientBody,
+    /// The client's request body passed `server.max_request_body_bytes` while being forwarded.
+    RequestTooLarge,
+    /// The client paused its request body longer than `server.body_idle_timeout`.
+    ClientTimeout,
     /// Anything else: answered 502 and logged, so new causes are seen and classified.
     Other,
 }
@@ -68,7 +72,7 @@ impl Failure {
             Failure::Protocol => "protocol",
             Failure::Incomplete => "incomplete",
             Failure::Other => "other",
-            Failure::ClientBody => return None,
+            Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => return None,
         })
     }
 
@@ -83,7 +87,9 @@ impl Failure {
             Failure::Reset => "connection_terminated",
             Failure::Protocol => "http_protocol_error",
             Failure::Incomplete => "http_response_incomplete",
-            Failure::ClientBody => "http_request_error",
+            Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => {
+                "http_request_error"
+            }
             Failure::Other => "proxy_internal_error",
         }
     }
@@ -96,6 +102,8 @@ impl Failure {
             Failure::Refused | Failure::Unreachable | Failure::Dns => cfg.connect,
             Failure::ConnectTimeout | Failure::ResponseTimeout => cfg.timeout,
             Failure::ClientBody => StatusCode::BAD_REQUEST,
+            Failure::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             Failure::Reset | Failure::Protocol | Failure::Incomplete | Failure::Other => {
                 StatusCode::BAD_GATEWAY
             }
@@ -114,6 +122,8 @@ impl Failure {
             Failure::Protocol => "The upstream service sent an invalid response.",
             Failure::Incomplete => "The upstream service's response ended before it was complete.",
             Failure::ClientBody => "The request body could not be read.",
+            Failure::RequestTooLarge => "The request body is larger than this server accepts.",
+            Failure::ClientTimeout => "The request body stopped arriving.",
             Failure::Other => "The upstream request failed.",
         }
     }
@@ -144,7 +154,9 @@ impl Failure {
                 Failure::Reset => "candor; error=connection_terminated",
                 Failure::Protocol => "candor; error=http_protocol_error",
                 Failure::Incomplete => "candor; error=http_response_incomplete",
-                Failure::ClientBody => "candor; error=http_request_error",
+                Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => {
+                    "candor; error=http_request_error"
+                }
                 Failure::Other => "candor; error=proxy_internal_error",
             }),
         );
@@ -166,6 +178,20 @@ pub fn classify(err: &BoxError) -> Failure {
     if err.is::<tower::timeout::error::Elapsed>() {
         return Failure::ResponseTimeout;
     }
+    // A body guard's verdict decides, wherever hyper wrapped it in the chain.
+    if let Some(body) = find::<BodyError>(&**err) {
+        return match body {
+            BodyError::TooLarge { .. } => Failure::RequestTooLarge,
+            BodyError::Idle {
+                side: Side::Request,
+                ..
+            } => Failure::ClientTimeout,
+            BodyError::Idle {
+                side: Side::Response,
+                ..
+            } => Failure::ResponseTimeout,
+        };
+    }
     if let Some(err) = err.downcast_ref::<UpstreamError>() {
         return match err {
             UpstreamError::Connect(io) => classify_connect(io),
@@ -178,6 +204,20 @@ pub fn classify(err: &BoxError) -> Failure {
         return classify_hyper(http);
     }
     Failure::Other
+}
+
+/// The first error of type `E` in `err`'s source chain.
+fn find<'a, E: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 fn classify_connect(err: &io::Error) -> Failure {
@@ -387,6 +427,8 @@ mod tests {
             (Failure::Protocol, 502, Some("protocol")),
             (Failure::Incomplete, 502, Some("incomplete")),
             (Failure::ClientBody, 400, None),
+            (Failure::RequestTooLarge, 413, None),
+            (Failure::ClientTimeout, 408, None),
             (Failure::Other, 502, Some("other")),
         ];
         for (failure, status, kind) in cases {
@@ -428,5 +470,12 @@ mod tests {
         assert_eq!(classify(&elapsed), Failure::ResponseTimeout);
         let other: BoxError = "something new".into();
         assert_eq!(classify(&other), Failure::Other);
+        let stalled: BoxError = Box::new(BodyError::Idle {
+            side: Side::Response,
+            idle: Duration::from_secs(1),
+        });
+        assert_eq!(classify(&stalled), Failure::ResponseTimeout);
+        let too_large: BoxError = Box::new(BodyError::TooLarge { limit: 1 });
+        assert_eq!(classify(&too_large), Failure::RequestTooLarge);
     }
 }

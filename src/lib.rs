@@ -160,6 +160,7 @@ pub async fn run_with(
         admin: Arc::new(listeners.admin),
     }));
 
+    let gate = Arc::new(proxy::limits::Gate::new(metrics.connections_open()));
     let (stop_workers, workers_stop) = watch::channel(false);
     let mut started = Vec::with_capacity(config.server.workers);
     let mut finished = Vec::with_capacity(config.server.workers);
@@ -173,6 +174,7 @@ pub async fn run_with(
         let (done, done_rx) = oneshot::channel::<()>();
         let loaded = loaded.clone();
         let metrics = metrics.clone();
+        let gate = gate.clone();
         let stop = workers_stop.clone();
         std::thread::Builder::new()
             .name(format!("candor-worker-{index}"))
@@ -196,7 +198,7 @@ pub async fn run_with(
                         }
                     };
                     let _ = up.send(Ok(()));
-                    if let Err(err) = proxy::serve(listener, loaded, metrics, stop).await {
+                    if let Err(err) = proxy::serve(listener, loaded, metrics, gate, stop).await {
                         tracing::error!(error = %err, "worker stopped");
                     }
                 });

@@ -40,7 +40,7 @@ const FAILURE_KINDS: [&str; 7] = [
 ];
 
 /// Reasons a wanted body was not inspected, pre-registered like the failure kinds.
-const SKIP_REASONS: [&str; 3] = ["too_large", "content_type", "encoding"];
+const SKIP_REASONS: [&str; 4] = ["too_large", "content_type", "encoding", "busy"];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
@@ -83,6 +83,8 @@ pub struct Metrics {
     rewrites: Family<RewriteLabels, Counter>,
     inspect_skipped: Family<ReasonLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
+    connections_open: Gauge,
+    connections_rejected: Counter,
     last_reload_successful: Gauge,
     last_reload_success_time: Gauge,
     /// The status page's record of recent rewrites, fed by [`Metrics::rewrite`] only.
@@ -134,6 +136,18 @@ impl Metrics {
         for reason in SKIP_REASONS {
             let _ = inspect_skipped.get_or_create(&ReasonLabels { reason });
         }
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections open now",
+            connections_open.clone(),
+        );
+        let connections_rejected = Counter::default();
+        registry.register(
+            "connections_rejected",
+            "Client connections answered 503 and closed because server.max_connections were open",
+            connections_rejected.clone(),
+        );
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "config_reloads",
@@ -173,9 +187,21 @@ impl Metrics {
             inspect_skipped,
             recorder: Arc::default(),
             reloads,
+            connections_open,
+            connections_rejected,
             last_reload_successful,
             last_reload_success_time,
         }
+    }
+
+    /// The gauge of open client connections (kept by `proxy::limits::Gate`).
+    pub fn connections_open(&self) -> Gauge {
+        self.connections_open.clone()
+    }
+
+    /// Counts a connection refused by `server.max_connections`.
+    pub fn connection_rejected(&self) {
+        self.connections_rejected.inc();
     }
 
     /// Records a configuration reload attempt made at `at`.

@@ -26,7 +26,11 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tower::{BoxError, Service};
 
+use crate::body::{Guarded, Side};
 use crate::config;
+
+/// The request body candor sends upstream: the client's, with its limit and idle timeout.
+pub type RequestBody = Guarded<Incoming>;
 
 /// Why an upstream exchange failed before a response head arrived.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,7 @@ pub struct Client {
 struct Inner {
     target: Target,
     connect_timeout: Duration,
+    body_idle_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
     builder: http1::Builder,
@@ -74,7 +79,7 @@ struct Inner {
 
 #[derive(Debug)]
 struct Idle {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
     since: Instant,
 }
 
@@ -93,6 +98,7 @@ impl Client {
         let inner = Arc::new(Inner {
             target,
             connect_timeout: cfg.connect_timeout,
+            body_idle_timeout: cfg.body_idle_timeout,
             idle_timeout: cfg.pool_idle_timeout,
             max_idle: cfg.pool_max_idle,
             builder,
@@ -125,7 +131,7 @@ async fn reap(pool: Weak<Inner>) {
 
 impl Inner {
     /// The most recently used idle connection that is still open and fresh.
-    fn checkout(&self) -> Option<SendRequest<Incoming>> {
+    fn checkout(&self) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().ok()?;
         let now = Instant::now();
         while let Some(entry) = idle.pop() {
@@ -136,7 +142,7 @@ impl Inner {
         None
     }
 
-    fn checkin(&self, sender: SendRequest<Incoming>) {
+    fn checkin(&self, sender: SendRequest<RequestBody>) {
         if sender.is_closed() {
             return;
         }
@@ -171,7 +177,7 @@ impl Inner {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let stream = tokio::time::timeout(self.connect_timeout, self.open())
             .await
             .map_err(|_| UpstreamError::ConnectTimeout)??;
@@ -193,16 +199,18 @@ impl Inner {
 
     async fn send(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
     ) -> Result<Response<UpstreamBody>, BoxError> {
         if let Some(mut sender) = self.checkout() {
+            let idempotent = is_idempotent(req.method());
             match sender.try_send_request(req).await {
                 Ok(response) => return Ok(self.attach(response, sender)),
                 Err(mut err) => match err.take_message() {
                     // The pooled connection died before a byte of this request was written:
-                    // safe to send it again on a fresh connection, whatever the method.
-                    Some(unsent) => req = unsent,
-                    None => return Err(UpstreamError::Http(err.into_error()).into()),
+                    // sent again once on a fresh connection, but only if repeating it could do
+                    // no harm (RFC 9110 §9.2.2), in case the upstream saw more than hyper knows.
+                    Some(unsent) if idempotent => req = unsent,
+                    _ => return Err(UpstreamError::Http(err.into_error()).into()),
                 },
             }
         }
@@ -218,15 +226,23 @@ impl Inner {
     fn attach(
         self: Arc<Self>,
         response: Response<Incoming>,
-        sender: SendRequest<Incoming>,
+        sender: SendRequest<RequestBody>,
     ) -> Response<UpstreamBody> {
+        let idle = self.body_idle_timeout;
+        let guard = move |body| Guarded::new(body, Side::Response, u64::MAX, idle);
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             // The connection now belongs to the tunnel.
-            return response.map(|body| UpstreamBody { body, slot: None });
+            return response.map(|body| UpstreamBody {
+                body: guard(body),
+                slot: None,
+            });
         }
         response.map(|body| {
             let slot = Some(PoolSlot { sender, pool: self });
-            let mut body = UpstreamBody { body, slot };
+            let mut body = UpstreamBody {
+                body: guard(body),
+                slot,
+            };
             if body.body.is_end_stream() {
                 body.release();
             }
@@ -235,7 +251,16 @@ impl Inner {
     }
 }
 
-impl Service<Request<Incoming>> for Client {
+/// RFC 9110 §9.2.2: methods whose repetition has the same effect as one request.
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+impl Service<Request<RequestBody>> for Client {
     type Response = Response<UpstreamBody>;
     type Error = BoxError;
     type Future =
@@ -246,14 +271,14 @@ impl Service<Request<Incoming>> for Client {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
         Box::pin(self.inner.clone().send(req))
     }
 }
 
 #[derive(Debug)]
 struct PoolSlot {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
     pool: Arc<Inner>,
 }
 
@@ -263,7 +288,7 @@ pin_project! {
     #[derive(Debug)]
     pub struct UpstreamBody {
         #[pin]
-        body: Incoming,
+        body: Guarded<Incoming>,
         slot: Option<PoolSlot>,
     }
 }
@@ -278,12 +303,12 @@ impl UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         let frame = match this.body.as_mut().poll_frame(cx) {
             Poll::Pending => return Poll::Pending,

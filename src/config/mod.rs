@@ -77,6 +77,14 @@ pub struct Server {
     pub drain_timeout: Duration,
     /// How long a client has to send a complete request head.
     pub header_read_timeout: Duration,
+    /// Client connections open at once, across workers; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Largest request body forwarded; larger ones get 413.
+    pub max_request_body_bytes: u64,
+    /// Longest pause between two pieces of a request body before it is given up (408).
+    pub body_idle_timeout: Duration,
+    /// Longest a write to a client may wait before the connection is closed.
+    pub write_timeout: Duration,
 }
 
 /// The legacy API candor fronts.
@@ -98,6 +106,8 @@ pub struct Upstream {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per worker (0 disables pooling).
     pub pool_max_idle: usize,
+    /// Longest pause between two pieces of a response body before it is given up.
+    pub body_idle_timeout: Duration,
 }
 
 /// Statuses for upstream failures.
@@ -118,6 +128,8 @@ pub struct Inspect {
     pub max_body_bytes: usize,
     /// Lowercased `type/subtype` media types whose bodies are read.
     pub content_types: Vec<String>,
+    /// Bodies read for inspection at once, per process; more stream through uninspected.
+    pub max_concurrent: usize,
 }
 
 /// The `Retry-After` policy for responses that lack one.

@@ -154,6 +154,14 @@ pub struct ServerSpec {
     pub drain_timeout: DurationSpec,
     /// Time a client has to send a full request head.
     pub header_read_timeout: DurationSpec,
+    /// Client connections open at once, across workers.
+    pub max_connections: i64,
+    /// Largest request body forwarded.
+    pub max_request_body_bytes: i64,
+    /// Longest pause between two pieces of a request body.
+    pub body_idle_timeout: DurationSpec,
+    /// Longest a response write to a client may wait (a client that stops reading).
+    pub write_timeout: DurationSpec,
 }
 
 impl Default for ServerSpec {
@@ -165,6 +173,10 @@ impl Default for ServerSpec {
             workers: None,
             drain_timeout: DurationSpec::new("10s"),
             header_read_timeout: DurationSpec::new("10s"),
+            max_connections: 10_000,
+            max_request_body_bytes: 100 * 1024 * 1024,
+            body_idle_timeout: DurationSpec::new("30s"),
+            write_timeout: DurationSpec::new("60s"),
         }
     }
 }
@@ -183,6 +195,8 @@ pub struct UpstreamSpec {
     pub pool_idle_timeout: DurationSpec,
     /// Idle connections kept per worker.
     pub pool_max_idle: i64,
+    /// Longest pause between two pieces of a response body.
+    pub body_idle_timeout: DurationSpec,
 }
 
 impl Default for UpstreamSpec {
@@ -195,6 +209,7 @@ impl Default for UpstreamSpec {
             // reuses a connection the upstream is about to close.
             pool_idle_timeout: DurationSpec::new("4s"),
             pool_max_idle: 64,
+            body_idle_timeout: DurationSpec::new("60s"),
         }
     }
 }
@@ -229,6 +244,8 @@ pub struct InspectSpec {
     pub max_body_bytes: i64,
     /// Media types whose bodies are read.
     pub content_types: StringListSpec,
+    /// Bodies read for inspection at once, per process.
+    pub max_concurrent: i64,
 }
 
 impl Default for InspectSpec {
@@ -245,6 +262,7 @@ impl Default for InspectSpec {
                 .map(String::from)
                 .to_vec(),
             ),
+            max_concurrent: 64,
         }
     }
 }

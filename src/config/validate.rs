@@ -38,6 +38,12 @@ const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 const MAX_BODY_BYTES: i64 = 64 * 1024 * 1024;
 /// Most worker threads.
 const MAX_WORKERS: i64 = 1024;
+/// Most client connections at once.
+const MAX_CONNECTIONS: i64 = 1_000_000;
+/// Largest request body limit (1 TiB: effectively none, but a number).
+const MAX_REQUEST_BODY_BYTES: i64 = 1 << 40;
+/// Most inspections at once.
+const MAX_CONCURRENT_INSPECTIONS: i64 = 65_536;
 /// Most idle upstream connections per worker.
 const MAX_POOL_IDLE: i64 = 65536;
 
@@ -318,6 +324,30 @@ fn server(spec: &FileSpec, problems: &mut Problems) -> Option<Server> {
         &s.header_read_timeout,
         DurationKind::Timeout,
     );
+    let max_connections = int_in(
+        problems,
+        &at.key("max_connections"),
+        s.max_connections,
+        1..=MAX_CONNECTIONS,
+    );
+    let max_request_body_bytes = int_in(
+        problems,
+        &at.key("max_request_body_bytes"),
+        s.max_request_body_bytes,
+        1..=MAX_REQUEST_BODY_BYTES,
+    );
+    let body_idle_timeout = duration(
+        problems,
+        &at.key("body_idle_timeout"),
+        &s.body_idle_timeout,
+        DurationKind::Timeout,
+    );
+    let write_timeout = duration(
+        problems,
+        &at.key("write_timeout"),
+        &s.write_timeout,
+        DurationKind::Timeout,
+    );
     Some(Server {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -325,6 +355,10 @@ fn server(spec: &FileSpec, problems: &mut Problems) -> Option<Server> {
         workers: workers?,
         drain_timeout: drain_timeout?,
         header_read_timeout: header_read_timeout?,
+        max_connections: max_connections?,
+        max_request_body_bytes: max_request_body_bytes? as u64,
+        body_idle_timeout: body_idle_timeout?,
+        write_timeout: write_timeout?,
     })
 }
 
@@ -365,6 +399,12 @@ fn upstream(spec: &UpstreamSpec, problems: &mut Problems) -> Option<Upstream> {
         spec.pool_max_idle,
         0..=MAX_POOL_IDLE,
     );
+    let body_idle_timeout = duration(
+        problems,
+        &at.key("body_idle_timeout"),
+        &spec.body_idle_timeout,
+        DurationKind::Timeout,
+    );
     let (url, host, port, authority) = target?;
     Some(Upstream {
         url,
@@ -375,6 +415,7 @@ fn upstream(spec: &UpstreamSpec, problems: &mut Problems) -> Option<Upstream> {
         timeout: timeout?,
         pool_idle_timeout: pool_idle_timeout?,
         pool_max_idle: pool_max_idle?,
+        body_idle_timeout: body_idle_timeout?,
     })
 }
 
@@ -467,9 +508,16 @@ fn inspect(spec: &FileSpec, problems: &mut Problems) -> Option<Inspect> {
         1..=MAX_BODY_BYTES,
     );
     let content_types = media_types(problems, &at.key("content_types"), &i.content_types);
+    let max_concurrent = int_in(
+        problems,
+        &at.key("max_concurrent"),
+        i.max_concurrent,
+        1..=MAX_CONCURRENT_INSPECTIONS,
+    );
     Some(Inspect {
         max_body_bytes: max_body_bytes?,
         content_types: content_types?,
+        max_concurrent: max_concurrent?,
     })
 }
 

@@ -217,7 +217,22 @@ where
             );
             Step::Done(response)
         }
-        Plan::Inspect => Step::Inspect(Box::pin(inspect(shared.clone(), info, parts, body))),
+        Plan::Inspect => match shared.normalizer.inspection_permit() {
+            Some(permit) => {
+                Step::Inspect(Box::pin(inspect(shared.clone(), info, parts, body, permit)))
+            }
+            None => {
+                let outcome = shared.normalizer.decide(
+                    &info,
+                    parts.status,
+                    &parts.headers,
+                    None,
+                    Some("busy"),
+                );
+                let body = NormalizedBody::Original { body };
+                Step::Done(finish(shared, &info, parts, outcome, body))
+            }
+        },
     }
 }
 
@@ -226,6 +241,8 @@ async fn inspect<B>(
     info: RequestInfo,
     parts: http::response::Parts,
     body: B,
+    // Held until the body has been read and decided on.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Response<NormalizedBody<B>>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -273,16 +290,22 @@ where
             )
         }
         Collected::Failed(err) => {
-            // No byte of the response has been sent: the truncation becomes a visible 502
-            // instead of a short body presented as complete.
-            shared.metrics.upstream_failure("incomplete");
+            // No byte of the response has been sent: the truncation becomes a visible 502 (504
+            // when the body stalled) instead of a short body presented as complete.
+            let failure = match crate::failure::classify(&err) {
+                Failure::ResponseTimeout => Failure::ResponseTimeout,
+                _ => Failure::Incomplete,
+            };
+            shared
+                .metrics
+                .upstream_failure(failure.kind().unwrap_or("other"));
             tracing::warn!(
                 request_id = request_id(&info),
                 path = info.uri.path(),
                 error = %crate::failure::error_chain(&*err),
                 "upstream body failed while it was inspected"
             );
-            Failure::Incomplete.respond(&config.failures, info.uri.path(), info.request_id.as_ref())
+            failure.respond(&config.failures, info.uri.path(), info.request_id.as_ref())
         }
     }
 }

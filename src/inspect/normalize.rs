@@ -125,6 +125,9 @@ pub struct Normalizer {
     config: std::sync::Arc<Config>,
     /// Per status 100..=599: could any rule or built-in want this response?
     wanted: Box<[bool]>,
+    /// Bodies being read for inspection, across workers: bounds the memory inspection may hold
+    /// at `inspect.max_concurrent` × `inspect.max_body_bytes` (plus decoding).
+    inspections: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Normalizer {
@@ -141,7 +144,19 @@ impl Normalizer {
                     || config.retry_after.statuses.contains(&status)
             })
             .collect();
-        Normalizer { config, wanted }
+        let inspections =
+            std::sync::Arc::new(tokio::sync::Semaphore::new(config.inspect.max_concurrent));
+        Normalizer {
+            config,
+            wanted,
+            inspections,
+        }
+    }
+
+    /// A place among the bodies being inspected, or `None` when `inspect.max_concurrent` are
+    /// already being read: the response then streams through uninspected (reason `busy`).
+    pub fn inspection_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inspections.clone().try_acquire_owned().ok()
     }
 
     /// The configuration this normaliser applies.

@@ -42,6 +42,11 @@ pub enum Refusal {
     DuplicateHost,
     /// A `Host` (or absolute-form authority) that is not a valid `host[:port]`.
     InvalidHost,
+    /// An absolute-form target naming another host than `Host`: a forward-proxy request, which a
+    /// reverse proxy does not serve.
+    ForeignTarget,
+    /// A declared body larger than `server.max_request_body_bytes`.
+    BodyTooLarge,
 }
 
 impl Refusal {
@@ -49,6 +54,7 @@ impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -63,6 +69,8 @@ impl Refusal {
             Refusal::MissingHost => "The request has no Host header.",
             Refusal::DuplicateHost => "The request has more than one Host header.",
             Refusal::InvalidHost => "The request's Host is not a valid host name.",
+            Refusal::ForeignTarget => "The request target names another host than Host.",
+            Refusal::BodyTooLarge => "The request body is larger than this server accepts.",
         }
     }
 
@@ -92,8 +100,17 @@ pub fn check<B>(req: &Request<B>) -> Result<Option<HeaderValue>, Refusal> {
     }
     if let Some(authority) = req.uri().authority() {
         valid_authority(authority.as_str().as_bytes()).ok_or(Refusal::InvalidHost)?;
+        let http1 = req.version() <= Version::HTTP_11;
         if req.version() == Version::HTTP_11 && host.is_none() {
             return Err(Refusal::MissingHost);
+        }
+        // An HTTP/1 absolute-form target naming another host than `Host` is a forward-proxy
+        // request (or an attempt to reach something through candor): refused. HTTP/2 always
+        // carries its target as `:authority`.
+        if let (true, Some(host)) = (http1, host) {
+            if !same_authority(host.as_bytes(), authority) {
+                return Err(Refusal::ForeignTarget);
+            }
         }
         return HeaderValue::from_str(authority.as_str())
             .map(Some)
@@ -111,7 +128,26 @@ fn valid_authority(bytes: &[u8]) -> Option<()> {
     if bytes.is_empty() || bytes.contains(&b'@') {
         return None;
     }
-    Authority::try_from(bytes).ok().map(|_| ())
+    let authority = Authority::try_from(bytes).ok()?;
+    if authority.host().is_empty() {
+        return None;
+    }
+    // `http` accepts any digits as a port; a port must fit in 16 bits (RFC 9110 §4.2.1). The
+    // part after the last colon is a port unless it closes an IPv6 literal.
+    match authority.as_str().rsplit_once(':') {
+        Some((_, port)) if !port.contains(']') => port.parse::<u16>().ok().map(|_| ()),
+        _ => Some(()),
+    }
+}
+
+/// Whether a `Host` value and a target's authority name the same host and port (port 80 when
+/// absent, as for `http`).
+fn same_authority(host: &[u8], target: &Authority) -> bool {
+    let Ok(host) = Authority::try_from(host) else {
+        return false;
+    };
+    host.host().eq_ignore_ascii_case(target.host())
+        && host.port_u16().unwrap_or(80) == target.port_u16().unwrap_or(80)
 }
 
 /// What [`prepare_request`] learned that the response path needs.
@@ -160,6 +196,7 @@ pub fn prepare_request<B>(
 
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
+    drop_underscored(headers);
     // Expect is answered by candor's own server side (hyper sends 100 Continue when the body is
     // first read); forwarding it would make legacy upstreams answer 417.
     headers.remove(EXPECT);
@@ -323,6 +360,24 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
     })
 }
 
+/// Removes request headers whose names contain `_`. Many servers (CGI, PHP, Django, Rails,
+/// nginx in front of them) map `X-User_Id` and `X-User-Id` to the same variable, so an underscore
+/// variant can smuggle a value past a check made on the dashed name (Envoy's
+/// `headers_with_underscores_action`, HAProxy's `restrict-req-hdr-names`).
+fn drop_underscored(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| name.as_str().contains('_')) {
+        return;
+    }
+    let underscored: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in underscored {
+        headers.remove(&name);
+    }
+}
+
 /// Whether the client's `TE` lists `trailers` (RFC 9110 §10.1.4).
 fn accepts_trailers(headers: &HeaderMap) -> bool {
     headers.get_all(TE).iter().any(|v| {
@@ -419,6 +474,11 @@ mod tests {
             (request(&[("host", "user@a")]), Err(Refusal::InvalidHost)),
             (request(&[("host", "")]), Err(Refusal::InvalidHost)),
             (request(&[("host", "a b")]), Err(Refusal::InvalidHost)),
+            (request(&[("host", "a:b:c")]), Err(Refusal::InvalidHost)),
+            (request(&[("host", "x:99999")]), Err(Refusal::InvalidHost)),
+            (request(&[("host", "x:")]), Err(Refusal::InvalidHost)),
+            (request(&[("host", ":80")]), Err(Refusal::InvalidHost)),
+            (request(&[("host", "x:8080")]), Ok(Some("x:8080"))),
             (connect, Err(Refusal::Connect)),
             (http10, Ok(None)),
             (absolute_no_host, Err(Refusal::MissingHost)),
@@ -433,15 +493,28 @@ mod tests {
     }
 
     #[test]
-    fn absolute_form_authority_wins_but_never_routes() {
-        let mut req = request(&[("host", "a.example")]);
-        *req.uri_mut() = "http://169.254.169.254/latest?x=1".parse().unwrap();
+    fn absolute_form_targets_must_name_the_host_and_never_route() {
+        let mut foreign = request(&[("host", "a.example")]);
+        *foreign.uri_mut() = "http://169.254.169.254/latest?x=1".parse().unwrap();
+        assert_eq!(check(&foreign), Err(Refusal::ForeignTarget));
+
+        let mut req = request(&[("host", "API.example:80")]);
+        *req.uri_mut() = "http://api.example/latest?x=1".parse().unwrap();
         let host = check(&req).unwrap();
-        assert_eq!(host.as_ref().unwrap(), "169.254.169.254");
+        assert_eq!(host.as_ref().unwrap(), "api.example");
         prepare_request(&mut req, host, &upstream(), &peer());
         assert_eq!(req.uri(), "/latest?x=1");
         assert_eq!(req.uri().authority(), None);
-        assert_eq!(req.headers()[HOST], "169.254.169.254");
+        assert_eq!(req.headers()[HOST], "api.example");
+    }
+
+    #[test]
+    fn header_names_with_underscores_are_not_forwarded() {
+        let mut req = request(&[("host", "a"), ("x-user_id", "7"), ("x-user-id", "8")]);
+        let host = check(&req).unwrap();
+        prepare_request(&mut req, host, &upstream(), &peer());
+        assert!(!req.headers().contains_key("x-user_id"));
+        assert_eq!(req.headers()["x-user-id"], "8");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod framing;
 pub mod hygiene;
+pub mod limits;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::header::{HeaderValue, CONNECTION};
 use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -35,17 +37,18 @@ use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::Oneshot;
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::body::ProxyBody;
+use crate::body::{Guarded, ProxyBody, Side};
 use crate::config::Config;
 use crate::failure::{Failure, Rescue, RescueLayer};
 use crate::inspect::normalize::Rewritten;
 use crate::inspect::{Normalize, NormalizeLayer, NormalizedBody, Normalizer};
 use crate::metrics::{Metrics, TimedBody};
 use crate::problem::Problem;
-use crate::upstream::Client;
+use crate::upstream::{Client, RequestBody};
 
 use self::framing::{FramingVerdict, FramingWatch};
 use self::hygiene::{Peer, Refusal};
+use self::limits::{Gate, WriteTimeout};
 
 /// The tower stack every forwarded request goes through.
 pub type Stack = Normalize<Rescue<Timeout<Client>>>;
@@ -158,6 +161,7 @@ pub async fn serve(
     mut listener: TcpListener,
     mut loaded: watch::Receiver<Arc<Loaded>>,
     metrics: Metrics,
+    gate: Arc<Gate>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let current = loaded.borrow_and_update().clone();
@@ -175,8 +179,15 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let server = &worker.live.load().config.server;
+                    let Some(ticket) = gate.admit(server.max_connections) else {
+                        worker.metrics.connection_rejected();
+                        tokio::spawn(turn_away(stream));
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    let (io, verdict) = FramingWatch::new(stream);
+                    let io = WriteTimeout::new(stream, server.write_timeout);
+                    let (io, verdict) = FramingWatch::new(io);
                     let front = Front {
                         worker: worker.clone(),
                         peer: Peer::new(peer.ip().to_canonical()),
@@ -190,6 +201,7 @@ pub async fn serve(
                         if let Err(err) = conn.await {
                             tracing::debug!(error = %err, "client connection ended with an error");
                         }
+                        drop(ticket);
                     });
                 }
                 Err(err) => {
@@ -230,6 +242,18 @@ pub async fn serve(
     Ok(())
 }
 
+/// Answers a connection over `server.max_connections` with a fixed 503 and closes it.
+async fn turn_away(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    // Bounded: a client that does not read this either is simply closed.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(limits::OVER_CAPACITY),
+    )
+    .await;
+    let _ = stream.shutdown().await;
+}
+
 /// The per-connection service hyper calls for each request.
 #[derive(Debug, Clone)]
 pub struct Front {
@@ -250,6 +274,18 @@ impl hyper::service::Service<Request<Incoming>> for Front {
         } else {
             hygiene::check(&req)
         };
+        // The generation current now serves this request to its end, whatever reloads happen.
+        let generation = self.worker.live.load_full();
+        let server = &generation.config.server;
+        let checked = checked.and_then(|host| {
+            // A declared length over the limit is refused before a byte is forwarded; a chunked
+            // body is cut by its guard when it passes the limit.
+            if req.body().size_hint().lower() > server.max_request_body_bytes {
+                Err(Refusal::BodyTooLarge)
+            } else {
+                Ok(host)
+            }
+        });
         let host = match checked {
             Ok(host) => host,
             Err(refusal) => {
@@ -260,8 +296,8 @@ impl hyper::service::Service<Request<Incoming>> for Front {
         };
         let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
         let keep_length = req.method() == Method::HEAD;
-        // The generation current now serves this request to its end, whatever reloads happen.
-        let generation = self.worker.live.load_full();
+        let (limit, idle) = (server.max_request_body_bytes, server.body_idle_timeout);
+        let mut req = req.map(|body| Guarded::new(body, Side::Request, limit, idle));
         let prepared =
             hygiene::prepare_request(&mut req, host, &generation.upstream_authority, &self.peer);
         let access = generation.config.log.access_log.then(|| {
@@ -304,8 +340,10 @@ impl Front {
         if let Some(allow) = refusal.allow() {
             headers.insert(http::header::ALLOW, allow);
         }
-        if refusal == Refusal::AmbiguousFraming {
-            // The rest of the connection cannot be trusted to be framed as the client meant.
+        if matches!(refusal, Refusal::AmbiguousFraming | Refusal::BodyTooLarge) {
+            // Framing in doubt, or a body candor will not read: the rest of the connection cannot
+            // be trusted to be framed as the client meant (shared/reliability.md §2, early
+            // responses).
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         hygiene::echo_request_id(headers, &request_id);
@@ -390,7 +428,7 @@ pin_project! {
         /// The request is on its way through the stack.
         Proxied {
             #[pin]
-            inner: Oneshot<Stack, Request<Incoming>>,
+            inner: Oneshot<Stack, Request<RequestBody>>,
             state: Option<Pending>,
         },
     }
