@@ -116,7 +116,12 @@ pub struct Origin {
 impl Origin {
     /// Starts an origin on 127.0.0.1:0.
     pub async fn start() -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Origin::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts an origin on `addr` (to bring a dead upstream address back to life).
+    pub async fn start_on(addr: SocketAddr) -> Origin {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let shared = state.clone();
@@ -489,7 +494,11 @@ impl Conn {
                     .fetch_add(bytes.len(), Ordering::SeqCst);
                 true
             }
-            Err(_) => false,
+            Err(_) => {
+                // candor closed or reset the connection.
+                self.mark_closed();
+                false
+            }
         }
     }
 
