@@ -105,6 +105,8 @@ struct State {
     violations: Mutex<Vec<String>>,
     /// Requests whose connection ended before their body was complete (an aborted forward).
     incomplete: Mutex<Vec<String>>,
+    /// Raw responses registered by tests, by path.
+    canned: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 /// A running evil origin.
@@ -138,6 +140,8 @@ impl Origin {
                 tokio::spawn(async move {
                     let mut conn = Conn {
                         id,
+                        head_only: false,
+                        head_written: false,
                         stream,
                         buf: Vec::new(),
                         record,
@@ -158,6 +162,12 @@ impl Origin {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.conns.lock().unwrap().len()
+    }
+
+    /// Registers a raw response, written verbatim whenever `path` is requested (before the
+    /// built-in behaviours are consulted).
+    pub fn canned(&self, path: &str, raw: Vec<u8>) {
+        self.state.canned.lock().unwrap().insert(path.to_owned(), raw);
     }
 
     /// Requests parsed so far, across connections, in arrival order.
@@ -248,6 +258,10 @@ enum After {
 
 struct Conn {
     id: usize,
+    /// The current request is HEAD: write the response head only.
+    head_only: bool,
+    /// The head of the current response has been written (with `head_only`).
+    head_written: bool,
     stream: TcpStream,
     /// Received but not yet consumed.
     buf: Vec<u8>,
@@ -487,6 +501,17 @@ impl Conn {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> bool {
+        let mut bytes = bytes;
+        if self.head_only {
+            // A response to HEAD: the head, and not a byte of body (RFC 9110 §9.3.2).
+            if self.head_written {
+                return true;
+            }
+            if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                self.head_written = true;
+                bytes = &bytes[..end + 4];
+            }
+        }
         match self.stream.write_all(bytes).await {
             Ok(()) => {
                 self.record
@@ -529,6 +554,14 @@ impl Conn {
 
     async fn act(&mut self, req: &Seen) -> After {
         let path = req.path().to_owned();
+        // `/extra/head` sends a body to HEAD on purpose.
+        self.head_only = req.method == "HEAD" && !path.starts_with("/extra");
+        self.head_written = false;
+        let canned = self.state.canned.lock().unwrap().get(&path).cloned();
+        if let Some(raw) = canned {
+            self.write(&raw).await;
+            return After::Continue(None);
+        }
         let q = query(&req.target);
         let num = |k: &str, default: usize| -> usize {
             q.get(k).and_then(|v| v.parse().ok()).unwrap_or(default)
