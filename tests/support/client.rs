@@ -101,7 +101,7 @@ pub fn parse_responses(wire: &[u8], heads: &[bool], closed: bool) -> (Vec<Respon
                     return (out, wire[pos..].to_vec());
                 }
             }
-            Parsed::Partial(response) => {
+            Parsed::Partial(response, _) => {
                 out.push(response);
                 return (out, Vec::new());
             }
@@ -115,8 +115,9 @@ pub fn parse_responses(wire: &[u8], heads: &[bool], closed: bool) -> (Vec<Respon
 enum Parsed {
     /// A complete response and the bytes it used.
     Done(Response, usize),
-    /// A head whose body has not fully arrived (yet).
-    Partial(Response),
+    /// A head whose body has not fully arrived (yet), and how many bytes of the buffer must be
+    /// there before it can complete (so callers need not re-parse a long body on every read).
+    Partial(Response, usize),
     /// Not even a complete head.
     NoHead,
 }
@@ -159,13 +160,13 @@ fn parse_one(wire: &[u8], head_request: bool, closed: bool) -> Parsed {
         .is_some_and(|te| te.to_ascii_lowercase().ends_with("chunked"));
     if chunked {
         response.chunked = true;
-        let (body, used, complete) = dechunk(rest);
+        let (body, used, complete, need) = dechunk(rest);
         response.body = body;
         response.complete = complete;
         return if complete {
             Parsed::Done(response, n + used)
         } else {
-            Parsed::Partial(response)
+            Parsed::Partial(response, n + need)
         };
     }
     if let Some(length) = response
@@ -178,7 +179,7 @@ fn parse_one(wire: &[u8], head_request: bool, closed: bool) -> Parsed {
         return if response.complete {
             Parsed::Done(response, n + take)
         } else {
-            Parsed::Partial(response)
+            Parsed::Partial(response, n + length)
         };
     }
     response.body = rest.to_vec();
@@ -186,18 +187,19 @@ fn parse_one(wire: &[u8], head_request: bool, closed: bool) -> Parsed {
     if closed {
         Parsed::Done(response, wire.len())
     } else {
-        Parsed::Partial(response)
+        Parsed::Partial(response, usize::MAX)
     }
 }
 
-/// Decodes a chunked body: (data, bytes used, whether the last chunk and trailers arrived).
-fn dechunk(wire: &[u8]) -> (Vec<u8>, usize, bool) {
+/// Decodes a chunked body: (data, bytes used, whether the last chunk and trailers arrived, and
+/// when incomplete, how many bytes must be there before more can be decoded).
+fn dechunk(wire: &[u8]) -> (Vec<u8>, usize, bool, usize) {
     let mut body = Vec::new();
     let mut pos = 0;
     loop {
         let (start, size) = match httparse::parse_chunk_size(&wire[pos..]) {
             Ok(httparse::Status::Complete(found)) => found,
-            _ => return (body, wire.len(), false),
+            _ => return (body, wire.len(), false, wire.len() + 1),
         };
         pos += start;
         let size = size as usize;
@@ -205,17 +207,17 @@ fn dechunk(wire: &[u8]) -> (Vec<u8>, usize, bool) {
             // Trailers up to the empty line.
             loop {
                 let Some(end) = wire[pos..].windows(2).position(|w| w == b"\r\n") else {
-                    return (body, wire.len(), false);
+                    return (body, wire.len(), false, wire.len() + 1);
                 };
                 pos += end + 2;
                 if end == 0 {
-                    return (body, pos, true);
+                    return (body, pos, true, pos);
                 }
             }
         }
         if wire.len() < pos + size + 2 {
             body.extend_from_slice(&wire[pos..wire.len().min(pos + size)]);
-            return (body, wire.len(), false);
+            return (body, wire.len(), false, pos + size + 2);
         }
         body.extend_from_slice(&wire[pos..pos + size]);
         pos += size + 2;
@@ -245,6 +247,10 @@ pub struct RawConn {
     done: Vec<Response>,
     offset: usize,
     done_finals: usize,
+    /// Buffer length needed before the pending response can make progress.
+    need: usize,
+    /// Final responses dropped from `done` by [`RawConn::forget`].
+    forgotten: usize,
 }
 
 impl RawConn {
@@ -259,12 +265,17 @@ impl RawConn {
             done: Vec::new(),
             offset: 0,
             done_finals: 0,
+            need: 0,
+            forgotten: 0,
         }
     }
 
     /// Parses whatever complete responses the new bytes finish.
     fn advance(&mut self) {
         while self.offset < self.wire.len() {
+            if self.wire.len() < self.need && !self.closed {
+                return;
+            }
             let head = self.heads.get(self.done_finals).copied().unwrap_or(false);
             match parse_one(&self.wire[self.offset..], head, self.closed) {
                 Parsed::Done(response, used) => {
@@ -279,7 +290,14 @@ impl RawConn {
                         return;
                     }
                 }
-                _ => return,
+                Parsed::Partial(_, need) => {
+                    self.need = self.offset.saturating_add(need);
+                    return;
+                }
+                Parsed::NoHead => {
+                    self.need = self.wire.len() + 1;
+                    return;
+                }
             }
         }
     }
@@ -328,30 +346,65 @@ impl RawConn {
 
     /// Reads until `n` complete final responses arrived, the peer closed, or `deadline` passed.
     pub async fn read_responses(&mut self, n: usize, deadline: Duration) -> Vec<Response> {
+        self.wait_finals(n, deadline).await;
+        self.finals()
+    }
+
+    /// Reads until `n` complete final responses arrived (true), or the peer closed or `deadline`
+    /// passed (false).
+    pub async fn wait_finals(&mut self, n: usize, deadline: Duration) -> bool {
         let end = tokio::time::Instant::now() + deadline;
         loop {
             self.advance();
             if self.done_finals >= n {
-                return self.finals();
+                return true;
             }
             if !self.read_some(end).await {
                 self.advance();
-                return self.finals();
+                return self.done_finals >= n;
             }
         }
     }
 
+    /// How many complete final responses have arrived.
+    pub fn final_count(&self) -> usize {
+        self.done_finals
+    }
+
+    /// The `i`-th complete final response, if it arrived (and was not forgotten).
+    pub fn final_at(&self, i: usize) -> Option<Response> {
+        self.done
+            .iter()
+            .filter(|r| !r.is_interim())
+            .nth(i.checked_sub(self.forgotten)?)
+            .cloned()
+    }
+
+    /// Drops the complete responses kept so far (a long soak would otherwise keep every body),
+    /// and the bytes they came in. Counts and indices stay as they were.
+    pub fn forget(&mut self) {
+        if self.offset == usize::MAX {
+            return;
+        }
+        self.forgotten = self.done_finals;
+        self.done.clear();
+        self.wire.drain(..self.offset);
+        self.need = self.need.saturating_sub(self.offset);
+        self.offset = 0;
+    }
+
     /// Reads the one next response (panics if none arrives complete in time).
     pub async fn response(&mut self, deadline: Duration) -> Response {
-        let before = self.finals().len();
-        let all = self.read_responses(before + 1, deadline).await;
-        assert!(
-            all.len() > before && all[before].complete,
-            "no complete response within {deadline:?} (closed: {}): {:?}",
-            self.closed,
-            String::from_utf8_lossy(&self.wire)
-        );
-        all[before].clone()
+        let before = self.final_count();
+        self.wait_finals(before + 1, deadline).await;
+        match self.final_at(before) {
+            Some(r) => r,
+            None => panic!(
+                "no complete response within {deadline:?} (closed: {}): {:?}",
+                self.closed,
+                String::from_utf8_lossy(&self.wire[..self.wire.len().min(2000)])
+            ),
+        }
     }
 
     /// Reads until the peer closes; true if it did within `deadline`.
@@ -364,17 +417,17 @@ impl RawConn {
     /// The liveness check on this connection: it must still be open and serve a normal request.
     pub async fn assert_live(&mut self) {
         assert!(!self.closed, "the connection was closed");
-        let before = self.finals().len();
+        let before = self.final_count();
         assert!(
             self.send(b"GET /ok HTTP/1.1\r\nHost: live.example\r\n\r\n")
                 .await,
             "the connection is gone"
         );
-        let all = self.read_responses(before + 1, super::WAIT).await;
-        let r = all.get(before).unwrap_or_else(|| {
+        self.wait_finals(before + 1, super::WAIT).await;
+        let r = self.final_at(before).unwrap_or_else(|| {
             panic!(
                 "no liveness response on the same connection: {:?}",
-                String::from_utf8_lossy(&self.wire)
+                String::from_utf8_lossy(&self.wire[..self.wire.len().min(2000)])
             )
         });
         assert_eq!(r.status, 200, "liveness on the same connection: {}", r.head);
