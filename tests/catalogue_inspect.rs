@@ -83,7 +83,11 @@ async fn b1_bodies_around_the_limit_are_inspected_or_streamed_whole() {
             .await;
         let r = conn.response(WAIT).await;
         assert_eq!(r.status, status, "{target}");
-        assert!(r.body == origin::size_body(n, i as u64, kind), "{target}: body differs ({} bytes)", r.body.len());
+        assert!(
+            r.body == origin::size_body(n, i as u64, kind),
+            "{target}: body differs ({} bytes)",
+            r.body.len()
+        );
         if n > L {
             oversize += 1;
         }
@@ -91,7 +95,9 @@ async fn b1_bodies_around_the_limit_are_inspected_or_streamed_whole() {
     conn.assert_live().await;
     let metrics = candor.metrics().await;
     assert!(
-        metrics.contains(&format!("candor_inspect_skipped_total{{reason=\"too_large\"}} {oversize}")),
+        metrics.contains(&format!(
+            "candor_inspect_skipped_total{{reason=\"too_large\"}} {oversize}"
+        )),
         "{metrics}"
     );
     assert_live(candor.addr).await;
@@ -131,14 +137,25 @@ then.body = "problem"
         .await;
         let r = conn.response(WAIT).await;
         assert!(r.status == 500 || r.status == 422, "{target}: {}", r.head);
-        assert_eq!(r.header("content-type"), Some("application/problem+json"), "{target}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/problem+json"),
+            "{target}"
+        );
         assert_eq!(
             r.header("content-length").map(str::to_owned),
             Some(r.body.len().to_string()),
             "{target}"
         );
         assert!(r.body.len() < 1000, "{target}: {} bytes", r.body.len());
-        for stale in ["etag", "last-modified", "content-md5", "digest", "content-range", "content-encoding"] {
+        for stale in [
+            "etag",
+            "last-modified",
+            "content-md5",
+            "digest",
+            "content-range",
+            "content-encoding",
+        ] {
             assert!(!r.has(stale), "{target}: stale {stale}:\n{}", r.head);
         }
         r.json();
@@ -156,11 +173,16 @@ async fn b2_rfc_9530_digests_are_dropped_with_a_replaced_body() {
     let (origin, candor) = setup("").await;
     let r = {
         let mut conn = RawConn::connect(candor.addr).await;
-        conn.send(b"GET /b2 HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\n\r\n").await;
+        conn.send(b"GET /b2 HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\n\r\n")
+            .await;
         conn.response(WAIT).await
     };
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
-    assert!(!r.has("content-digest") && !r.has("repr-digest"), "{}", r.head);
+    assert!(
+        !r.has("content-digest") && !r.has("repr-digest"),
+        "{}",
+        r.head
+    );
     assert_live(candor.addr).await;
     origin.assert_clean();
 }
@@ -196,7 +218,8 @@ async fn b3_odd_and_corrupt_codings_pass_unchanged_or_decode_cleanly() {
     }
     let mut conn = RawConn::connect(candor.addr).await;
     for (path, coding, bytes) in &cases {
-        conn.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes()).await;
+        conn.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .await;
         let r = conn.response(WAIT).await;
         match r.status {
             200 => {
@@ -246,7 +269,10 @@ async fn b4_decompression_bombs_stop_at_the_limit_and_pass_untouched() {
         let elapsed = started.elapsed();
         assert_eq!(r.status, 200, "{coding}");
         assert_eq!(r.header("content-encoding"), Some(*coding));
-        assert!(&r.body == bytes, "{coding}: the bomb was changed or inflated");
+        assert!(
+            &r.body == bytes,
+            "{coding}: the bomb was changed or inflated"
+        );
         assert!(elapsed < Duration::from_secs(1), "{coding}: {elapsed:?}");
     }
     let metrics = candor.metrics().await;
@@ -295,10 +321,15 @@ then.status = 500
     let mut conn = RawConn::connect(candor.addr).await;
     for (path, status) in [("/a", 200), ("/b", 200), ("/c", 500)] {
         let started = Instant::now();
-        conn.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes()).await;
+        conn.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .await;
         let r = conn.response(WAIT).await;
         assert_eq!(r.status, status, "{path}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{path}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path}: {:?}",
+            started.elapsed()
+        );
     }
     conn.assert_live().await;
 
@@ -342,7 +373,11 @@ async fn b6_pathological_json_never_matches_and_duplicate_keys_take_the_last() {
         let r = conn.response(WAIT).await;
         assert_eq!(r.status, status, "{case}");
         assert_eq!(r.body, origin::json_case(case).1, "{case}: body changed");
-        assert!(started.elapsed() < Duration::from_secs(1), "{case}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{case}: {:?}",
+            started.elapsed()
+        );
     }
     conn.assert_live().await;
     assert_live(candor.addr).await;
@@ -369,7 +404,11 @@ async fn b7_leaky_html_error_pages_become_clean_problem_documents() {
     let wire_body = r.body_text();
     for token in LEAK_TOKENS {
         assert!(!wire_body.contains(token), "{token} leaked: {wire_body}");
-        assert!(!r.head.contains(token), "{token} leaked in the head: {}", r.head);
+        assert!(
+            !r.head.contains(token),
+            "{token} leaked in the head: {}",
+            r.head
+        );
     }
     conn.assert_live().await;
     assert_live(candor.addr).await;
@@ -390,18 +429,33 @@ then.retry_after_from = "/retry"
 "#;
     let (origin, candor) = setup(rules).await;
     let mut conn = RawConn::connect(candor.addr).await;
-    for case in ["retry-crlf", "retry-nul", "retry-del", "retry-utf8", "retry-big", "retry-ok"] {
+    for case in [
+        "retry-crlf",
+        "retry-nul",
+        "retry-del",
+        "retry-utf8",
+        "retry-big",
+        "retry-ok",
+    ] {
         let before = conn.wire.len();
         conn.send(format!("GET /json/{case} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
             .await;
         let r = conn.response(WAIT).await;
         assert_eq!(r.status, 503, "{case}");
         let _ = before;
-        assert!(!r.head.to_ascii_lowercase().contains("set-cookie"), "{case}: {}", r.head);
+        assert!(
+            !r.head.to_ascii_lowercase().contains("set-cookie"),
+            "{case}: {}",
+            r.head
+        );
         assert!(!r.has("set-cookie"), "{case}");
         let values = r.header_all("retry-after");
         assert_eq!(values.len(), 1, "{case}: {}", r.head);
-        assert!(values[0].bytes().all(|b| b.is_ascii_digit()), "{case}: {}", r.head);
+        assert!(
+            values[0].bytes().all(|b| b.is_ascii_digit()),
+            "{case}: {}",
+            r.head
+        );
         if case == "retry-ok" {
             assert_eq!(values[0], "7");
         }
@@ -439,14 +493,22 @@ then.body = "problem"
     let (origin, candor) = setup(rules).await;
     origin.canned(
         "/gone",
-        raw_response("Content-Type: application/json\r\nX-Legacy-Gone: 1\r\n", b"{}"),
+        raw_response(
+            "Content-Type: application/json\r\nX-Legacy-Gone: 1\r\n",
+            b"{}",
+        ),
     );
     origin.canned(
         "/to204",
-        raw_response("Content-Type: application/json\r\nX-To-204: 1\r\n", b"{\"deleted\":true}"),
+        raw_response(
+            "Content-Type: application/json\r\nX-To-204: 1\r\n",
+            b"{\"deleted\":true}",
+        ),
     );
     let mut conn = RawConn::connect(candor.addr).await;
-    conn.heads = vec![false, false, true, false, false, false, false, false, false, false];
+    conn.heads = vec![
+        false, false, true, false, false, false, false, false, false, false,
+    ];
     conn.send(
         b"GET /json/error HTTP/1.1\r\nHost: a\r\n\r\nGET /ok?1 HTTP/1.1\r\nHost: a\r\n\r\n\
           HEAD /gone HTTP/1.1\r\nHost: a\r\n\r\nGET /ok?2 HTTP/1.1\r\nHost: a\r\n\r\n\
@@ -460,10 +522,19 @@ then.body = "problem"
     assert_eq!(r.len(), 10, "{wire}");
     assert_eq!(r[0].status, 503, "{wire}");
     let retry = r[0].header("retry-after").expect("503 without Retry-After");
-    assert!(!retry.is_empty() && retry.bytes().all(|b| b.is_ascii_digit()), "{retry}");
+    assert!(
+        !retry.is_empty() && retry.bytes().all(|b| b.is_ascii_digit()),
+        "{retry}"
+    );
     assert_eq!(r[2].status, 410, "{wire}");
     assert!(r[2].body.is_empty());
-    for (i, want) in [(1, "ok /ok?1"), (3, "ok /ok?2"), (5, "ok /ok?3"), (7, "ok /ok?4"), (9, "ok /ok?5")] {
+    for (i, want) in [
+        (1, "ok /ok?1"),
+        (3, "ok /ok?2"),
+        (5, "ok /ok?3"),
+        (7, "ok /ok?4"),
+        (9, "ok /ok?5"),
+    ] {
         assert_eq!(r[i].body_text(), want, "{wire}");
     }
     for (i, status) in [(4, 204), (6, 304), (8, 204)] {
@@ -471,7 +542,10 @@ then.body = "problem"
         assert!(r[i].body.is_empty(), "{wire}");
         assert!(!r[i].has("transfer-encoding"), "{wire}");
     }
-    assert!(!r[8].has("content-length"), "a 204 with Content-Length: {wire}");
+    assert!(
+        !r[8].has("content-length"),
+        "a 204 with Content-Length: {wire}"
+    );
     conn.assert_live().await;
 
     for bad in [100, 101, 103] {
@@ -508,8 +582,13 @@ async fn b10_an_upgraded_tunnel_echoes_10_mib_each_way_byte_exact() {
                 break (end + 4, conn.wire[end + 4..].to_vec());
             }
         }
-        assert!(Instant::now() < deadline, "no 101: {:?}", String::from_utf8_lossy(&conn.wire));
-        conn.read_responses(usize::MAX, Duration::from_millis(50)).await;
+        assert!(
+            Instant::now() < deadline,
+            "no 101: {:?}",
+            String::from_utf8_lossy(&conn.wire)
+        );
+        conn.read_responses(usize::MAX, Duration::from_millis(50))
+            .await;
     };
     assert_eq!(status_of(&conn.wire[..head_len]), Some(101));
     assert_eq!(&tunnel[..greeting.len()], greeting);

@@ -81,7 +81,8 @@ async fn legit_loop(addr: std::net::SocketAddr, stop: Arc<AtomicUsize>) -> (usiz
             conn.send(b"GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
                 .await;
             let r = conn.read_responses(1, Duration::from_secs(2)).await;
-            r.first().is_some_and(|r| r.status == 200 && r.body_text() == "ok /ok")
+            r.first()
+                .is_some_and(|r| r.status == 200 && r.body_text() == "ok /ok")
         })
         .await;
         if result == Ok(true) {
@@ -113,12 +114,18 @@ async fn l1_slowloris_connections_are_cut_and_legit_clients_keep_working() {
     }
     let mut worst = Duration::ZERO;
     for task in slow {
-        let took = task.await.unwrap().expect("a slow connection stayed open for 5 s");
+        let took = task
+            .await
+            .unwrap()
+            .expect("a slow connection stayed open for 5 s");
         worst = worst.max(took);
     }
     stop.store(1, Ordering::SeqCst);
     let (ok, failed) = legit.await.unwrap();
-    assert!(worst <= Duration::from_secs(2), "slowest close after {worst:?}");
+    assert!(
+        worst <= Duration::from_secs(2),
+        "slowest close after {worst:?}"
+    );
     assert!(ok > 0);
     assert!(
         failed * 1000 <= ok + failed,
@@ -147,12 +154,22 @@ async fn l2_slow_posts_are_bounded_and_release_their_upstream_connections() {
         )));
     }
     for task in slow {
-        let took = task.await.unwrap().expect("a slow POST held its connection for 5 s");
+        let took = task
+            .await
+            .unwrap()
+            .expect("a slow POST held its connection for 5 s");
         assert!(took <= Duration::from_millis(2500), "{took:?}");
     }
-    assert!(origin.requests().is_empty(), "{:?}", origin.requests().len());
+    assert!(
+        origin.requests().is_empty(),
+        "{:?}",
+        origin.requests().len()
+    );
     for conn in 0..origin.connections() {
-        assert!(origin.wait_peer_closed(conn, WAIT).await, "upstream connection {conn} kept");
+        assert!(
+            origin.wait_peer_closed(conn, WAIT).await,
+            "upstream connection {conn} kept"
+        );
     }
     assert_live(candor.addr).await;
     origin.assert_clean();
@@ -176,7 +193,10 @@ async fn l2_slow_posts_are_cut_by_the_body_idle_timeout() {
         )));
     }
     for task in slow {
-        let took = task.await.unwrap().expect("a slow POST held its connection");
+        let took = task
+            .await
+            .unwrap()
+            .expect("a slow POST held its connection");
         assert!(took <= Duration::from_millis(1500), "{took:?}");
     }
     for conn in 0..origin.connections() {
@@ -210,7 +230,10 @@ async fn l3_a_slow_reader_backpressures_the_upstream() {
         .await;
     assert!(origin.wait_requests(1, WAIT).await);
     let written = settled(Duration::from_secs(5), || origin.written(0)).await;
-    assert!(written < SIZE / 2, "the origin wrote {written} bytes to a stalled client");
+    assert!(
+        written < SIZE / 2,
+        "the origin wrote {written} bytes to a stalled client"
+    );
     let r = conn.response(Duration::from_secs(30)).await;
     assert_eq!(r.status, 200);
     assert!(r.body == pattern(3, SIZE), "the body differs");
@@ -230,7 +253,10 @@ async fn l3_a_stalled_reader_is_cut_by_the_write_timeout() {
         .await
         .unwrap();
     assert!(origin.wait_requests(1, WAIT).await);
-    assert!(origin.wait_peer_closed(0, WAIT).await, "upstream connection kept");
+    assert!(
+        origin.wait_peer_closed(0, WAIT).await,
+        "upstream connection kept"
+    );
     // The client finds the end of what was sent, then the close.
     let mut buf = vec![0u8; 1 << 20];
     let closed = tokio::time::timeout(WAIT, async {
@@ -242,7 +268,10 @@ async fn l3_a_stalled_reader_is_cut_by_the_write_timeout() {
         }
     })
     .await;
-    assert!(closed.is_ok(), "the stalled client connection was never closed");
+    assert!(
+        closed.is_ok(),
+        "the stalled client connection was never closed"
+    );
     assert_live(candor.addr).await;
 }
 
@@ -266,11 +295,16 @@ async fn l4_connections_beyond_the_cap_are_closed_quickly() {
     let mut served = 0;
     for conn in conns.iter_mut().filter(|c| !c.closed) {
         conn.send(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n").await;
-        if conn.read_responses(1, WAIT).await.first().is_some_and(|r| r.status == 200) {
+        if conn
+            .read_responses(1, WAIT)
+            .await
+            .first()
+            .is_some_and(|r| r.status == 200)
+        {
             served += 1;
         }
     }
-    assert!(served >= 1 && served <= 20, "{served}");
+    assert!((1..=20).contains(&served), "{served}");
     drop(conns);
     assert_live(candor.addr).await;
     origin.assert_clean();
@@ -283,8 +317,10 @@ async fn l4_connections_beyond_the_cap_are_closed_quickly() {
 async fn l5_bodies_over_the_limit_get_413_without_100_continue() {
     let (origin, candor) = setup("\n[server]\nmax_request_body_bytes = 1024\n").await;
     let mut conn = RawConn::connect(candor.addr).await;
-    conn.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4096\r\nExpect: 100-continue\r\n\r\n")
-        .await;
+    conn.send(
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4096\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await;
     let r = conn.read_responses(1, WAIT).await;
     assert!(!String::from_utf8_lossy(&conn.wire).contains("100 Continue"));
     assert_eq!(r.first().map(|r| r.status), Some(413));
@@ -308,7 +344,11 @@ async fn l6_admin_answers_while_requests_pile_up_on_a_hung_upstream() {
         conn.send(b"GET /hang HTTP/1.1\r\nHost: a\r\n\r\n").await;
         hung.push(conn);
     }
-    assert!(origin.wait_requests(64, WAIT).await, "{}", origin.requests().len());
+    assert!(
+        origin.wait_requests(64, WAIT).await,
+        "{}",
+        origin.requests().len()
+    );
     for path in ["/healthz", "/readyz", "/metrics"] {
         let started = Instant::now();
         let mut admin = RawConn::connect(candor.admin).await;
@@ -317,7 +357,11 @@ async fn l6_admin_answers_while_requests_pile_up_on_a_hung_upstream() {
             .await;
         let r = admin.response(WAIT).await;
         assert_eq!(r.status, 200, "{path}");
-        assert!(started.elapsed() < Duration::from_secs(1), "{path}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{path}: {:?}",
+            started.elapsed()
+        );
     }
     drop(hung);
     assert_live(candor.addr).await;
@@ -372,9 +416,17 @@ async fn l7_a_keep_alive_soak_delivers_every_body_intact() {
             let mut problems = Vec::new();
             for i in 0..250u64 {
                 let seed = w * 1000 + i;
-                let n = if seed % 100 == 7 { 1 << 20 } else { sizes[(seed % 8) as usize] };
+                let n = if seed % 100 == 7 {
+                    1 << 20
+                } else {
+                    sizes[(seed % 8) as usize]
+                };
                 let chunk = [0, 1000, 4096, 65536][(seed % 4) as usize];
-                let kind = if seed % 10 == 3 && n >= 32 { "json" } else { "" };
+                let kind = if seed % 10 == 3 && n >= 32 {
+                    "json"
+                } else {
+                    ""
+                };
                 let target = format!(
                     "/size?n={n}&chunk={chunk}&seed={seed}&kind={kind}&ct=application/json"
                 );
@@ -384,7 +436,8 @@ async fn l7_a_keep_alive_soak_delivers_every_body_intact() {
                         if r.status != want {
                             problems.push(format!("{target}: status {}", r.status));
                         } else if r.body != origin::size_body(n, seed, kind) {
-                            problems.push(format!("{target}: body mismatch ({} bytes)", r.body.len()));
+                            problems
+                                .push(format!("{target}: body mismatch ({} bytes)", r.body.len()));
                         }
                     }
                     Outcome::Cut => problems.push(format!("{target}: cut")),
@@ -398,14 +451,23 @@ async fn l7_a_keep_alive_soak_delivers_every_body_intact() {
     for w in workers {
         problems.extend(w.await.unwrap());
     }
-    assert!(problems.is_empty(), "{} problems: {:?}", problems.len(), &problems[..problems.len().min(10)]);
+    assert!(
+        problems.is_empty(),
+        "{} problems: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(10)]
+    );
     assert_eq!(origin.requests().len(), 2000);
     assert_live(candor.addr).await;
     origin.assert_clean();
 }
 
 /// Runs the L8 fault soak: `count` requests to `/random` over 4 workers; returns the problems.
-async fn fault_soak(candor: &Candor, count: u64, with_body_stalls: bool) -> (Vec<String>, [usize; 5]) {
+async fn fault_soak(
+    candor: &Candor,
+    count: u64,
+    with_body_stalls: bool,
+) -> (Vec<String>, [usize; 5]) {
     const L: usize = 16 * 1024;
     let sizes = [100, 4096, L + 4000, 70_000];
     let mut workers = Vec::new();
@@ -479,8 +541,16 @@ async fn l8_a_faulty_soak_has_no_silent_truncations() {
     ))
     .await;
     let (problems, seen) = fault_soak(&candor, 2000, false).await;
-    assert!(problems.is_empty(), "{} problems: {:?}", problems.len(), &problems[..problems.len().min(10)]);
-    assert!(seen[1] > 10 && seen[2] > 5 && seen[4] > 5, "fault mix {seen:?}");
+    assert!(
+        problems.is_empty(),
+        "{} problems: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(10)]
+    );
+    assert!(
+        seen[1] > 10 && seen[2] > 5 && seen[4] > 5,
+        "fault mix {seen:?}"
+    );
     assert_live(candor.addr).await;
     origin.assert_clean();
 }
@@ -495,7 +565,12 @@ async fn l8_a_faulty_soak_with_body_stalls_has_no_hangs() {
     ))
     .await;
     let (problems, seen) = fault_soak(&candor, 2000, true).await;
-    assert!(problems.is_empty(), "{} problems: {:?}", problems.len(), &problems[..problems.len().min(10)]);
+    assert!(
+        problems.is_empty(),
+        "{} problems: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(10)]
+    );
     assert!(seen[3] > 5, "fault mix {seen:?}");
     assert_live(candor.addr).await;
     origin.assert_clean();

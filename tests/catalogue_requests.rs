@@ -46,7 +46,10 @@ async fn assert_refused(
             ),
         }
         let (responses, _) = parse_responses(&wire, &[], closed);
-        assert!(responses.len() <= 1, "{name}: more than one response:\n{text}");
+        assert!(
+            responses.len() <= 1,
+            "{name}: more than one response:\n{text}"
+        );
         assert!(closed, "{name}: connection left open:\n{text}");
         assert_eq!(
             origin.received_all().len(),
@@ -146,12 +149,20 @@ async fn r4_identical_content_lengths_reach_the_origin_as_one() {
         WAIT,
     )
     .await;
-    assert_eq!(status_of(&wire), Some(400), "{}", String::from_utf8_lossy(&wire));
+    assert_eq!(
+        status_of(&wire),
+        Some(400),
+        "{}",
+        String::from_utf8_lossy(&wire)
+    );
     assert!(closed);
     assert_eq!(origin.connections(), 0);
     for (name, headers) in [
         ("two lines", "Content-Length: 5\r\nContent-Length: 5\r\n"),
-        ("two lines, spaced", "Content-Length: 5\r\nContent-Length:  5 \r\n"),
+        (
+            "two lines, spaced",
+            "Content-Length: 5\r\nContent-Length:  5 \r\n",
+        ),
     ] {
         let mut conn = RawConn::connect(candor.addr).await;
         conn.send(&post(headers, b"hello")).await;
@@ -176,10 +187,15 @@ async fn r5_obfuscated_transfer_encodings_are_refused() {
     let cases = [
         ("xchunked", post("Transfer-Encoding: xchunked\r\n", chunk)),
         ("gzip", post("Transfer-Encoding: gzip\r\n", chunk)),
-        ("chunked, gzip", post("Transfer-Encoding: chunked, gzip\r\n", chunk)),
+        (
+            "chunked, gzip",
+            post("Transfer-Encoding: chunked, gzip\r\n", chunk),
+        ),
         ("identity", post("Transfer-Encoding: identity\r\n", chunk)),
         ("TE on HTTP/1.0", {
-            let mut r = b"POST /echo HTTP/1.0\r\nHost: api.example\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            let mut r =
+                b"POST /echo HTTP/1.0\r\nHost: api.example\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    .to_vec();
             r.extend_from_slice(chunk);
             r
         }),
@@ -200,14 +216,23 @@ async fn r5_transfer_encoding_lists_ending_in_chunked_are_refused() {
     let (origin, candor) = setup("").await;
     let chunk = b"5\r\nhello\r\n0\r\n\r\n";
     let cases = [
-        ("chunked, chunked", post("Transfer-Encoding: chunked, chunked\r\n", chunk)),
-        (", chunked", post("Transfer-Encoding: ,chunked\r\n", chunk)),
-        ("two TE lines", post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", chunk)),
-        ("gzip, chunked", post("Transfer-Encoding: gzip, chunked\r\n", chunk)),
-        ("chunked + blanks", post("Transfer-Encoding: chunked \t\r\n", chunk)),
+        ("chunked, chunked", "Transfer-Encoding: chunked, chunked\r\n"),
+        (",chunked", "Transfer-Encoding: ,chunked\r\n"),
+        ("two TE lines", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+        ("gzip, chunked", "Transfer-Encoding: gzip, chunked\r\n"),
+        ("identity, chunked", "Transfer-Encoding: identity, chunked\r\n"),
+        ("chunked + blanks", "Transfer-Encoding: chunked \t\r\n"),
     ];
-    assert_refused(&candor, &origin, &cases, &[400, 501], false).await;
-    assert_eq!(origin.connections(), 0);
+    let mut forwarded = Vec::new();
+    for (name, headers) in cases {
+        let before = origin.requests().len();
+        let (wire, closed) = send_raw(candor.addr, &post(headers, chunk), WAIT).await;
+        let status = status_of(&wire);
+        if !matches!(status, Some(400 | 501)) || !closed || origin.requests().len() != before {
+            forwarded.push(format!("{name}: status {status:?}, closed {closed}"));
+        }
+    }
+    assert!(forwarded.is_empty(), "not refused: {forwarded:#?}");
     assert_live(candor.addr).await;
 }
 
@@ -224,10 +249,16 @@ async fn r6_malformed_chunked_bodies_never_become_a_request_upstream() {
         ("plus sign", b"+5\r\nhello\r\n0\r\n\r\n".to_vec()),
         ("minus one", b"-1\r\nhello\r\n0\r\n\r\n".to_vec()),
         ("empty size line", b"\r\nhello\r\n0\r\n\r\n".to_vec()),
-        ("20 hex digits", b"FFFFFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n".to_vec()),
+        (
+            "20 hex digits",
+            b"FFFFFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n".to_vec(),
+        ),
         ("no CRLF after data", b"5\r\nhelloXX0\r\n\r\n".to_vec()),
         ("bare LF", b"5\nhello\n0\n\n".to_vec()),
-        ("CR before extension", b"5\r;a=b\r\nhello\r\n0\r\n\r\n".to_vec()),
+        (
+            "CR before extension",
+            b"5\r;a=b\r\nhello\r\n0\r\n\r\n".to_vec(),
+        ),
         ("20 KiB of extensions", long_ext.into_bytes()),
     ];
     for (name, body) in &cases {
@@ -248,7 +279,11 @@ async fn r6_malformed_chunked_bodies_never_become_a_request_upstream() {
             parse_responses(&wire, &[], true).0.len() <= 1,
             "{name}: a second response:\n{text}"
         );
-        assert!(started.elapsed() < Duration::from_secs(3), "{name}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{name}: {:?}",
+            started.elapsed()
+        );
         assert_eq!(
             origin.requests().len(),
             before_requests,
@@ -324,7 +359,10 @@ async fn r8_malformed_content_lengths_are_refused() {
         ("hex", post("Content-Length: 0x5\r\n", b"hello")),
         ("empty", post("Content-Length: \r\n", b"hello")),
         ("negative", post("Content-Length: -1\r\n", b"hello")),
-        ("30 digits", post(&format!("Content-Length: {}\r\n", "9".repeat(30)), b"hello")),
+        (
+            "30 digits",
+            post(&format!("Content-Length: {}\r\n", "9".repeat(30)), b"hello"),
+        ),
         ("trailing letters", post("Content-Length: 5a\r\n", b"hello")),
     ];
     assert_refused(&candor, &origin, &cases, &[400], false).await;
@@ -346,7 +384,12 @@ async fn r9_pipelined_requests_are_answered_in_order() {
     )
     .await;
     let responses = conn.read_responses(3, WAIT).await;
-    assert_eq!(responses.len(), 3, "{:?}", String::from_utf8_lossy(&conn.wire));
+    assert_eq!(
+        responses.len(),
+        3,
+        "{:?}",
+        String::from_utf8_lossy(&conn.wire)
+    );
     let bodies: Vec<String> = responses.iter().map(|r| r.body_text()).collect();
     assert_eq!(bodies, ["ok /a", "hello world", "ok /c"]);
     assert!(responses.iter().all(|r| r.status == 200 && r.complete));
@@ -386,7 +429,10 @@ async fn r10_a_body_cut_short_by_the_client_aborts_the_forward() {
     }
     assert!(origin.requests().is_empty(), "{:?}", origin.requests());
     for c in 0..origin.connections() {
-        assert!(origin.wait_peer_closed(c, WAIT).await, "upstream connection {c} left open");
+        assert!(
+            origin.wait_peer_closed(c, WAIT).await,
+            "upstream connection {c} left open"
+        );
     }
     assert_live(candor.addr).await;
     assert_eq!(origin.requests().len(), 1, "only the liveness request");
@@ -408,10 +454,17 @@ async fn r10_a_stalled_request_body_is_bounded_and_never_forwarded_whole() {
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     if let Some(status) = status_of(&conn.wire) {
-        assert!([408, 504].contains(&status), "{}", String::from_utf8_lossy(&conn.wire));
+        assert!(
+            [408, 504].contains(&status),
+            "{}",
+            String::from_utf8_lossy(&conn.wire)
+        );
     }
     assert!(origin.requests().is_empty(), "{:?}", origin.requests());
-    assert!(origin.wait_peer_closed(0, WAIT).await, "upstream connection left open");
+    assert!(
+        origin.wait_peer_closed(0, WAIT).await,
+        "upstream connection left open"
+    );
     assert_live(candor.addr).await;
     origin.assert_clean();
 }
@@ -432,7 +485,11 @@ async fn r10_a_stalled_request_body_is_cut_by_the_body_idle_timeout() {
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
     assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
     if let Some(status) = status_of(&conn.wire) {
-        assert!([400, 408].contains(&status), "{}", String::from_utf8_lossy(&conn.wire));
+        assert!(
+            [400, 408].contains(&status),
+            "{}",
+            String::from_utf8_lossy(&conn.wire)
+        );
     }
     assert!(origin.requests().is_empty());
     for c in 0..origin.connections() {
@@ -443,7 +500,10 @@ async fn r10_a_stalled_request_body_is_cut_by_the_body_idle_timeout() {
 
 /// Writes a 50 MiB request body behind `head`, with a pipelined request hidden at its start;
 /// write errors end it (the server may close first).
-fn spawn_big_body(mut writer: tokio::net::tcp::OwnedWriteHalf, head: Vec<u8>) -> tokio::task::JoinHandle<usize> {
+fn spawn_big_body(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    head: Vec<u8>,
+) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let mut sent = 0usize;
@@ -560,14 +620,23 @@ async fn r12_an_upgrade_answered_200_never_tunnels_the_next_request() {
     )
     .await;
     let responses = conn.read_responses(2, WAIT).await;
-    assert_eq!(responses.len(), 2, "{}", String::from_utf8_lossy(&conn.wire));
+    assert_eq!(
+        responses.len(),
+        2,
+        "{}",
+        String::from_utf8_lossy(&conn.wire)
+    );
     assert_eq!(responses[0].status, 200);
     assert_eq!(responses[1].status, 200);
     assert_eq!(responses[1].body_text(), "ok /internal");
     let seen = origin.requests();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[1].target, "/internal");
-    assert!(seen[1].has("x-request-id") && seen[1].has("x-forwarded-for"), "{:?}", seen[1]);
+    assert!(
+        seen[1].has("x-request-id") && seen[1].has("x-forwarded-for"),
+        "{:?}",
+        seen[1]
+    );
     assert!(!seen[1].has("upgrade"));
     conn.assert_live().await;
     assert_live(candor.addr).await;
@@ -590,7 +659,11 @@ async fn r13_h2c_upgrades_are_not_forwarded() {
     assert!(!r.has("upgrade"), "{}", r.head);
     let seen = origin.requests().pop().unwrap();
     for gone in ["upgrade", "http2-settings", "connection"] {
-        assert!(!seen.has(gone), "{gone} reached the origin: {:?}", seen.headers);
+        assert!(
+            !seen.has(gone),
+            "{gone} reached the origin: {:?}",
+            seen.headers
+        );
     }
     conn.assert_live().await;
     assert_live(candor.addr).await;
@@ -605,7 +678,11 @@ async fn r14_oversized_heads_are_refused_and_large_ones_pass() {
     let (origin, candor) = setup("").await;
     let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
     let big = |n: usize| {
-        format!("GET /ok HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "b".repeat(n)).into_bytes()
+        format!(
+            "GET /ok HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(n)
+        )
+        .into_bytes()
     };
     let cases = [
         (
@@ -651,10 +728,17 @@ async fn r14_oversized_heads_are_refused_and_large_ones_pass() {
 #[ignore = "candor differs from the catalogue: a 500 KB request header is forwarded (no explicit head cap)"]
 async fn r14_a_500_kb_header_is_refused() {
     let (origin, candor) = setup("").await;
-    let request =
-        format!("GET /ok HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "b".repeat(500_000));
+    let request = format!(
+        "GET /ok HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(500_000)
+    );
     let (wire, closed) = send_raw(candor.addr, request.as_bytes(), WAIT).await;
-    assert_eq!(status_of(&wire), Some(431), "{}", String::from_utf8_lossy(&wire));
+    assert_eq!(
+        status_of(&wire),
+        Some(431),
+        "{}",
+        String::from_utf8_lossy(&wire)
+    );
     assert!(closed);
     assert_eq!(origin.connections(), 0);
     assert_live(candor.addr).await;
@@ -675,9 +759,16 @@ async fn h1_connection_nominations_cannot_erase_forwarding_headers_or_framing() 
     let r = conn.response(WAIT).await;
     assert_eq!(r.status, 200);
     let seen = origin.requests().pop().unwrap();
-    assert_eq!(seen.header("x-forwarded-for").as_deref(), Some("6.6.6.6, 127.0.0.1"));
+    assert_eq!(
+        seen.header("x-forwarded-for").as_deref(),
+        Some("6.6.6.6, 127.0.0.1")
+    );
     assert_eq!(seen.header("x-request-id").as_deref(), Some("rid-1"));
-    assert!(!seen.has("x-secret") && !seen.has("connection"), "{:?}", seen.headers);
+    assert!(
+        !seen.has("x-secret") && !seen.has("connection"),
+        "{:?}",
+        seen.headers
+    );
     conn.assert_live().await;
 
     let mut conn = RawConn::connect(candor.addr).await;
@@ -716,8 +807,17 @@ async fn h2_default_hop_by_hop_request_headers_are_not_forwarded() {
     let responses = conn.read_responses(2, WAIT).await;
     assert!(responses.len() == 2 && responses.iter().all(|r| r.status == 200));
     let seen = origin.requests();
-    for gone in ["keep-alive", "proxy-connection", "upgrade", "proxy-authorization"] {
-        assert!(!seen[0].has(gone), "{gone} forwarded: {:?}", seen[0].headers);
+    for gone in [
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "proxy-authorization",
+    ] {
+        assert!(
+            !seen[0].has(gone),
+            "{gone} forwarded: {:?}",
+            seen[0].headers
+        );
     }
     assert_eq!(seen[0].header_all("te"), vec!["trailers"]);
     assert_eq!(seen[0].header("trailer").as_deref(), Some("x-sum"));
@@ -734,14 +834,20 @@ async fn h2_default_hop_by_hop_request_headers_are_not_forwarded() {
 async fn h3_hop_by_hop_response_headers_never_reach_the_client() {
     let (origin, candor) = setup("").await;
     let mut conn = RawConn::connect(candor.addr).await;
-    conn.send(b"GET /hop HTTP/1.1\r\nHost: api.example\r\n\r\n").await;
+    conn.send(b"GET /hop HTTP/1.1\r\nHost: api.example\r\n\r\n")
+        .await;
     let r = conn.response(WAIT).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"ok");
     for gone in ["x-secret", "keep-alive", "upgrade", "proxy-authenticate"] {
         assert!(!r.has(gone), "{gone} reached the client:\n{}", r.head);
     }
-    assert!(r.header("connection").is_none_or(|c| c.eq_ignore_ascii_case("keep-alive")), "{}", r.head);
+    assert!(
+        r.header("connection")
+            .is_none_or(|c| c.eq_ignore_ascii_case("keep-alive")),
+        "{}",
+        r.head
+    );
     assert_eq!(r.header("x-app"), Some("kept"));
     conn.assert_live().await;
     assert_live(candor.addr).await;
@@ -809,7 +915,12 @@ async fn h4_a_host_with_an_out_of_range_port_gets_400() {
             WAIT,
         )
         .await;
-        assert_eq!(status_of(&wire), Some(400), "{host}: {}", String::from_utf8_lossy(&wire));
+        assert_eq!(
+            status_of(&wire),
+            Some(400),
+            "{host}: {}",
+            String::from_utf8_lossy(&wire)
+        );
     }
     assert_eq!(origin.connections(), 0);
     assert_live(candor.addr).await;
@@ -839,10 +950,18 @@ async fn h5_absolute_form_targets_never_reach_another_host() {
         WAIT,
     )
     .await;
-    assert_eq!(status_of(&wire), Some(400), "{}", String::from_utf8_lossy(&wire));
+    assert_eq!(
+        status_of(&wire),
+        Some(400),
+        "{}",
+        String::from_utf8_lossy(&wire)
+    );
     assert!(closed);
     let received = String::from_utf8_lossy(&origin.received_all()).into_owned();
-    assert!(!received.contains("user:pw") && !received.contains("dXNlcjpwdw"), "{received}");
+    assert!(
+        !received.contains("user:pw") && !received.contains("dXNlcjpwdw"),
+        "{received}"
+    );
     assert_eq!(canary.connections(), 0);
     assert_live(candor.addr).await;
     assert_eq!(canary.connections(), 0);
@@ -864,7 +983,12 @@ async fn h5_absolute_form_targets_naming_another_host_get_400() {
         WAIT,
     )
     .await;
-    assert_eq!(status_of(&wire), Some(400), "{}", String::from_utf8_lossy(&wire));
+    assert_eq!(
+        status_of(&wire),
+        Some(400),
+        "{}",
+        String::from_utf8_lossy(&wire)
+    );
     assert_eq!(origin.connections(), 0);
     assert_eq!(canary.connections(), 0);
     assert_live(candor.addr).await;
@@ -887,13 +1011,22 @@ async fn h6_connect_is_refused_options_star_is_kept_and_bad_methods_are_refused(
     )
     .await;
     let responses = conn.read_responses(2, WAIT).await;
-    assert!(!responses.is_empty(), "{}", String::from_utf8_lossy(&conn.wire));
+    assert!(
+        !responses.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&conn.wire)
+    );
     assert_eq!(responses[0].status, 405);
     assert!(responses[0].has("allow"));
     if conn.closed {
         assert_eq!(responses.len(), 1);
     } else {
-        assert_eq!(responses.len(), 2, "{}", String::from_utf8_lossy(&conn.wire));
+        assert_eq!(
+            responses.len(),
+            2,
+            "{}",
+            String::from_utf8_lossy(&conn.wire)
+        );
         assert_eq!(responses[1].body_text(), "ok /after");
         conn.assert_live().await;
     }
@@ -901,17 +1034,29 @@ async fn h6_connect_is_refused_options_star_is_kept_and_bad_methods_are_refused(
     assert!(origin.requests().iter().all(|r| r.method != "CONNECT"));
 
     let mut conn = RawConn::connect(candor.addr).await;
-    conn.send(b"OPTIONS * HTTP/1.1\r\nHost: api.example\r\n\r\n").await;
+    conn.send(b"OPTIONS * HTTP/1.1\r\nHost: api.example\r\n\r\n")
+        .await;
     let r = conn.response(WAIT).await;
     assert_eq!(r.status, 200, "{}", r.head);
     let seen = origin.requests().pop().unwrap();
-    assert_eq!((seen.method.as_str(), seen.target.as_str()), ("OPTIONS", "*"));
+    assert_eq!(
+        (seen.method.as_str(), seen.target.as_str()),
+        ("OPTIONS", "*")
+    );
     conn.assert_live().await;
 
     let before = origin.received_all().len();
-    for bad in [&b"G(T /ok HTTP/1.1\r\nHost: a\r\n\r\n"[..], b"GET\x01 /ok HTTP/1.1\r\nHost: a\r\n\r\n"] {
+    for bad in [
+        &b"G(T /ok HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET\x01 /ok HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
         let (wire, closed) = send_raw(candor.addr, bad, WAIT).await;
-        assert_eq!(status_of(&wire), Some(400), "{}", String::from_utf8_lossy(&wire));
+        assert_eq!(
+            status_of(&wire),
+            Some(400),
+            "{}",
+            String::from_utf8_lossy(&wire)
+        );
         assert!(closed);
     }
     assert_eq!(origin.received_all().len(), before);
@@ -935,8 +1080,14 @@ async fn h7_spoofed_forwarding_headers_get_the_real_peer_appended() {
     let r = conn.response(WAIT).await;
     assert_eq!(r.status, 200);
     let seen = origin.requests().pop().unwrap();
-    assert_eq!(seen.header_all("x-forwarded-for"), vec!["1.2.3.4, 127.0.0.1"]);
-    assert_eq!(seen.header("forwarded").as_deref(), Some("for=1.2.3.4;proto=https"));
+    assert_eq!(
+        seen.header_all("x-forwarded-for"),
+        vec!["1.2.3.4, 127.0.0.1"]
+    );
+    assert_eq!(
+        seen.header("forwarded").as_deref(),
+        Some("for=1.2.3.4;proto=https")
+    );
     assert_eq!(
         seen.header_all("x-forwarded-host"),
         vec!["evil.example, api.example"]
@@ -959,7 +1110,11 @@ async fn h8_admin_stays_apart_and_metrics_labels_stay_bounded() {
     let (origin, candor) = setup("").await;
     let r = get(candor.addr, "/metrics").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body_text(), "ok /metrics", "the data port proxies /metrics");
+    assert_eq!(
+        r.body_text(),
+        "ok /metrics",
+        "the data port proxies /metrics"
+    );
     let mut admin = RawConn::connect(candor.admin).await;
     admin
         .send(b"POST /metrics HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n")
@@ -996,9 +1151,19 @@ async fn h8_admin_stays_apart_and_metrics_labels_stay_bounded() {
     }
     assert_eq!(ok, 10_000);
     let scrape = candor.metrics().await;
-    assert!(scrape.len() < 256 * 1024, "scrape is {} bytes", scrape.len());
-    assert!(!scrape.contains("/u/") && !scrape.contains(".example"), "raw labels in the scrape");
-    assert!(!scrape.contains(&origin.addr.to_string()), "upstream address in the scrape");
+    assert!(
+        scrape.len() < 256 * 1024,
+        "scrape is {} bytes",
+        scrape.len()
+    );
+    assert!(
+        !scrape.contains("/u/") && !scrape.contains(".example"),
+        "raw labels in the scrape"
+    );
+    assert!(
+        !scrape.contains(&origin.addr.to_string()),
+        "upstream address in the scrape"
+    );
     assert_live(candor.addr).await;
     origin.assert_clean();
 }

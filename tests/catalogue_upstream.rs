@@ -33,7 +33,12 @@ then.status = 500
 /// Asserts a candor problem document for an upstream failure.
 fn assert_failure(r: &Response, status: u16, proxy_status: &str) {
     assert_eq!(r.status, status, "{}{}", r.head, r.body_text());
-    assert_eq!(r.header("content-type"), Some("application/problem+json"), "{}", r.head);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/problem+json"),
+        "{}",
+        r.head
+    );
     assert_eq!(
         r.header("proxy-status"),
         Some(format!("candor; error={proxy_status}").as_str()),
@@ -67,7 +72,11 @@ async fn u1_connection_refused_becomes_a_502_problem_quickly() {
     let r = get_on(&mut conn, "/orders/1").await;
     let elapsed = started.elapsed();
     assert_failure(&r, 502, "connection_refused");
-    assert!(!r.body_text().contains(&dead.port().to_string()), "{}", r.body_text());
+    assert!(
+        !r.body_text().contains(&dead.port().to_string()),
+        "{}",
+        r.body_text()
+    );
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
     assert!(!conn.closed);
     let r = get_on(&mut conn, "/orders/2").await;
@@ -87,7 +96,12 @@ async fn u1_connection_refused_becomes_a_502_problem_quickly() {
 async fn u2_a_connect_that_never_completes_becomes_504_at_the_connect_timeout() {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket
-        .bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
         .unwrap();
     socket.listen(0).unwrap();
     let addr = socket.local_addr().unwrap().as_socket().unwrap();
@@ -111,7 +125,10 @@ async fn u2_a_connect_that_never_completes_becomes_504_at_the_connect_timeout() 
         let elapsed = started.elapsed();
         assert_failure(&r, 504, "connection_timeout");
         assert!(elapsed >= timeout, "{elapsed:?}");
-        assert!(elapsed < timeout + Duration::from_millis(500), "{elapsed:?}");
+        assert!(
+            elapsed < timeout + Duration::from_millis(500),
+            "{elapsed:?}"
+        );
         assert!(!conn.closed);
     }
     // Nothing was accepted: the upstream received nothing.
@@ -131,7 +148,10 @@ async fn u3_a_silent_upstream_becomes_504_and_its_connection_is_closed() {
     assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
     assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
     assert_eq!(origin.requests().len(), 1);
-    assert!(origin.wait_peer_closed(0, WAIT).await, "upstream connection left open");
+    assert!(
+        origin.wait_peer_closed(0, WAIT).await,
+        "upstream connection left open"
+    );
     conn.assert_live().await;
     assert_live(candor.addr).await;
     origin.assert_clean();
@@ -148,10 +168,17 @@ async fn u4_a_stalled_inspected_body_becomes_504() {
     .await;
     let mut conn = RawConn::connect(candor.addr).await;
     let started = Instant::now();
-    let r = get_on(&mut conn, "/stall-body?len=1000&send=10&ct=application/json").await;
+    let r = get_on(
+        &mut conn,
+        "/stall-body?len=1000&send=10&ct=application/json",
+    )
+    .await;
     let elapsed = started.elapsed();
     assert_eq!(r.status, 504, "{}", r.head);
-    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(1300), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(1300),
+        "{elapsed:?}"
+    );
     assert!(origin.wait_peer_closed(0, WAIT).await);
     conn.assert_live().await;
     assert_live(candor.addr).await;
@@ -167,9 +194,15 @@ async fn u4_a_stalled_streamed_body_is_cut_at_the_body_idle_timeout() {
     let started = Instant::now();
     conn.send(b"GET /stall-body?len=100000&send=5000 HTTP/1.1\r\nHost: a\r\n\r\n")
         .await;
-    assert!(conn.read_to_close(WAIT).await, "the stalled stream was never cut");
+    assert!(
+        conn.read_to_close(WAIT).await,
+        "the stalled stream was never cut"
+    );
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(1300), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(1300),
+        "{elapsed:?}"
+    );
     let r = &conn.responses()[0];
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 5000);
@@ -213,8 +246,10 @@ async fn u5_a_reset_before_headers_becomes_502_and_post_is_never_retried() {
 /// exactly the 40,010 bytes, then a close: never a complete-looking response.
 #[tokio::test]
 async fn u6_a_content_length_body_cut_short_is_never_a_complete_response() {
-    let (origin, candor) =
-        setup(&format!("\n[inspect]\nmax_body_bytes = 1048576\n{JSON_RULE}")).await;
+    let (origin, candor) = setup(&format!(
+        "\n[inspect]\nmax_body_bytes = 1048576\n{JSON_RULE}"
+    ))
+    .await;
     let mut conn = RawConn::connect(candor.addr).await;
     let r = get_on(&mut conn, "/short-cl?ct=application/json").await;
     assert_failure(&r, 502, "http_response_incomplete");
@@ -225,13 +260,20 @@ async fn u6_a_content_length_body_cut_short_is_never_a_complete_response() {
         let mut conn = RawConn::connect(candor.addr).await;
         conn.send(format!("GET /short-cl?rst={rst} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
             .await;
-        assert!(conn.read_to_close(WAIT).await, "rst={rst}: the cut stream was not closed");
+        assert!(
+            conn.read_to_close(WAIT).await,
+            "rst={rst}: the cut stream was not closed"
+        );
         let r = &conn.responses()[0];
         assert_eq!(r.status, 200, "rst={rst}");
         assert_eq!(r.header("content-length"), Some("100000"), "rst={rst}");
         assert!(!r.complete, "rst={rst}");
         if rst == "0" {
-            assert_eq!(r.body.len(), 40_010, "every byte the upstream sent, and no more");
+            assert_eq!(
+                r.body.len(),
+                40_010,
+                "every byte the upstream sent, and no more"
+            );
         } else {
             // A reset may discard bytes still in flight; never more than were sent.
             assert!(r.body.len() <= 40_010, "rst: {} bytes", r.body.len());
@@ -245,8 +287,10 @@ async fn u6_a_content_length_body_cut_short_is_never_a_complete_response() {
 /// client never receives the terminating `0\r\n\r\n` and the connection is closed.
 #[tokio::test]
 async fn u7_a_chunked_body_cut_short_never_gets_its_last_chunk() {
-    let (origin, candor) =
-        setup(&format!("\n[inspect]\nmax_body_bytes = 1048576\n{JSON_RULE}")).await;
+    let (origin, candor) = setup(&format!(
+        "\n[inspect]\nmax_body_bytes = 1048576\n{JSON_RULE}"
+    ))
+    .await;
     for rst in ["0", "1"] {
         let mut conn = RawConn::connect(candor.addr).await;
         let r = get_on(
@@ -264,7 +308,10 @@ async fn u7_a_chunked_body_cut_short_never_gets_its_last_chunk() {
         let r = &conn.responses()[0];
         assert_eq!(r.status, 200);
         assert!(r.chunked && !r.complete, "rst={rst}: {}", r.head);
-        assert!(!conn.wire.ends_with(b"0\r\n\r\n"), "rst={rst}: a last chunk was sent");
+        assert!(
+            !conn.wire.ends_with(b"0\r\n\r\n"),
+            "rst={rst}: a last chunk was sent"
+        );
         assert!(r.body.len() <= 40_010);
         if rst == "0" {
             assert_eq!(r.body.len(), 40_010);
@@ -302,12 +349,26 @@ async fn u8_extra_upstream_bytes_are_dropped_and_the_connection_is_not_reused() 
             assert_eq!(responses[0].status, status, "{path}: {wire}");
             assert_eq!(responses[0].body, body, "{path}: {wire}");
             assert_eq!(responses[1].status, 200, "{path}: {wire}");
-            assert_eq!(responses[1].body_text(), format!("ok /ok?after={round}"), "{path}: {wire}");
-            assert!(!wire.contains("smuggled") && !wire.to_ascii_lowercase().contains("x-smuggled"), "{path}: {wire}");
+            assert_eq!(
+                responses[1].body_text(),
+                format!("ok /ok?after={round}"),
+                "{path}: {wire}"
+            );
+            assert!(
+                !wire.contains("smuggled") && !wire.to_ascii_lowercase().contains("x-smuggled"),
+                "{path}: {wire}"
+            );
             let seen = origin.requests();
             let extra = seen.iter().rev().find(|r| r.path() == path).unwrap();
-            let after = seen.iter().rev().find(|r| r.target == format!("/ok?after={round}")).unwrap();
-            assert_ne!(extra.conn, after.conn, "{path}: the upstream connection was reused");
+            let after = seen
+                .iter()
+                .rev()
+                .find(|r| r.target == format!("/ok?after={round}"))
+                .unwrap();
+            assert_ne!(
+                extra.conn, after.conn,
+                "{path}: the upstream connection was reused"
+            );
             conn.assert_live().await;
         }
     }
@@ -344,21 +405,38 @@ async fn u9_framing_lies_become_502_and_the_connection_is_discarded() {
     for lie in REFUSED_LIES {
         let mut conn = RawConn::connect(candor.addr).await;
         if *lie == "bad-chunk" {
-            conn.send(b"GET /lie/bad-chunk HTTP/1.1\r\nHost: a\r\n\r\n").await;
+            conn.send(b"GET /lie/bad-chunk HTTP/1.1\r\nHost: a\r\n\r\n")
+                .await;
             assert!(conn.read_to_close(WAIT).await, "bad-chunk: not closed");
-            assert!(conn.responses().iter().all(|r| !r.complete), "bad-chunk: looked complete");
-            assert!(origin.wait_peer_closed(origin.connections() - 1, WAIT).await);
+            assert!(
+                conn.responses().iter().all(|r| !r.complete),
+                "bad-chunk: looked complete"
+            );
+            assert!(
+                origin
+                    .wait_peer_closed(origin.connections() - 1, WAIT)
+                    .await
+            );
             continue;
         }
         let r = get_on(&mut conn, &format!("/lie/{lie}")).await;
         assert_eq!(r.status, 502, "{lie}: {}{}", r.head, r.body_text());
         assert!(
-            r.header("proxy-status").is_some_and(|p| p.contains("http_protocol_error")),
+            r.header("proxy-status")
+                .is_some_and(|p| p.contains("http_protocol_error")),
             "{lie}: {}",
             r.head
         );
-        let req = origin.requests().into_iter().rev().find(|s| s.path() == format!("/lie/{lie}")).unwrap();
-        assert!(origin.wait_peer_closed(req.conn, WAIT).await, "{lie}: connection kept");
+        let req = origin
+            .requests()
+            .into_iter()
+            .rev()
+            .find(|s| s.path() == format!("/lie/{lie}"))
+            .unwrap();
+        assert!(
+            origin.wait_peer_closed(req.conn, WAIT).await,
+            "{lie}: connection kept"
+        );
         conn.assert_live().await;
     }
     assert_live(candor.addr).await;
@@ -375,7 +453,14 @@ async fn u9_framing_lies_become_502_and_the_connection_is_discarded() {
 #[ignore = "candor differs from the catalogue: ambiguous upstream framing is relayed and the connection reused (see README)"]
 async fn u9_ambiguous_framing_hyper_accepts_becomes_502() {
     let mut relayed = Vec::new();
-    for lie in ["cl-te", "te-cl", "te-chunked-chunked", "te-gzip-chunked", "te-gzip", "huge-head"] {
+    for lie in [
+        "cl-te",
+        "te-cl",
+        "te-chunked-chunked",
+        "te-gzip-chunked",
+        "te-gzip",
+        "huge-head",
+    ] {
         let (origin, candor) = setup("timeout = \"2s\"\n").await;
         let mut conn = RawConn::connect(candor.addr).await;
         conn.send(format!("GET /lie/{lie} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
@@ -384,7 +469,9 @@ async fn u9_ambiguous_framing_hyper_accepts_becomes_502() {
         let status = responses.first().map(|r| r.status);
         let dropped = origin.wait_peer_closed(0, Duration::from_secs(1)).await;
         if status != Some(502) || !dropped {
-            relayed.push(format!("{lie}: status {status:?}, upstream connection dropped: {dropped}"));
+            relayed.push(format!(
+                "{lie}: status {status:?}, upstream connection dropped: {dropped}"
+            ));
         }
     }
     assert!(relayed.is_empty(), "not refused: {relayed:#?}");
@@ -394,8 +481,10 @@ async fn u9_ambiguous_framing_hyper_accepts_becomes_502() {
 /// never complete (streamed: no last chunk and a close; inspected: 502).
 #[tokio::test]
 async fn u10_close_delimited_bodies_complete_on_fin_and_fail_visibly_on_reset() {
-    let (origin, candor) =
-        setup(&format!("\n[inspect]\nmax_body_bytes = 1048576\n{JSON_RULE}")).await;
+    let (origin, candor) = setup(&format!(
+        "\n[inspect]\nmax_body_bytes = 1048576\n{JSON_RULE}"
+    ))
+    .await;
     let mut conn = RawConn::connect(candor.addr).await;
     let r = get_on(&mut conn, "/close-delimited?n=50000").await;
     assert_eq!(r.status, 200);
@@ -412,7 +501,11 @@ async fn u10_close_delimited_bodies_complete_on_fin_and_fail_visibly_on_reset() 
     assert!(!r.complete, "a reset close-delimited body looked complete");
 
     let mut conn = RawConn::connect(candor.addr).await;
-    let r = get_on(&mut conn, "/close-delimited?n=5000&rst=1&ct=application/json").await;
+    let r = get_on(
+        &mut conn,
+        "/close-delimited?n=5000&rst=1&ct=application/json",
+    )
+    .await;
     assert_failure(&r, 502, "http_response_incomplete");
     conn.assert_live().await;
     assert_live(candor.addr).await;
@@ -427,7 +520,10 @@ async fn u10_close_delimited_responses_are_counted() {
     let (_origin, candor) = setup("").await;
     let r = get(candor.addr, "/close-delimited?n=100").await;
     assert_eq!(r.status, 200);
-    assert!(candor.metrics().await.contains("candor_upstream_close_delimited_total 1"));
+    assert!(candor
+        .metrics()
+        .await
+        .contains("candor_upstream_close_delimited_total 1"));
 }
 
 /// U11: 100 + 103 then 200 → the final 200 intact on a kept connection; 100,000 × `102
@@ -483,7 +579,10 @@ async fn paced(candor: &Candor, method: &str, n: usize, idle_ms: u64) -> Vec<u16
 async fn u12_a_post_is_never_duplicated_by_the_keep_alive_race() {
     let (origin, candor) = setup("").await;
     let statuses = paced(&candor, "POST", 30, 100).await;
-    assert!(statuses.iter().all(|s| *s == 200 || *s == 502), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 502),
+        "{statuses:?}"
+    );
     let seen = origin.requests();
     for i in 0..30 {
         let id = format!("id=POST-{i}");
@@ -546,12 +645,20 @@ async fn u14_a_refused_upgrade_leaves_the_connection_http() {
         )
         .await;
         let responses = conn.read_responses(2, WAIT).await;
-        assert_eq!(responses.len(), 2, "{}", String::from_utf8_lossy(&conn.wire));
+        assert_eq!(
+            responses.len(),
+            2,
+            "{}",
+            String::from_utf8_lossy(&conn.wire)
+        );
         assert_eq!(responses[0].status, status);
         assert!(!responses[0].has("upgrade"), "{}", responses[0].head);
         assert_eq!(responses[1].body_text(), format!("ok /next?s={status}"));
         let next = origin.requests().pop().unwrap();
-        assert!(next.has("x-request-id"), "the next request was tunnelled: {next:?}");
+        assert!(
+            next.has("x-request-id"),
+            "the next request was tunnelled: {next:?}"
+        );
         conn.assert_live().await;
     }
     assert_live(candor.addr).await;

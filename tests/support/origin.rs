@@ -79,7 +79,9 @@ impl Seen {
 
     /// Whether a header named `name` is present.
     pub fn has(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
     pub fn path(&self) -> &str {
@@ -167,7 +169,11 @@ impl Origin {
     /// Registers a raw response, written verbatim whenever `path` is requested (before the
     /// built-in behaviours are consulted).
     pub fn canned(&self, path: &str, raw: Vec<u8>) {
-        self.state.canned.lock().unwrap().insert(path.to_owned(), raw);
+        self.state
+            .canned
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), raw);
     }
 
     /// Requests parsed so far, across connections, in arrival order.
@@ -400,7 +406,9 @@ impl Conn {
         let lengths = seen.header_all("content-length");
         let codings = seen.header_all("transfer-encoding");
         if !lengths.is_empty() && !codings.is_empty() {
-            self.violation(format!("both Content-Length and Transfer-Encoding: {seen:?}"));
+            self.violation(format!(
+                "both Content-Length and Transfer-Encoding: {seen:?}"
+            ));
             return Next::Bad;
         }
         if lengths.len() > 1 {
@@ -514,9 +522,7 @@ impl Conn {
         }
         match self.stream.write_all(bytes).await {
             Ok(()) => {
-                self.record
-                    .written
-                    .fetch_add(bytes.len(), Ordering::SeqCst);
+                self.record.written.fetch_add(bytes.len(), Ordering::SeqCst);
                 true
             }
             Err(_) => {
@@ -739,7 +745,8 @@ impl Conn {
                 }
                 page.push_str("</body></html>");
                 let (body, encoding) = if q.get("enc").is_some_and(|e| e == "gzip") {
-                    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    let mut e =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                     e.write_all(page.as_bytes()).unwrap();
                     (e.finish().unwrap(), "Content-Encoding: gzip\r\n")
                 } else {
@@ -770,8 +777,12 @@ impl Conn {
                 After::Continue(None)
             }
             "ws-echo" => {
-                if !req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
-                    self.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+                if !req
+                    .header("upgrade")
+                    .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+                {
+                    self.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                        .await;
                     return After::Continue(None);
                 }
                 // The origin's first tunnel bytes ride in the same write as the 101.
@@ -1066,7 +1077,9 @@ pub fn json_case(case: &str) -> (&'static str, Vec<u8>) {
         "retry-crlf" => br#"{"status":"busy","retry":"5\r\nSet-Cookie: a=b"}"#.to_vec(),
         "retry-nul" => br#"{"status":"busy","retry":"5\u0000"}"#.to_vec(),
         "retry-del" => br#"{"status":"busy","retry":"5\u007f"}"#.to_vec(),
-        "retry-utf8" => "{\"status\":\"busy\",\"retry\":\"5\u{e9}\"}".as_bytes().to_vec(),
+        "retry-utf8" => "{\"status\":\"busy\",\"retry\":\"5\u{e9}\"}"
+            .as_bytes()
+            .to_vec(),
         "retry-big" => br#"{"status":"busy","retry":99999999999999999999999}"#.to_vec(),
         "retry-ok" => br#"{"status":"busy","retry":7}"#.to_vec(),
         other => panic!("unknown json case {other}"),
