@@ -575,3 +575,116 @@ async fn l8_a_faulty_soak_with_body_stalls_has_no_hangs() {
     assert_live(candor.addr).await;
     origin.assert_clean();
 }
+
+/// The candor binary, for the rows that need a real process (file-descriptor limits, signals).
+const BIN: &str = env!("CARGO_BIN_EXE_candor");
+
+/// CPU time (user + system) of process `pid` in clock ticks, from `/proc`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// L11 (and L10's exit code): candor under `ulimit -n 64` with 120 clients holding connections.
+/// Accept failures back off instead of spinning (candor's CPU stays under 50 % of a core), the
+/// proxy serves again once the clients go, and SIGTERM then ends it with exit code 0.
+#[tokio::test]
+async fn l11_descriptor_exhaustion_backs_off_and_recovers() {
+    use tokio::io::AsyncBufReadExt;
+    let origin = Origin::start().await;
+    let dir = std::env::temp_dir().join(format!("candor-l11-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("candor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 1\n\n[upstream]\nurl = \"{}\"\n",
+            origin.url()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" run --no-watch --log-format json --config \"$1\"")
+        .arg(BIN)
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if v["message"] == "ready" {
+                return v["listen"].as_str().unwrap().parse().unwrap();
+            }
+        }
+        panic!("candor exited before it was ready");
+    })
+    .await
+    .expect("candor did not become ready");
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    assert_live(addr).await;
+
+    let mut held = Vec::new();
+    for _ in 0..120 {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)).await
+        {
+            held.push(stream);
+        }
+    }
+    assert!(held.len() >= 64, "only {} connections", held.len());
+    let ticks = cpu_ticks(pid);
+    let window = Instant::now();
+    // The measurement window: candor keeps failing to accept throughout it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = (cpu_ticks(pid) - ticks) as f64 / 100.0;
+    let share = used / window.elapsed().as_secs_f64();
+    assert!(
+        share < 0.5,
+        "candor used {:.0} % of a core while out of descriptors",
+        share * 100.0
+    );
+
+    drop(held);
+    let recovered = tokio::time::timeout(WAIT, async {
+        loop {
+            let attempt = tokio::time::timeout(Duration::from_secs(1), async {
+                let mut conn = RawConn::connect(addr).await;
+                conn.send(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n").await;
+                conn.read_responses(1, Duration::from_secs(1)).await
+            })
+            .await;
+            if attempt.is_ok_and(|r| r.first().is_some_and(|r| r.status == 200)) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        recovered.is_ok(),
+        "candor did not recover once the clients left"
+    );
+    assert_live(addr).await;
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+    let _ = std::fs::remove_dir_all(&dir);
+    origin.assert_clean();
+}

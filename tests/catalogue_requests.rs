@@ -216,11 +216,20 @@ async fn r5_transfer_encoding_lists_ending_in_chunked_are_refused() {
     let (origin, candor) = setup("").await;
     let chunk = b"5\r\nhello\r\n0\r\n\r\n";
     let cases = [
-        ("chunked, chunked", "Transfer-Encoding: chunked, chunked\r\n"),
+        (
+            "chunked, chunked",
+            "Transfer-Encoding: chunked, chunked\r\n",
+        ),
         (",chunked", "Transfer-Encoding: ,chunked\r\n"),
-        ("two TE lines", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+        (
+            "two TE lines",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        ),
         ("gzip, chunked", "Transfer-Encoding: gzip, chunked\r\n"),
-        ("identity, chunked", "Transfer-Encoding: identity, chunked\r\n"),
+        (
+            "identity, chunked",
+            "Transfer-Encoding: identity, chunked\r\n",
+        ),
         ("chunked + blanks", "Transfer-Encoding: chunked \t\r\n"),
     ];
     let mut forwarded = Vec::new();
