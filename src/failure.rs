@@ -198,6 +198,7 @@ pub fn classify(err: &BoxError) -> Failure {
             UpstreamError::ConnectTimeout => Failure::ConnectTimeout,
             UpstreamError::Resolve(_) | UpstreamError::NoAddress => Failure::Dns,
             UpstreamError::Http(http) => classify_hyper(http),
+            UpstreamError::Framing => Failure::Protocol,
         };
     }
     if let Some(http) = err.downcast_ref::<hyper::Error>() {

@@ -29,8 +29,59 @@ use tower::{BoxError, Service};
 use crate::body::{Guarded, Side};
 use crate::config;
 
-/// The request body candor sends upstream: the client's, with its limit and idle timeout.
-pub type RequestBody = Guarded<Incoming>;
+pin_project! {
+    /// The request body candor sends upstream: the client's, with its limit and idle timeout; or
+    /// none, when a bodiless request is sent again after a stale pooled connection failed.
+    #[project = RequestBodyProj]
+    #[derive(Debug)]
+    pub enum RequestBody {
+        /// The client's body.
+        Client { #[pin] body: Guarded<Incoming> },
+        /// No body.
+        Empty,
+    }
+}
+
+impl From<Guarded<Incoming>> for RequestBody {
+    fn from(body: Guarded<Incoming>) -> Self {
+        RequestBody::Client { body }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            RequestBodyProj::Client { body } => body.poll_frame(cx),
+            RequestBodyProj::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Client { body } => body.is_end_stream(),
+            RequestBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Client { body } => body.size_hint(),
+            RequestBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// A pooled connection idle at least this long may have been closed by the upstream just as a
+/// request goes out (the keep-alive race, hyper#2136): for a bodiless idempotent request on such
+/// a connection candor keeps a copy of the head, to send it again once if the connection fails.
+/// Connections reused sooner (any busy service) never pay for the copy.
+const RACE_IDLE: Duration = Duration::from_millis(50);
 
 /// Why an upstream exchange failed before a response head arrived.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +101,10 @@ pub enum UpstreamError {
     /// The HTTP exchange failed (reset, closed early, invalid response).
     #[error("the upstream exchange failed")]
     Http(#[source] hyper::Error),
+    /// The response's framing is ambiguous (`Transfer-Encoding` with `Content-Length`, or other
+    /// than plain `chunked`).
+    #[error("the upstream response's framing is ambiguous")]
+    Framing,
 }
 
 /// Where the upstream lives: an address known at load time, or a name resolved per connection
@@ -92,6 +147,9 @@ impl Client {
             Err(_) => Target::Name(cfg.host.clone(), cfg.port),
         };
         let mut builder = http1::Builder::new();
+        // An upstream response head larger than this is a protocol error (502), not a reason to
+        // buffer hundreds of kilobytes.
+        builder.max_header_size(crate::proxy::MAX_HEAD_BYTES);
         // One flattened write per message beats hyper's queued writev for the small
         // request heads a proxy forwards (shared/perf.md: -1.5 % CPU on the upstream side).
         builder.writev(false);
@@ -130,13 +188,15 @@ async fn reap(pool: Weak<Inner>) {
 }
 
 impl Inner {
-    /// The most recently used idle connection that is still open and fresh.
-    fn checkout(&self) -> Option<SendRequest<RequestBody>> {
+    /// The most recently used idle connection that is still open and fresh, and how long it
+    /// sat idle.
+    fn checkout(&self) -> Option<(SendRequest<RequestBody>, Duration)> {
         let mut idle = self.idle.lock().ok()?;
         let now = Instant::now();
         while let Some(entry) = idle.pop() {
-            if entry.sender.is_ready() && now - entry.since < self.idle_timeout {
-                return Some(entry.sender);
+            let idle_for = now - entry.since;
+            if entry.sender.is_ready() && idle_for < self.idle_timeout {
+                return Some((entry.sender, idle_for));
             }
         }
         None
@@ -197,19 +257,50 @@ impl Inner {
         Ok(sender)
     }
 
+    /// Refuses a response whose framing hyper accepted but other parsers may read differently:
+    /// `Transfer-Encoding` with `Content-Length`, or any `Transfer-Encoding` but a plain
+    /// `chunked` (nginx `proxy_duplicate_headers.t`, HAProxy `http_transfer_encoding.vtc`). The
+    /// connection is dropped with the response, never pooled.
+    fn check_framing(response: &Response<Incoming>) -> Result<(), UpstreamError> {
+        let headers = response.headers();
+        let mut codings = headers.get_all(http::header::TRANSFER_ENCODING).iter();
+        let Some(coding) = codings.next() else {
+            return Ok(());
+        };
+        let plain_chunked = codings.next().is_none()
+            && coding
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked");
+        if plain_chunked && !headers.contains_key(http::header::CONTENT_LENGTH) {
+            Ok(())
+        } else {
+            Err(UpstreamError::Framing)
+        }
+    }
+
     async fn send(
         self: Arc<Self>,
         mut req: Request<RequestBody>,
     ) -> Result<Response<UpstreamBody>, BoxError> {
-        if let Some(mut sender) = self.checkout() {
+        if let Some((mut sender, idle_for)) = self.checkout() {
             let idempotent = is_idempotent(req.method());
+            let replay = (idempotent && idle_for >= RACE_IDLE && req.body().is_end_stream())
+                .then(|| head_copy(&req));
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok(self.attach(response, sender)),
-                Err(mut err) => match err.take_message() {
+                Ok(response) => {
+                    Self::check_framing(&response)?;
+                    return Ok(self.attach(response, sender));
+                }
+                Err(mut err) => match (err.take_message(), replay) {
                     // The pooled connection died before a byte of this request was written:
                     // sent again once on a fresh connection, but only if repeating it could do
                     // no harm (RFC 9110 §9.2.2), in case the upstream saw more than hyper knows.
-                    Some(unsent) if idempotent => req = unsent,
+                    (Some(unsent), _) if idempotent => req = unsent,
+                    // It died after the request went out and before any response: the upstream
+                    // closed an idle connection as the request arrived. A bodiless idempotent
+                    // request is sent again once.
+                    (None, Some(copy)) if is_closed_early(err.error()) => req = copy,
                     _ => return Err(UpstreamError::Http(err.into_error()).into()),
                 },
             }
@@ -219,6 +310,7 @@ impl Inner {
             .send_request(req)
             .await
             .map_err(UpstreamError::Http)?;
+        Self::check_framing(&response)?;
         Ok(self.attach(response, sender))
     }
 
@@ -249,6 +341,33 @@ impl Inner {
             body
         })
     }
+}
+
+/// A bodiless copy of `req`'s head, to send again.
+fn head_copy(req: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut copy = Request::new(RequestBody::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+/// Whether the connection ended before a response began: the signature of the keep-alive race
+/// (not a timeout, not a malformed response).
+fn is_closed_early(err: &hyper::Error) -> bool {
+    err.is_incomplete_message()
+        || err.is_canceled()
+        || std::error::Error::source(err)
+            .and_then(|source| source.downcast_ref::<io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionAborted
+                )
+            })
 }
 
 /// RFC 9110 §9.2.2: methods whose repetition has the same effect as one request.

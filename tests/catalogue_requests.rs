@@ -211,7 +211,6 @@ async fn r5_obfuscated_transfer_encodings_are_refused() {
 /// close). hyper accepts them and reads the body as chunked; candor forwards the request, and
 /// for `gzip, chunked` hands the origin the still-gzipped bytes as if they were the body.
 #[tokio::test]
-#[ignore = "candor differs from the catalogue: TE lists ending in chunked are forwarded (see README, Failure and attack catalogue)"]
 async fn r5_transfer_encoding_lists_ending_in_chunked_are_refused() {
     let (origin, candor) = setup("").await;
     let chunk = b"5\r\nhello\r\n0\r\n\r\n";
@@ -230,7 +229,10 @@ async fn r5_transfer_encoding_lists_ending_in_chunked_are_refused() {
             "identity, chunked",
             "Transfer-Encoding: identity, chunked\r\n",
         ),
-        ("chunked + blanks", "Transfer-Encoding: chunked \t\r\n"),
+        // Not here: `chunked` followed by blanks. RFC 9110 §5.5 makes surrounding whitespace no
+        // part of a field value, httparse drops it, and candor re-frames the body itself, so the
+        // upstream never sees the client's spelling; `r5_obfuscated_transfer_encodings_are_refused`
+        // covers codings that are not `chunked`.
     ];
     let mut forwarded = Vec::new();
     for (name, headers) in cases {
@@ -338,7 +340,6 @@ async fn r7_invalid_header_bytes_are_refused() {
 /// R7 (underscores): a header name with an underscore (`X_Forwarded_For`) is never forwarded
 /// as is, since upstreams may read `_` as `-` (Envoy's edge default rejects it; candor drops it).
 #[tokio::test]
-#[ignore = "needs underscore header names dropped (no config key)"]
 async fn r7_underscore_header_names_are_not_forwarded() {
     let (origin, candor) = setup("").await;
     let mut conn = RawConn::connect(candor.addr).await;
@@ -482,7 +483,6 @@ async fn r10_a_stalled_request_body_is_bounded_and_never_forwarded_whole() {
 /// R10 (pause, with the client body idle timeout): the stalled body is cut off by
 /// `server.body_idle_timeout`, well before `upstream.timeout`.
 #[tokio::test]
-#[ignore = "needs request body idle timeout: server.body_idle_timeout"]
 async fn r10_a_stalled_request_body_is_cut_by_the_body_idle_timeout() {
     let (origin, candor) =
         setup("timeout = \"30s\"\n\n[server]\nbody_idle_timeout = \"300ms\"\n").await;
@@ -583,7 +583,6 @@ async fn r11_an_early_local_response_never_parses_the_unread_body() {
 /// gets 413 with `Connection: close` before anything reaches the origin; the hidden request is
 /// never parsed.
 #[tokio::test]
-#[ignore = "needs request body limit: server.max_request_body_bytes"]
 async fn r11_a_body_over_the_limit_gets_413_and_a_close() {
     let (origin, candor) = setup("[server]\nmax_request_body_bytes = 1048576\n").await;
     let stream = tokio::net::TcpStream::connect(candor.addr).await.unwrap();
@@ -735,7 +734,6 @@ async fn r14_oversized_heads_are_refused_and_large_ones_pass() {
 /// incomplete, and one read can carry the buffer well past it (700 KB is refused, 500 KB not).
 /// candor sets no head cap of its own (§5 proposes 64 KiB via `max_buf_size`).
 #[tokio::test]
-#[ignore = "candor differs from the catalogue: a 500 KB request header is forwarded (no explicit head cap)"]
 async fn r14_a_500_kb_header_is_refused() {
     let (origin, candor) = setup("").await;
     let request = format!(
@@ -869,7 +867,6 @@ async fn h3_hop_by_hop_response_headers_never_reach_the_client() {
 /// `Host` is broken or probing. Today candor answers 400 and keeps the connection open (only the
 /// CL+TE refusal closes).
 #[tokio::test]
-#[ignore = "candor differs from the catalogue: a bad-Host 400 leaves the connection open"]
 async fn h4_bad_host_headers_get_400_and_a_close() {
     let (origin, candor) = setup("").await;
     let get = |lines: &str| format!("GET /ok HTTP/1.1\r\n{lines}\r\n").into_bytes();
@@ -915,7 +912,6 @@ async fn h4_bad_host_headers_get_400_and_never_reach_the_origin() {
 /// must get 400. Today candor forwards it: `http::uri::Authority` parses the port lazily, so
 /// `hygiene::valid_authority` accepts it.
 #[tokio::test]
-#[ignore = "candor differs from the catalogue: Host with port 99999 is forwarded"]
 async fn h4_a_host_with_an_out_of_range_port_gets_400() {
     let (origin, candor) = setup("").await;
     for host in ["x:99999", "x:65536", "x:-1", "x:8o"] {
@@ -981,7 +977,6 @@ async fn h5_absolute_form_targets_never_reach_another_host() {
 /// H5 with the foreign-target check: an absolute-form target whose authority differs from
 /// `Host` is a forward-proxy request and gets 400; nothing reaches the origin or the canary.
 #[tokio::test]
-#[ignore = "needs absolute-form targets whose authority differs from Host refused (no config key)"]
 async fn h5_absolute_form_targets_naming_another_host_get_400() {
     let (origin, candor) = setup("").await;
     let canary = Canary::start().await;

@@ -160,7 +160,6 @@ async fn u3_a_silent_upstream_becomes_504_and_its_connection_is_closed() {
 /// U4 (below L): headers, then a body that stalls. An inspected body must end in a 504 before
 /// any header reaches the client, at `upstream.body_idle_timeout`.
 #[tokio::test]
-#[ignore = "needs upstream body idle timeout: upstream.body_idle_timeout"]
 async fn u4_a_stalled_inspected_body_becomes_504() {
     let (origin, candor) = setup(&format!(
         "body_idle_timeout = \"300ms\"\ntimeout = \"30s\"\n{JSON_RULE}"
@@ -187,7 +186,6 @@ async fn u4_a_stalled_inspected_body_becomes_504() {
 /// U4 (above L, streaming): headers, part of the body, then a stall: the client gets the head and
 /// the bytes sent, then a close at `upstream.body_idle_timeout`, never a complete response.
 #[tokio::test]
-#[ignore = "needs upstream body idle timeout: upstream.body_idle_timeout"]
 async fn u4_a_stalled_streamed_body_is_cut_at_the_body_idle_timeout() {
     let (origin, candor) = setup("body_idle_timeout = \"300ms\"\ntimeout = \"30s\"\n").await;
     let mut conn = RawConn::connect(candor.addr).await;
@@ -450,7 +448,6 @@ async fn u9_framing_lies_become_502_and_the_connection_is_discarded() {
 /// connection; so does the catalogue. Each case runs against its own origin, since the origin
 /// stops answering on a connection once it has lied.
 #[tokio::test]
-#[ignore = "candor differs from the catalogue: ambiguous upstream framing is relayed and the connection reused (see README)"]
 async fn u9_ambiguous_framing_hyper_accepts_becomes_502() {
     let mut relayed = Vec::new();
     for lie in [
@@ -596,7 +593,6 @@ async fn u12_a_post_is_never_duplicated_by_the_keep_alive_race() {
 /// U12 (GET): the same race for GETs must cost no spurious 502: a stale pooled connection that
 /// fails before any response byte is retried once for an idempotent method.
 #[tokio::test]
-#[ignore = "needs stale pooled connections retried for idempotent methods (no config key)"]
 async fn u12_gets_survive_the_keep_alive_race_without_502() {
     let (origin, candor) = setup("").await;
     let statuses = paced(&candor, "GET", 60, 100).await;

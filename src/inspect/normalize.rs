@@ -370,7 +370,7 @@ fn round_up_secs(d: std::time::Duration) -> u64 {
 
 /// Headers that describe the upstream's representation and become false when its body is
 /// replaced (RFC 9110 §8).
-static REPRESENTATION: [HeaderName; 8] = [
+static REPRESENTATION: [HeaderName; 10] = [
     CONTENT_TYPE,
     CONTENT_ENCODING,
     CONTENT_LENGTH,
@@ -379,6 +379,9 @@ static REPRESENTATION: [HeaderName; 8] = [
     LAST_MODIFIED,
     HeaderName::from_static("content-md5"),
     HeaderName::from_static("digest"),
+    // RFC 9530.
+    HeaderName::from_static("content-digest"),
+    HeaderName::from_static("repr-digest"),
 ];
 
 /// Applies `outcome` to a response head. Returns what the body becomes; `Keep` leaves the caller's

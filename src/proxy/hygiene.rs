@@ -47,6 +47,10 @@ pub enum Refusal {
     ForeignTarget,
     /// A declared body larger than `server.max_request_body_bytes`.
     BodyTooLarge,
+    /// A `Transfer-Encoding` other than exactly `chunked` on one line: lists such as
+    /// `chunked, chunked` or `gzip, chunked` are framed differently by different servers
+    /// (shared/reliability.md §2), and candor decodes no transfer coding but chunked.
+    TransferEncoding,
 }
 
 impl Refusal {
@@ -71,6 +75,7 @@ impl Refusal {
             Refusal::InvalidHost => "The request's Host is not a valid host name.",
             Refusal::ForeignTarget => "The request target names another host than Host.",
             Refusal::BodyTooLarge => "The request body is larger than this server accepts.",
+            Refusal::TransferEncoding => "The request's Transfer-Encoding is not plain chunked.",
         }
     }
 
@@ -89,6 +94,17 @@ impl Refusal {
 pub fn check<B>(req: &Request<B>) -> Result<Option<HeaderValue>, Refusal> {
     if req.method() == Method::CONNECT {
         return Err(Refusal::Connect);
+    }
+    let mut codings = req.headers().get_all(TRANSFER_ENCODING).iter();
+    if let Some(coding) = codings.next() {
+        if codings.next().is_some()
+            || !coding
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked")
+        {
+            return Err(Refusal::TransferEncoding);
+        }
     }
     let mut hosts = req.headers().get_all(HOST).iter();
     let host = hosts.next();

@@ -50,6 +50,9 @@ use self::framing::{FramingVerdict, FramingWatch};
 use self::hygiene::{Peer, Refusal};
 use self::limits::{Gate, WriteTimeout};
 
+/// Largest request or response head candor reads (shared/reliability.md §5: 64 KiB).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// The tower stack every forwarded request goes through.
 pub type Stack = Normalize<Rescue<Timeout<Client>>>;
 
@@ -149,6 +152,9 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         // (shared/reliability.md §0.4): this is the slowloris defence.
         .timer(TokioTimer::new())
         .header_read_timeout(config.server.header_read_timeout)
+        // Bounds a request head (and hyper's read buffer): larger heads get 431. hyper's default
+        // (~400 KB) is checked only after a read, so one read could carry a head well past it.
+        .max_buf_size(MAX_HEAD_BYTES)
         // One flattened write per response: -3 % CPU per small request (shared/perf.md).
         .writev(false);
     builder.http2().timer(TokioTimer::new());
@@ -297,7 +303,8 @@ impl hyper::service::Service<Request<Incoming>> for Front {
         let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
         let keep_length = req.method() == Method::HEAD;
         let (limit, idle) = (server.max_request_body_bytes, server.body_idle_timeout);
-        let mut req = req.map(|body| Guarded::new(body, Side::Request, limit, idle));
+        let mut req =
+            req.map(|body| RequestBody::from(Guarded::new(body, Side::Request, limit, idle)));
         let prepared =
             hygiene::prepare_request(&mut req, host, &generation.upstream_authority, &self.peer);
         let access = generation.config.log.access_log.then(|| {
@@ -340,12 +347,10 @@ impl Front {
         if let Some(allow) = refusal.allow() {
             headers.insert(http::header::ALLOW, allow);
         }
-        if matches!(refusal, Refusal::AmbiguousFraming | Refusal::BodyTooLarge) {
-            // Framing in doubt, or a body candor will not read: the rest of the connection cannot
-            // be trusted to be framed as the client meant (shared/reliability.md §2, early
-            // responses).
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        }
+        // A refused request's body is not read, and its framing may be in doubt: the rest of the
+        // connection cannot be trusted to be framed as the client meant (shared/reliability.md
+        // §2, early responses; nginx closes after a 400 too).
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
         hygiene::echo_request_id(headers, &request_id);
         let access = self.worker.live.load().config.log.access_log.then(|| {
             Box::new(Access {
