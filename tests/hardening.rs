@@ -57,12 +57,14 @@ async fn a_chunked_body_passing_the_limit_becomes_413() {
         .write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await
         .unwrap();
+    // candor may answer 413 and close while the client is still writing: a write error then
+    // is part of the behaviour, not a failure; the answer is what counts.
     for _ in 0..3 {
-        stream.write_all(b"200\r\n").await.unwrap();
-        stream.write_all(&[b'y'; 512]).await.unwrap();
-        stream.write_all(b"\r\n").await.unwrap();
+        let _ = stream.write_all(b"200\r\n").await;
+        let _ = stream.write_all(&[b'y'; 512]).await;
+        let _ = stream.write_all(b"\r\n").await;
     }
-    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let _ = stream.write_all(b"0\r\n\r\n").await;
     let (wire, _) = read_until_close(&mut stream, WAIT).await;
     assert!(wire.starts_with("HTTP/1.1 413 "), "{wire}");
     assert!(

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use http::header::{
     Entry, HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST,
-    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE, VIA,
 };
 use http::uri::{Authority, Uri};
 use http::{Method, Request, StatusCode, Version};
@@ -216,15 +216,23 @@ pub fn prepare_request<B>(
     // Expect is answered by candor's own server side (hyper sends 100 Continue when the body is
     // first read); forwarding it would make legacy upstreams answer 417.
     headers.remove(EXPECT);
-    if upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    if !upgrade {
         headers.remove(UPGRADE);
     }
     if trailers {
         // TE is hop-by-hop, but "I accept trailers" holds for candor too: it forwards them.
         headers.insert(TE, HeaderValue::from_static("trailers"));
     }
+    // The options candor itself sends: each hop-by-hop field it forwards must be named in
+    // Connection (RFC 9110 §7.6.1, §10.1.4).
+    match (upgrade, trailers) {
+        (true, true) => headers.insert(CONNECTION, HeaderValue::from_static("upgrade, te")),
+        (true, false) => headers.insert(CONNECTION, HeaderValue::from_static("upgrade")),
+        (false, true) => headers.insert(CONNECTION, HeaderValue::from_static("te")),
+        (false, false) => None,
+    };
+    // RFC 9110 §7.6.3: a gateway sends Via in each request it forwards.
+    append(headers, &VIA, &HeaderValue::from_static("1.1 candor"));
 
     let host = match host {
         Some(host) => {
@@ -580,6 +588,7 @@ mod tests {
         let host = check(&req).unwrap();
         prepare_request(&mut req, host, &upstream(), &peer());
         assert_eq!(req.headers()["te"], "trailers");
+        assert_eq!(req.headers()["connection"], "te");
         let mut req = request(&[("host", "a"), ("te", "gzip")]);
         let host = check(&req).unwrap();
         prepare_request(&mut req, host, &upstream(), &peer());
@@ -597,6 +606,7 @@ mod tests {
         let host = check(&req).unwrap();
         let prepared = prepare_request(&mut req, host, &upstream(), &peer());
         let h = req.headers();
+        assert_eq!(h["via"], "1.1 candor");
         assert_eq!(h["x-forwarded-for"], "192.0.2.1, 192.0.2.2, 10.1.2.3");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-proto"], "https, http");

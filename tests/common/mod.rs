@@ -1,6 +1,10 @@
 //! Test harness: real loopback upstreams (hyper servers and raw TCP scripts), candor started
-//! through `candor::run` on port 0, and clients that speak either hyper or raw bytes.
+//! through `candor::run` on port 0, and clients that speak either hyper or raw bytes. With
+//! `CANDOR_CAPTURE_DIR` set, the clients and hyper upstreams record their exchanges for the
+//! protocol lint (see `capture`).
 #![allow(dead_code)]
+
+pub mod capture;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +19,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -78,6 +82,7 @@ where
     let seen = Arc::new(Mutex::new(Vec::new()));
     let connections = Arc::new(AtomicUsize::new(0));
     let (seen2, conns2) = (seen.clone(), connections.clone());
+    let test = capture::test_name();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -86,6 +91,7 @@ where
             conns2.fetch_add(1, Ordering::SeqCst);
             let handler = handler.clone();
             let seen = seen2.clone();
+            let stream = capture::Tap::new(stream, capture::Side::Upstream, "upstream", &test);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     seen.lock().unwrap().push(Seen {
@@ -254,7 +260,12 @@ pub fn config(upstream: &str) -> candor::config::Config {
 
 /// Sends `req` on a fresh HTTP/1.1 connection.
 pub async fn send(addr: SocketAddr, req: Request<Body>) -> Response<Incoming> {
-    let stream = TcpStream::connect(addr).await.unwrap();
+    let stream = capture::Tap::new(
+        TcpStream::connect(addr).await.unwrap(),
+        capture::Side::Client,
+        "send",
+        &capture::test_name(),
+    );
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -281,13 +292,32 @@ pub async fn collect(response: Response<Incoming>) -> (StatusCode, HeaderMap, By
 /// Writes `request` on a fresh connection and reads until the peer closes or `deadline` passes.
 /// Returns what was read and whether the connection was closed by the peer.
 pub async fn raw(addr: SocketAddr, request: &[u8], deadline: Duration) -> (String, bool) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut stream = capture::Tap::new(
+        TcpStream::connect(addr).await.unwrap(),
+        capture::Side::Client,
+        "raw",
+        &capture::test_name(),
+    );
     stream.write_all(request).await.unwrap();
     read_until_close(&mut stream, deadline).await
 }
 
+/// A fresh client connection to `addr` whose bytes the protocol lint records (see `capture`).
+pub async fn connect(addr: SocketAddr) -> capture::Tap<TcpStream> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    capture::Tap::new(
+        stream,
+        capture::Side::Client,
+        "connect",
+        &capture::test_name(),
+    )
+}
+
 /// Reads until EOF (true) or until `deadline` passes with the connection still open (false).
-pub async fn read_until_close(stream: &mut TcpStream, deadline: Duration) -> (String, bool) {
+pub async fn read_until_close<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    deadline: Duration,
+) -> (String, bool) {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     let closed = tokio::time::timeout(deadline, async {
