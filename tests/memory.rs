@@ -11,6 +11,9 @@
 //! re-runs itself with glibc's mmap threshold fixed (as `inspect_bomb_memory.rs` does) so that
 //! large blocks are fresh mappings whose pages show in the RSS. Each exchange runs twice: cold
 //! (the first of its kind: regex caches and metric label sets are built) and warm.
+//! `idle_connections_keep_no_response_buffers` (ignored: it fails today) measures the heap candor
+//! keeps per idle keep-alive connection, after a small exchange and after a 24 MiB download read
+//! slowly, against the H + 16 KiB per connection that §5 budgets.
 //!
 //! **RSS bound**: the built binary with the example config; slow clients each holding a ~60 KiB
 //! partial request head, plus 64 concurrent 8 MiB upstream responses read slowly, then candor's
@@ -388,6 +391,14 @@ fn cases() -> (HashMap<String, Bytes>, Vec<Case>) {
         canned("200 OK", &json, &error_json(MIB)),
     );
     route(
+        "/download",
+        canned(
+            "200 OK",
+            &[("content-type", "application/octet-stream")],
+            &vec![b'd'; DOWNLOAD],
+        ),
+    );
+    route(
         "/json-zeros-1mib",
         canned("200 OK", &json, &zeros_json(MIB - 1)),
     );
@@ -595,34 +606,87 @@ fn example_config(upstream: &str, inspect_limit: usize) -> candor::config::Confi
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[test]
-fn no_exchange_allocates_more_than_ten_times_its_limit() {
-    if std::env::var_os(CHILD).is_none() {
-        // glibc raises its mmap threshold as large blocks are freed, after which a freed,
-        // still resident block can serve a decoder and hide its pages from the RSS. With a fixed
-        // threshold every large block is a fresh mapping. Elsewhere than glibc the variable is
-        // ignored and the RSS figures are only less precise.
-        let exe = std::env::current_exe().expect("the test binary has a path");
-        let status = Command::new(exe)
-            .args([
-                "--exact",
-                "no_exchange_allocates_more_than_ten_times_its_limit",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(CHILD, "1")
-            .env("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")
-            .status()
-            .expect("the test binary runs again");
-        assert!(status.success(), "the measuring run failed: {status}");
-        return;
+/// In the test process: re-runs this test binary for test `name` alone, with the measuring
+/// environment, and returns false. In that child: returns true (go on and measure).
+fn measuring_child(name: &str) -> bool {
+    if std::env::var_os(CHILD).is_some() {
+        return true;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // glibc raises its mmap threshold as large blocks are freed, after which a freed, still
+    // resident block can serve a decoder and hide its pages from the RSS. With a fixed threshold
+    // every large block is a fresh mapping. Elsewhere than glibc the variable is ignored and the
+    // RSS figures are only less precise.
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let status = Command::new(exe)
+        .args([
+            "--exact",
+            name,
+            "--nocapture",
+            "--include-ignored",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD, "1")
+        .env("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536")
+        .status()
+        .expect("the test binary runs again");
+    assert!(status.success(), "the measuring run failed: {status}");
+    false
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    runtime.block_on(amplification());
+        .unwrap()
+        .block_on(future)
+}
+
+#[test]
+fn no_exchange_allocates_more_than_ten_times_its_limit() {
+    if measuring_child("no_exchange_allocates_more_than_ten_times_its_limit") {
+        block_on(amplification());
+    }
+}
+
+/// §5's RSS budget counts H + 16 KiB per client connection. hyper's server, with `writev(false)`
+/// as candor sets it, copies response bytes into one flat write buffer that grows while a slow
+/// reader lags (up to `max_buf_size` plus a frame) and never shrinks: after one slowly read
+/// download, an idle keep-alive connection keeps about 1 MiB (1,058,521 to 1,070,563 B
+/// measured), 35 times the 30 KB it keeps after a small exchange.
+#[test]
+#[ignore = "an idle connection keeps ~1 MiB after a slow download (hyper's flattened write buffer)"]
+fn idle_connections_keep_no_response_buffers() {
+    if measuring_child("idle_connections_keep_no_response_buffers") {
+        block_on(idle_connections());
+    }
+}
+
+async fn idle_connections() {
+    let (routes, _) = cases();
+    let origin = canned_origin(routes).await;
+    let candor = common::Candor::start(example_config(&format!("http://{origin}"), L)).await;
+    let mut rows = Vec::new();
+    let mut over = false;
+    for (path, what) in [
+        ("/head", "a small exchange"),
+        ("/download", "a slowly read 24 MiB download"),
+    ] {
+        let retained = retained_per_idle_connection(candor.addr, path).await;
+        rows.push(format!(
+            "idle keep-alive connection after {what}: candor keeps {retained} B of heap for it \
+             ({:.2}x H)",
+            retained as f64 / H as f64
+        ));
+        over |= retained > H + 16 * 1024;
+    }
+    println!("{}", rows.join("\n"));
+    assert!(
+        !over,
+        "over H + 16 KiB per connection:\n{}",
+        rows.join("\n")
+    );
+    candor.stop().await.unwrap();
 }
 
 async fn amplification() {
@@ -675,6 +739,76 @@ async fn amplification() {
     );
     default.stop().await.unwrap();
     large.stop().await.unwrap();
+}
+
+/// The streamed download of the idle-connection measurement.
+const DOWNLOAD: usize = 24 * MIB;
+/// Connections in it.
+const DOWNLOADERS: usize = 16;
+
+/// Sends a GET for `path` on a fresh connection and reads the response slowly (a 16 KiB buffer
+/// on the stack, a pause every 64 KiB); returns the connection, still open.
+async fn slow_download(addr: SocketAddr, path: &'static str) -> TcpStream {
+    // A small receive buffer, so that candor's writes back up in candor rather than in the
+    // kernel.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(32 * 1024).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream.write_all(&get(path, &[])).await.unwrap();
+    let mut buf = [0u8; 16 * 1024];
+    let (mut seen, mut total, mut since_pause) = (0usize, None, 0usize);
+    let mut head = [0u8; 1024];
+    let mut head_len = 0;
+    while total.is_none_or(|t| seen < t) {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "candor closed the download");
+        seen += n;
+        if total.is_none() {
+            let take = n.min(head.len() - head_len);
+            head[head_len..head_len + take].copy_from_slice(&buf[..take]);
+            head_len += take;
+            if let Some(at) = head[..head_len].windows(4).position(|w| w == b"\r\n\r\n") {
+                assert_eq!(&head[9..12], b"200", "{path}: status");
+                let text = std::str::from_utf8(&head[..at])
+                    .unwrap()
+                    .to_ascii_lowercase();
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .expect("the download has a length")
+                    .trim()
+                    .parse()
+                    .unwrap();
+                total = Some(at + 4 + length);
+            }
+        }
+        since_pause += n;
+        if since_pause >= 64 * 1024 {
+            since_pause = 0;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    stream
+}
+
+/// Heap candor keeps for each idle keep-alive connection after one exchange for `path`: live
+/// heap with the connections open, less live heap once they are closed.
+async fn retained_per_idle_connection(addr: SocketAddr, path: &'static str) -> usize {
+    let base = LIVE.load(Ordering::SeqCst);
+    let mut open = Vec::with_capacity(DOWNLOADERS);
+    for _ in 0..DOWNLOADERS {
+        open.push(tokio::spawn(slow_download(addr, path)));
+    }
+    let mut streams = Vec::with_capacity(DOWNLOADERS);
+    for task in open {
+        streams.push(task.await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let with_open = LIVE.load(Ordering::SeqCst).saturating_sub(base);
+    drop(streams);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let closed = LIVE.load(Ordering::SeqCst).saturating_sub(base);
+    with_open.saturating_sub(closed) / DOWNLOADERS
 }
 
 // ─── RSS bound ──────────────────────────────────────────────────────────────────────────────────

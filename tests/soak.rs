@@ -128,14 +128,20 @@ async fn soak(
     let tally = client::run(candor.addr, origin.clone(), plan.clone()).await;
     let elapsed = started.elapsed();
     sampler.abort();
+    // Median and highest RSS of each third of the run: the median shows a trend, the highest
+    // depends on how many large bodies happened to be in flight at once.
     let thirds = {
         let samples = samples.lock().unwrap();
         let third = samples.len().div_ceil(3).max(1);
         samples
             .chunks(third)
-            .map(|c| c.iter().max().copied().unwrap_or(0).to_string())
+            .map(|c| {
+                let mut c = c.to_vec();
+                c.sort_unstable();
+                format!("{}/{}", c[c.len() / 2], c[c.len() - 1])
+            })
             .collect::<Vec<_>>()
-            .join(" / ")
+            .join(", ")
     };
 
     // Every connection the soak opened must close again: the client's are gone, the pool's
@@ -160,7 +166,7 @@ async fn soak(
          connections at its keep-alive limit; {} connections, {} requests, {} duplicates\n\
          candor's own answers (status, Proxy-Status): {}\n\
          verdicts:\n{}\
-         candor: RSS {} KiB at start, highest per third of the run {} KiB, {} KiB at the end, \
+         candor: RSS {} KiB at start, median/highest per third of the run {} KiB, {} KiB at the end, \
          peak {} KiB; descriptors {} before, {} after",
         elapsed.as_secs_f64(),
         completed as f64 / elapsed.as_secs_f64(),
@@ -191,7 +197,7 @@ async fn soak(
         "{} failing exchanges (CANDOR_SOAK_SEED={:#x}); the first ones:\n{}\n\
          candor's last log lines:\n{}\n\
          replay one with: CANDOR_SOAK_SEED={:#x} CANDOR_SOAK_IDS=<id> cargo test --test soak \
-         {name} -- --nocapture",
+         {name} -- --include-ignored --nocapture",
         tally.failures(),
         seed(),
         failures.join("\n"),
@@ -270,6 +276,7 @@ async fn clean_soak_delivers_every_body_intact() {
         refusals: 0,
         deadline: sizes.deadline,
         ids: None,
+        reconnect_every: env_u64("CANDOR_SOAK_RECONNECT_EVERY"),
     };
     // Nothing stalls here: a generous timeout, so that a slow debug build cannot turn a late
     // head into a 504.
@@ -289,6 +296,7 @@ async fn faulty_soak_never_passes_a_failure_off_as_a_success() {
         refusals: 100,
         deadline: sizes.deadline,
         ids: None,
+        reconnect_every: env_u64("CANDOR_SOAK_RECONNECT_EVERY"),
     };
     let extra: Vec<_> = BODY_IDLE_TIMEOUT.into_iter().collect();
     let tally = soak("faulty", plan, sizes.upstream_timeout, &extra).await;
@@ -328,6 +336,7 @@ async fn mid_body_stalls_end_visibly() {
         refusals: 0,
         deadline: sizes.deadline,
         ids: None,
+        reconnect_every: env_u64("CANDOR_SOAK_RECONNECT_EVERY"),
     };
     let extra: Vec<_> = BODY_IDLE_TIMEOUT.into_iter().collect();
     let tally = soak("stalls", plan, sizes.upstream_timeout, &extra).await;

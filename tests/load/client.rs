@@ -25,9 +25,13 @@ use super::spec::{Exchange, Expect, Fault, FaultMix, Kind, L};
 /// What one soak run does.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// Every exchange is drawn from `(seed, id)`.
     pub seed: u64,
+    /// Exchanges `0..requests`.
     pub requests: u64,
+    /// Keep-alive connections to candor, each sending one exchange after another.
     pub connections: usize,
+    /// How often the origin misbehaves.
     pub faults: FaultMix,
     /// Refusals to aim at, per 10,000 exchanges (0: the gate stays open).
     pub refusals: u32,
@@ -35,6 +39,9 @@ pub struct Plan {
     pub deadline: Duration,
     /// Only these exchanges (a replay), instead of `0..requests`.
     pub ids: Option<Vec<u64>>,
+    /// Close each connection after this many exchanges and open a new one (default: keep it
+    /// as long as candor does).
+    pub reconnect_every: Option<u64>,
 }
 
 /// What the client saw of one exchange.
@@ -48,14 +55,20 @@ pub enum Observed {
     Response(Received),
 }
 
+/// A response as the client received it.
 #[derive(Debug)]
 pub struct Received {
     pub status: StatusCode,
+    /// `X-Soak-Id`: the exchange the origin answered.
     pub soak_id: Option<u64>,
+    /// `X-Body-SHA256`.
     pub sha_header: Option<String>,
     pub content_type: String,
+    /// A `Retry-After` is present.
     pub retry_after: bool,
+    /// `Proxy-Status`: present on the answers candor made itself.
     pub proxy_status: Option<String>,
+    /// Body bytes received, and their SHA-256.
     pub body_len: usize,
     pub body_sha: String,
     /// The body failed before its end (the connection was closed or reset mid-body).
@@ -462,7 +475,13 @@ pub async fn run(addr: SocketAddr, origin: Arc<Origin>, plan: Plan) -> Arc<Tally
         workers.push(tokio::spawn(async move {
             let mut conn = None;
             let mut latencies = Vec::new();
+            let mut on_this_connection = 0;
             loop {
+                on_this_connection += 1;
+                if plan.reconnect_every.is_some_and(|n| on_this_connection > n) {
+                    conn = None;
+                    on_this_connection = 1;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let id = match &plan.ids {
                     Some(ids) => match ids.get(i as usize) {

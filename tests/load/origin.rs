@@ -251,11 +251,12 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-/// The wire bytes of a response, and where in them each body byte starts.
+/// The wire bytes of a response, and where in them each body byte is.
 struct Wire {
     bytes: Vec<u8>,
     head_len: usize,
-    /// Wire offset of body byte `i` is found by `body_offset(i)`.
+    /// For chunked bodies: the body offset where each chunk's data starts, and the wire offset
+    /// of that data.
     chunk_map: Vec<(usize, usize)>,
 }
 
@@ -265,7 +266,6 @@ impl Wire {
         if self.chunk_map.is_empty() {
             return self.head_len + at;
         }
-        // (body offset where a chunk's data starts, wire offset of that data)
         let i = self.chunk_map.partition_point(|(body, _)| *body <= at) - 1;
         let (body, wire) = self.chunk_map[i];
         wire + (at - body)
