@@ -223,7 +223,11 @@ fn find<'a, E: std::error::Error + 'static>(
 
 fn classify_connect(err: &io::Error) -> Failure {
     match err.kind() {
-        io::ErrorKind::ConnectionRefused => Failure::Refused,
+        // A reset while connecting is a refusal by whatever answered (a full accept queue, a
+        // listener closing): the host is reachable.
+        io::ErrorKind::ConnectionRefused
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => Failure::Refused,
         io::ErrorKind::TimedOut => Failure::ConnectTimeout,
         _ => Failure::Unreachable,
     }

@@ -155,8 +155,12 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         // Bounds a request head (and hyper's read buffer): larger heads get 431. hyper's default
         // (~400 KB) is checked only after a read, so one read could carry a head well past it.
         .max_buf_size(MAX_HEAD_BYTES)
-        // One flattened write per response: -3 % CPU per small request (shared/perf.md).
-        .writev(false);
+        // Queued (vectored) writes, not flattened ones: flattening copies each body frame into a
+        // per-connection buffer that keeps its largest size for the life of the connection
+        // (about 1 MiB after one large download to a slow reader; tests/memory.rs). shared/perf.md
+        // measured flattening 3 % cheaper on small responses; bounded memory per idle
+        // connection comes first.
+        .writev(true);
     builder.http2().timer(TokioTimer::new());
     builder
 }
