@@ -316,8 +316,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             })
             .collect();
         for value in &values {
-            let Ok(value) = value.to_str() else { continue };
-            for token in value.split(',').map(str::trim) {
+            // Split the raw bytes: a value carrying obs-text elsewhere (not UTF-8, so `to_str`
+            // fails) still nominates its valid tokens, and skipping the whole value would
+            // forward the very fields the client asked to keep on this hop.
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let Ok(token) = std::str::from_utf8(token.trim_ascii()) else {
+                    continue;
+                };
                 if token.is_empty()
                     || protected(token)
                     || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"))
@@ -580,6 +585,21 @@ mod tests {
         assert_eq!(h["trailer"], "x-sum", "Trailer is end-to-end");
         assert_eq!(h["host"], "a");
         assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
+    }
+
+    #[test]
+    fn connection_values_with_obs_text_still_nominate_their_tokens() {
+        let mut req = request(&[("host", "a"), ("x-secret", "1"), ("x-other", "2")]);
+        req.headers_mut().append(
+            CONNECTION,
+            HeaderValue::from_bytes(b"x-secret, caf\xe9, x-other").unwrap(),
+        );
+        let host = check(&req).unwrap();
+        prepare_request(&mut req, host, &upstream(), &peer());
+        let h = req.headers();
+        assert!(!h.contains_key("x-secret"), "{h:?}");
+        assert!(!h.contains_key("x-other"), "{h:?}");
+        assert!(!h.contains_key("connection"), "{h:?}");
     }
 
     #[test]
