@@ -9,10 +9,13 @@
 # inputs that add coverage; the seed-* files are always kept), to be committed.
 # A crash leaves its input in fuzz/artifacts/<target>/ and makes the script exit 1; turn it into a
 # regression test by copying it to fuzz/regressions/<target>/ (tests/fuzz_corpus.rs replays it).
+# FUZZ_LOGS=DIR keeps each target's libFuzzer log there.
 # Without a nightly toolchain or cargo-fuzz the script says so and exits 0: the committed corpus
 # is still replayed on stable by `cargo test --test fuzz_corpus`.
 set -uo pipefail
 cd "$(dirname "$0")"
+# The sanitizer build has flags of its own: keep it in fuzz/target, whatever the caller's target.
+unset CARGO_TARGET_DIR
 
 seconds=60
 merge=0
@@ -39,8 +42,13 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   exit 0
 fi
 
+rm -f build.log
 echo "fuzz: building ${targets[*]} ($(cargo +nightly fuzz --version))"
-if ! nice -n 10 cargo +nightly fuzz build -O "${targets[@]}" >build.log 2>&1; then
+built=1
+for target in "${targets[@]}"; do
+  nice -n 10 cargo +nightly fuzz build -O "$target" >>build.log 2>&1 || built=0
+done
+if [ "$built" = 0 ]; then
   tail -n 30 build.log
   echo "fuzz: FAILED: the targets do not build (fuzz/build.log)"
   exit 1
@@ -95,5 +103,8 @@ for target in "${targets[@]}"; do
       echo "fuzz: $target: corpus merged: $(ls corpus/"$target" | wc -l) files"
   fi
 done
+if [ -n "${FUZZ_LOGS:-}" ]; then
+  mkdir -p "$FUZZ_LOGS" && cp "$logs"/*.log "$FUZZ_LOGS"/
+fi
 rm -rf "$logs"
 exit "$failed"

@@ -94,7 +94,8 @@ then.retry_after_from = "/retry_in"
 /// Upstream events act on the connection candor opened last (waiting briefly for one). With
 /// `CANDOR_FUZZ_DEBUG` set, each exchange is printed (both sides, as the text format).
 ///
-/// Oracles: no panic anywhere in candor; afterwards candor still answers a normal request; what
+/// Oracles: no panic anywhere in candor; afterwards candor still answers a normal request (within
+/// 2 s, three tries); what
 /// it sent the client parses as HTTP/1.1 with unambiguous framing, and every 2xx body it
 /// forwarded (not rewritten by a rule) is a body the upstream sent, complete only if the
 /// upstream's was; every request it sent upstream parses with unambiguous framing and one Host.
@@ -853,7 +854,8 @@ fn matches(answer: &Answer, response: &Message, complete: bool) -> bool {
         }
 }
 
-/// A normal request through candor, answered `200 live` by the fake upstream.
+/// A normal request through candor, answered `200 live` by the fake upstream (or, if that was
+/// too slow, by candor's own timeout or failure response).
 async fn live(harness: &Harness) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut client = TcpStream::connect(harness.proxy)
@@ -892,7 +894,11 @@ async fn live(harness: &Harness) -> Result<(), String> {
     let result = loop {
         if let Ok(responses) = wire::responses(&received, &get, false) {
             if let Some(first) = responses.first().filter(|r| r.complete) {
-                break if first.status == 200 && first.body == b"live" {
+                // candor's own 502/504 is an answer too: on a loaded machine the fake upstream
+                // can miss the short `upstream.timeout`, which is no sign of a wedged candor.
+                let own_failure =
+                    matches!(first.status, 502 | 504) && first.all("proxy-status").next().is_some();
+                break if (first.status == 200 && first.body == b"live") || own_failure {
                     Ok(())
                 } else {
                     Err(format!("got {} {:?}", first.status, show(&first.body)))
