@@ -31,6 +31,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod failure;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod metrics;
 pub mod problem;
