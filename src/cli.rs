@@ -170,6 +170,30 @@ pub fn main() -> ExitCode {
 /// Logs to stderr: `RUST_LOG` wins over `level`; `auto` means text on a terminal, JSON lines
 /// otherwise (a container's log collector).
 fn init_logging(level: &str, format: LogFormat) {
+    init_logging_to(level, format, std::io::stderr);
+}
+
+/// As [`init_logging`], for the proxy: lines are handed to a logging thread that writes them
+/// in batches, so a request path that logs (a rewrite, the access log) never waits on stderr,
+/// and a burst costs one `write` rather than one per line. Nothing is dropped: when the
+/// thread falls behind by 128k lines, loggers wait, as nginx's do on a slow disk. The guard
+/// flushes what is queued when it is dropped, at exit.
+fn init_proxy_logging(
+    level: &str,
+    format: LogFormat,
+) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("candor-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    init_logging_to(level, format, writer);
+    guard
+}
+
+fn init_logging_to<W>(level: &str, format: LogFormat, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -180,7 +204,7 @@ fn init_logging(level: &str, format: LogFormat) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
@@ -398,7 +422,7 @@ fn run(path: &std::path::Path, watch: bool, format: Option<LogFormat>) -> ExitCo
         Ok(config) => config,
         Err(code) => return code,
     };
-    init_logging(&config.log.level, format.unwrap_or(config.log.format));
+    let _log = init_proxy_logging(&config.log.level, format.unwrap_or(config.log.format));
     let listeners = match Listeners::bind(&config.server) {
         Ok(listeners) => listeners,
         Err(err) => {
