@@ -85,6 +85,7 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     connections_open: Gauge,
     connections_rejected: Counter,
+    upstream_close_delimited: Counter,
     last_reload_successful: Gauge,
     last_reload_success_time: Gauge,
     /// The status page's record of recent rewrites, fed by [`Metrics::rewrite`] only.
@@ -148,6 +149,13 @@ impl Metrics {
             "Client connections answered 503 and closed because server.max_connections were open",
             connections_rejected.clone(),
         );
+        let upstream_close_delimited = Counter::default();
+        registry.register(
+            "upstream_close_delimited",
+            "Upstream responses whose body ends only when the connection closes (no Content-Length, \
+             not chunked): a truncation of those is indistinguishable from their end",
+            upstream_close_delimited.clone(),
+        );
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "config_reloads",
@@ -189,6 +197,7 @@ impl Metrics {
             reloads,
             connections_open,
             connections_rejected,
+            upstream_close_delimited,
             last_reload_successful,
             last_reload_success_time,
         }
@@ -202,6 +211,11 @@ impl Metrics {
     /// Counts a connection refused by `server.max_connections`.
     pub fn connection_rejected(&self) {
         self.connections_rejected.inc();
+    }
+
+    /// The counter of close-delimited upstream responses (kept by `upstream::Client`).
+    pub fn upstream_close_delimited(&self) -> Counter {
+        self.upstream_close_delimited.clone()
     }
 
     /// Records a configuration reload attempt made at `at`.

@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tower::{BoxError, Service};
 
@@ -129,6 +130,8 @@ struct Inner {
     idle_timeout: Duration,
     max_idle: usize,
     builder: http1::Builder,
+    /// `candor_upstream_close_delimited_total`.
+    close_delimited: Counter,
     idle: Mutex<Vec<Idle>>,
 }
 
@@ -141,7 +144,7 @@ struct Idle {
 impl Client {
     /// A client for `cfg`. Must be called inside the worker's tokio runtime: it spawns the task
     /// that closes idle connections.
-    pub fn new(cfg: &config::Upstream) -> Self {
+    pub fn new(cfg: &config::Upstream, close_delimited: Counter) -> Self {
         let target = match cfg.host.trim_matches(['[', ']']).parse() {
             Ok(ip) => Target::Addr(SocketAddr::new(ip, cfg.port)),
             Err(_) => Target::Name(cfg.host.clone(), cfg.port),
@@ -160,6 +163,7 @@ impl Client {
             idle_timeout: cfg.pool_idle_timeout,
             max_idle: cfg.pool_max_idle,
             builder,
+            close_delimited,
             idle: Mutex::new(Vec::new()),
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
@@ -328,6 +332,15 @@ impl Inner {
                 body: guard(body),
                 slot: None,
             });
+        }
+        let headers = response.headers();
+        if !response.body().is_end_stream()
+            && !headers.contains_key(http::header::CONTENT_LENGTH)
+            && !headers.contains_key(http::header::TRANSFER_ENCODING)
+        {
+            // A body that ends when the connection does: cut short by a FIN, it looks whole
+            // (RFC 9112 §6.3). Counted, so that an upstream that does this is seen.
+            self.close_delimited.inc();
         }
         response.map(|body| {
             let slot = Some(PoolSlot { sender, pool: self });

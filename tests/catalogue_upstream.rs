@@ -512,10 +512,15 @@ async fn u10_close_delimited_bodies_complete_on_fin_and_fail_visibly_on_reset() 
 /// U10 (metric): truncation of a close-delimited body by FIN cannot be detected, so such
 /// responses should at least be counted (`candor_upstream_close_delimited_total`).
 #[tokio::test]
-#[ignore = "needs metric: candor_upstream_close_delimited_total (not planned)"]
 async fn u10_close_delimited_responses_are_counted() {
     let (_origin, candor) = setup("").await;
+    assert!(candor
+        .metrics()
+        .await
+        .contains("candor_upstream_close_delimited_total 0"));
     let r = get(candor.addr, "/close-delimited?n=100").await;
+    assert_eq!(r.status, 200);
+    let r = get(candor.addr, "/size?n=100").await;
     assert_eq!(r.status, 200);
     assert!(candor
         .metrics()

@@ -314,7 +314,8 @@ fn request_hygiene(mut request: Request<()>, peer: &IpAddr) {
     for name in nominated(&before) {
         let kept = PROTECTED.contains(&name.as_str())
             || (name == UPGRADE && prepared.upgrade)
-            || (name == CONNECTION && prepared.upgrade)
+            // candor's own `Connection` names what it forwards (upgrade, te).
+            || (name == CONNECTION && (prepared.upgrade || trailers))
             || (name == TE && trailers)
             || name.as_str() == "close";
         assert!(

@@ -104,7 +104,7 @@ impl Generation {
             Some(previous) if previous.config.upstream == config.upstream => {
                 previous.client.clone()
             }
-            _ => Client::new(&config.upstream),
+            _ => Client::new(&config.upstream, metrics.upstream_close_delimited()),
         };
         let stack = build_stack(
             &config,
