@@ -206,7 +206,7 @@ where
         .with_env_filter(filter)
         .with_writer(writer);
     let _ = if json {
-        builder.json().flatten_event(true).try_init()
+        builder.event_format(crate::logging::JsonLines).try_init()
     } else {
         builder.with_ansi(terminal).try_init()
     };

@@ -34,6 +34,7 @@ pub mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inspect;
+pub mod logging;
 pub mod metrics;
 pub mod problem;
 pub mod proxy;

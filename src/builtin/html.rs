@@ -156,14 +156,15 @@ impl Scan {
 
     /// Handles a start tag whose `>` is at `after - 1`; returns where scanning resumes.
     fn start_tag(&mut self, text: &str, name: &[u8], after: usize) -> usize {
-        let lower = name.to_ascii_lowercase();
-        match lower.as_slice() {
+        let mut buf = [0; TAG_BUF];
+        let lower = lowercase(name, &mut buf);
+        match lower {
             // Raw text elements (HTML §13.1.2): their content is not markup. A title is kept;
             // scripts and styles are skipped whole.
             b"title" | b"script" | b"style" | b"textarea" | b"xmp" | b"noembed" | b"noframes"
             | b"iframe" | b"template" => {
                 let bytes = text.as_bytes();
-                let (end, resume) = close_tag(bytes, after, &lower);
+                let (end, resume) = close_tag(bytes, after, lower);
                 if lower == b"title" && self.title.is_none() {
                     let mut title = String::new();
                     push_decoded(&mut title, &text[after..end]);
@@ -190,8 +191,9 @@ impl Scan {
 
     /// Handles an end tag; returns a heading once an informative one is complete.
     fn end_tag(&mut self, name: &[u8]) -> Option<String> {
-        let lower = name.to_ascii_lowercase();
-        match (self.capture.as_ref().map(|c| c.0), lower.as_slice()) {
+        let mut buf = [0; TAG_BUF];
+        let lower = lowercase(name, &mut buf);
+        match (self.capture.as_ref().map(|c| c.0), lower) {
             // Browsers close an open heading on any heading end tag.
             (Some(Capture::Heading), b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6") => {
                 let (_, heading) = self.capture.take()?;
@@ -242,6 +244,21 @@ impl Scan {
             self.pre = Some(line.to_owned());
         }
     }
+}
+
+/// Longest tag name [`lowercase`] keeps: every name the scanner acts on is shorter.
+const TAG_BUF: usize = 16;
+
+/// `name` in lowercase, in `buf` (a tag per call would otherwise allocate); a longer name,
+/// which no rule of the scanner names, becomes `-`, another name no rule matches.
+fn lowercase<'b>(name: &[u8], buf: &'b mut [u8; TAG_BUF]) -> &'b [u8] {
+    if name.len() > TAG_BUF {
+        return b"-";
+    }
+    let lower = &mut buf[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    lower
 }
 
 /// The ASCII alphanumeric name at the start of a tag.
@@ -447,8 +464,10 @@ fn is_product_version(token: &str) -> bool {
 /// The lowercase words of `text` without numbers and boilerplate, space-separated.
 fn words(text: &str) -> String {
     let mut out = String::new();
-    for word in text.split(|c: char| !c.is_alphanumeric()) {
-        let word = word.to_lowercase();
+    let mut word = String::new();
+    for raw in text.split(|c: char| !c.is_alphanumeric()) {
+        word.clear();
+        word.extend(raw.chars().flat_map(char::to_lowercase));
         if word.is_empty()
             || word.chars().all(|c| c.is_ascii_digit())
             || BOILERPLATE.contains(&word.as_str())

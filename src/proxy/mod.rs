@@ -215,6 +215,11 @@ pub async fn serve(
                     });
                 }
                 Err(err) => {
+                    // Shutdown closes the listening socket under the accept (EINVAL): not a
+                    // failure worth a warning.
+                    if *shutdown.borrow() {
+                        break;
+                    }
                     // EMFILE and friends: back off instead of spinning on a listener that stays
                     // readable.
                     tracing::warn!(error = %err, "accept failed");

@@ -66,6 +66,21 @@ pub struct Entry {
     pub request_id: String,
 }
 
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            time: SystemTime::UNIX_EPOCH,
+            method: String::new(),
+            path: String::new(),
+            from: 0,
+            to: 0,
+            rule: String::new(),
+            mode: "",
+            request_id: String::new(),
+        }
+    }
+}
+
 /// Rewrites counted for one rule since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RuleCount {
@@ -73,6 +88,15 @@ pub struct RuleCount {
     pub enforce: u64,
     /// Shadow matches.
     pub shadow: u64,
+}
+
+impl RuleCount {
+    fn count(&mut self, mode: Mode) {
+        match mode {
+            Mode::Enforce => self.enforce += 1,
+            Mode::Shadow => self.shadow += 1,
+        }
+    }
 }
 
 /// A copy of the record, taken under the lock and worked on outside it.
@@ -100,34 +124,38 @@ impl Recorder {
     /// Records one rewrite.
     pub fn record(&self, rewrite: &Rewrite<'_>) {
         let mode = rewrite.mode.as_str();
-        let entry = Entry {
-            time: SystemTime::now(),
-            method: clip(rewrite.method.as_str(), MAX_METHOD),
-            path: clip(rewrite.path, MAX_PATH),
-            from: rewrite.from.as_u16(),
-            to: rewrite.to.as_u16(),
-            rule: rewrite.rule.to_owned(),
-            mode,
-            request_id: clip(rewrite.request_id, MAX_REQUEST_ID),
-        };
+        let time = SystemTime::now();
         // Nothing panics while the lock is held, so a poisoned lock still holds a consistent
         // record.
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = match inner.by_rule.get_mut(rewrite.rule) {
-            Some(count) => count,
-            None => inner.by_rule.entry(entry.rule.clone()).or_default(),
-        };
-        match rewrite.mode {
-            Mode::Enforce => count.enforce += 1,
-            Mode::Shadow => count.shadow += 1,
+        match inner.by_rule.get_mut(rewrite.rule) {
+            Some(count) => count.count(rewrite.mode),
+            None => inner
+                .by_rule
+                .entry(rewrite.rule.to_owned())
+                .or_default()
+                .count(rewrite.mode),
         }
         *inner
             .by_transition
-            .entry((entry.from, entry.to, mode))
+            .entry((rewrite.from.as_u16(), rewrite.to.as_u16(), mode))
             .or_default() += 1;
-        if inner.recent.len() == RECENT {
-            inner.recent.pop_front();
-        }
+        // Once the ring is full, the evicted entry's strings are reused: a rewrite then costs
+        // no allocation here.
+        let mut entry = if inner.recent.len() == RECENT {
+            inner.recent.pop_front().unwrap_or_default()
+        } else {
+            Entry::default()
+        };
+        entry.time = time;
+        clip_into(&mut entry.method, rewrite.method.as_str(), MAX_METHOD);
+        clip_into(&mut entry.path, rewrite.path, MAX_PATH);
+        entry.from = rewrite.from.as_u16();
+        entry.to = rewrite.to.as_u16();
+        entry.rule.clear();
+        entry.rule.push_str(rewrite.rule);
+        entry.mode = mode;
+        clip_into(&mut entry.request_id, rewrite.request_id, MAX_REQUEST_ID);
         inner.recent.push_back(entry);
     }
 
@@ -141,9 +169,20 @@ impl Recorder {
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, with `…` when cut.
+#[cfg(test)]
 fn clip(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    clip_into(&mut out, text, max);
+    out
+}
+
+/// Replaces `out` with `text` cut to at most `max` bytes on a character boundary, with `…`
+/// when cut.
+fn clip_into(out: &mut String, text: &str, max: usize) {
+    out.clear();
     if text.len() <= max {
-        return text.to_owned();
+        out.push_str(text);
+        return;
     }
     let end = text
         .char_indices()
@@ -151,7 +190,8 @@ fn clip(text: &str, max: usize) -> String {
         .take_while(|&i| i <= max)
         .last()
         .unwrap_or(0);
-    format!("{}…", &text[..end])
+    out.push_str(&text[..end]);
+    out.push('…');
 }
 
 #[cfg(test)]
