@@ -47,10 +47,13 @@ if [[ ! -f "$VENV/.pins" || "$(cat "$VENV/.pins")" != "$want" ]]; then
   echo "$want" >"$VENV/.pins"
 fi
 
-# Capture: every integration test file but the excluded ones.
+# Capture: every integration test file that uses the harness (only its helpers record
+# exchanges), but the excluded ones. Files with their own clients (soak, fuzz_corpus, …) would
+# only run again for nothing.
 tests=()
 for file in tests/*.rs; do
   name="$(basename "$file" .rs)"
+  grep -qE '^mod (common|support);' "$file" || continue
   [[ " ${EXCLUDED[*]} " == *" $name "* ]] || tests+=(--test "$name")
 done
 rm -rf "$CAPTURES" "$OUT/failing.txt" "$OUT/report.html"
