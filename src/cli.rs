@@ -176,14 +176,20 @@ fn init_logging(level: &str, format: LogFormat) {
 /// As [`init_logging`], for the proxy: lines are handed to a logging thread that writes them
 /// in batches, so a request path that logs (a rewrite, the access log) never waits on stderr,
 /// and a burst costs one `write` rather than one per line. Nothing is dropped: when the
-/// thread falls behind by 128k lines, loggers wait, as nginx's do on a slow disk. The guard
-/// flushes what is queued when it is dropped, at exit.
+/// thread falls behind by [`LOG_QUEUE_LINES`], loggers wait, as nginx's do on a slow disk. The
+/// guard flushes what is queued when it is dropped, at exit.
+/// Lines queued for the logging thread. tracing-appender's default (128,000) preallocates a
+/// 4 MB channel (massif: a third of candor's heap under load); a burst this long is already
+/// written in one go.
+const LOG_QUEUE_LINES: usize = 4096;
+
 fn init_proxy_logging(
     level: &str,
     format: LogFormat,
 ) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("candor-log")
         .finish(std::io::BufWriter::new(std::io::stderr()));
     init_logging_to(level, format, writer);

@@ -141,6 +141,10 @@ struct Idle {
     since: Instant,
 }
 
+/// The upstream read buffer's ceiling: a 64 KiB body plus its head. It must stay above
+/// `proxy::MAX_HEAD_BYTES`, or heads the limit allows would not fit.
+const UPSTREAM_READ_MAX: usize = crate::proxy::MAX_HEAD_BYTES + 4096;
+
 impl Client {
     /// A client for `cfg`. Must be called inside the worker's tokio runtime: it spawns the task
     /// that closes idle connections.
@@ -156,6 +160,10 @@ impl Client {
         // One flattened write per message beats hyper's queued writev for the small
         // request heads a proxy forwards (shared/perf.md: -1.5 % CPU on the upstream side).
         builder.writev(false);
+        // hyper's read buffer adapts up to ~400 KiB; on 64 KiB responses it settled near 256 KiB
+        // per connection, the largest part of candor's heap under load (massif). 68 KiB still
+        // takes a 64 KiB body and its head in one read (shared/perf.md's middle ground).
+        builder.max_buf_size(UPSTREAM_READ_MAX);
         let inner = Arc::new(Inner {
             target,
             connect_timeout: cfg.connect_timeout,
