@@ -173,16 +173,16 @@ fn init_logging(level: &str, format: LogFormat) {
     init_logging_to(level, format, std::io::stderr);
 }
 
+/// Lines queued for the logging thread. tracing-appender's default (128,000) preallocates a
+/// 4 MB channel (massif: a sixth of candor's heap under load); a burst this long is already
+/// written in one go.
+const LOG_QUEUE_LINES: usize = 4096;
+
 /// As [`init_logging`], for the proxy: lines are handed to a logging thread that writes them
 /// in batches, so a request path that logs (a rewrite, the access log) never waits on stderr,
 /// and a burst costs one `write` rather than one per line. Nothing is dropped: when the
 /// thread falls behind by [`LOG_QUEUE_LINES`], loggers wait, as nginx's do on a slow disk. The
 /// guard flushes what is queued when it is dropped, at exit.
-/// Lines queued for the logging thread. tracing-appender's default (128,000) preallocates a
-/// 4 MB channel (massif: a third of candor's heap under load); a burst this long is already
-/// written in one go.
-const LOG_QUEUE_LINES: usize = 4096;
-
 fn init_proxy_logging(
     level: &str,
     format: LogFormat,
