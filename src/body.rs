@@ -4,7 +4,6 @@
 //! response no rule wants streams through with no copy, no buffering and no dynamic dispatch.
 //! Responses candor makes or rewrites carry their bytes in a `Full`.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
+use crate::proxy::limits::IdleTimer;
 use crate::upstream::UpstreamBody;
 
 /// Errors a body can yield mid-stream; `tower::BoxError` like the rest of the request path.
@@ -122,8 +122,7 @@ pin_project! {
     /// §1.2), and without them a client trickling a body, or an upstream that stalls mid-body,
     /// holds a connection and its buffers forever.
     ///
-    /// The timer exists only while the body is waiting, is allocated the first time it waits,
-    /// and is re-armed rather than reallocated after each piece of data.
+    /// The idle deadline ([`IdleTimer`]) runs only while the body is waiting.
     #[derive(Debug)]
     pub struct Guarded<B> {
         #[pin]
@@ -131,9 +130,7 @@ pin_project! {
         side: Side,
         limit: u64,
         seen: u64,
-        idle: std::time::Duration,
-        timer: Option<Pin<Box<tokio::time::Sleep>>>,
-        progressed: bool,
+        idle: IdleTimer,
     }
 }
 
@@ -146,9 +143,7 @@ impl<B> Guarded<B> {
             side,
             limit,
             seen: 0,
-            idle,
-            timer: None,
-            progressed: false,
+            idle: IdleTimer::new(idle),
         }
     }
 }
@@ -168,7 +163,7 @@ where
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                *this.progressed = true;
+                this.idle.progress();
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len() as u64;
                     if *this.seen > *this.limit {
@@ -181,28 +176,13 @@ where
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                let deadline = tokio::time::Instant::now() + *this.idle;
-                let timer = match this.timer {
-                    Some(timer) => {
-                        if *this.progressed {
-                            timer.as_mut().reset(deadline);
-                        }
-                        timer
-                    }
-                    None => this
-                        .timer
-                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
-                };
-                *this.progressed = false;
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyError::Idle {
-                        side: *this.side,
-                        idle: *this.idle,
-                    })))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => match this.idle.poll_stalled(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyError::Idle {
+                    side: *this.side,
+                    idle: this.idle.idle(),
+                })))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 

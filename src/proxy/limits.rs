@@ -76,9 +76,7 @@ pub const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-t
 #[derive(Debug)]
 pub struct WriteTimeout<IO> {
     io: IO,
-    timeout: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    waiting: bool,
+    idle: IdleTimer,
 }
 
 impl<IO> WriteTimeout<IO> {
@@ -86,9 +84,7 @@ impl<IO> WriteTimeout<IO> {
     pub fn new(io: IO, timeout: Duration) -> Self {
         WriteTimeout {
             io,
-            timeout,
-            timer: None,
-            waiting: false,
+            idle: IdleTimer::new(timeout),
         }
     }
 
@@ -98,10 +94,53 @@ impl<IO> WriteTimeout<IO> {
     }
 
     fn on_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.idle.poll_stalled(cx).map(|()| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not read the response in time",
+            ))
+        })
+    }
+}
+
+/// A deadline that restarts whenever the stream it guards makes progress: `idle` after the
+/// last progress, a stall ends. The `Sleep` is allocated the first time the stream waits and
+/// re-armed rather than reallocated after each piece of progress. Used by body idle timeouts
+/// ([`crate::body::Guarded`]) and [`WriteTimeout`].
+#[derive(Debug)]
+pub struct IdleTimer {
+    idle: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Waiting since the last progress: the deadline already runs.
+    stalled: bool,
+}
+
+impl IdleTimer {
+    /// A timer for stalls longer than `idle`.
+    pub fn new(idle: Duration) -> Self {
+        IdleTimer {
+            idle,
+            timer: None,
+            stalled: false,
+        }
+    }
+
+    /// The longest stall allowed.
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// The stream made progress: its next wait starts a fresh deadline.
+    pub fn progress(&mut self) {
+        self.stalled = false;
+    }
+
+    /// The stream is waiting: ready once it has waited `idle` since its last progress.
+    pub fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = tokio::time::Instant::now() + self.idle;
         let timer = match &mut self.timer {
             Some(timer) => {
-                if !self.waiting {
+                if !self.stalled {
                     timer.as_mut().reset(deadline);
                 }
                 timer
@@ -110,14 +149,8 @@ impl<IO> WriteTimeout<IO> {
                 .timer
                 .insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
-        self.waiting = true;
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client did not read the response in time",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
+        self.stalled = true;
+        timer.as_mut().poll(cx)
     }
 }
 
@@ -140,7 +173,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
         match Pin::new(&mut self.io).poll_write(cx, buf) {
             Poll::Pending => self.on_pending(cx).map(|r| r.map(|()| 0)),
             ready => {
-                self.waiting = false;
+                self.idle.progress();
                 ready
             }
         }
@@ -154,7 +187,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
         match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
             Poll::Pending => self.on_pending(cx).map(|r| r.map(|()| 0)),
             ready => {
-                self.waiting = false;
+                self.idle.progress();
                 ready
             }
         }
@@ -168,7 +201,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
         match Pin::new(&mut self.io).poll_flush(cx) {
             Poll::Pending => self.on_pending(cx),
             ready => {
-                self.waiting = false;
+                self.idle.progress();
                 ready
             }
         }
