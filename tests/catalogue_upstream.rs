@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{config_toml, Candor};
+use common::{black_hole, config_toml, Candor};
 use support::*;
 
 /// An evil origin and candor in front of it; `toml` is appended to `[upstream]`.
@@ -94,24 +94,7 @@ async fn u1_connection_refused_becomes_a_502_problem_quickly() {
 /// `upstream.connect_timeout` (within +500 ms), and the client connection stays usable.
 #[tokio::test]
 async fn u2_a_connect_that_never_completes_becomes_504_at_the_connect_timeout() {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.set_nonblocking(true).unwrap();
-        let _ = s.connect(&addr.into());
-        fillers.push(s);
-    }
+    let (addr, black_hole) = black_hole();
     let timeout = Duration::from_millis(500);
     let candor = Candor::start(config_toml(
         &format!("http://{addr}"),
@@ -132,7 +115,7 @@ async fn u2_a_connect_that_never_completes_becomes_504_at_the_connect_timeout() 
         assert!(!conn.closed);
     }
     // Nothing was accepted: the upstream received nothing.
-    drop((socket, fillers));
+    drop(black_hole);
 }
 
 /// U3: an upstream that reads the request and never answers: 504 at `upstream.timeout` (within

@@ -148,26 +148,7 @@ async fn invalid_upstream_response_becomes_502() {
 
 #[tokio::test]
 async fn connect_timeout_becomes_504() {
-    // A listener whose accept queue is full and never drained: further SYNs are dropped, so
-    // connecting neither succeeds nor fails until the connect timeout.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.set_nonblocking(true).unwrap();
-        let _ = s.connect(&addr.into());
-        fillers.push(s);
-    }
+    let (addr, black_hole) = black_hole();
     let mut config = config(&format!("http://{addr}"));
     config.upstream.connect_timeout = Duration::from_millis(300);
     let candor = Candor::start(config).await;
@@ -180,7 +161,7 @@ async fn connect_timeout_becomes_504() {
         .metrics()
         .await
         .contains("candor_upstream_failures_total{kind=\"connect_timeout\"} 1"));
-    drop((socket, fillers));
+    drop(black_hole);
 }
 
 #[tokio::test]

@@ -160,6 +160,31 @@ pub fn dead_addr() -> SocketAddr {
     addr
 }
 
+/// An address where connecting neither succeeds nor fails: a listener whose accept queue is
+/// full and never drained, so further SYNs are dropped until the connect times out. Hold the
+/// returned sockets for as long as the address must stay that way.
+pub fn black_hole() -> (SocketAddr, Vec<socket2::Socket>) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut sockets = vec![socket];
+    for _ in 0..8 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        sockets.push(s);
+    }
+    (addr, sockets)
+}
+
 /// A candor instance serving on 127.0.0.1:0.
 pub struct Candor {
     pub addr: SocketAddr,
