@@ -16,10 +16,12 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::status::{Recorder, Rewrite};
+
+mod histogram;
+use histogram::DurationHistogram;
 
 /// Buckets of `candor_request_duration_seconds`: OpenTelemetry's advice for HTTP durations,
 /// extended down to 1 ms (a sidecar's own answers are sub-millisecond) and up to 60 s (slow
@@ -79,7 +81,7 @@ pub struct Metrics {
     /// map lookup, and the status page can read every count back.
     requests_by_status: Arc<[OnceLock<Counter>]>,
     upstream_failures: Family<KindLabels, Counter>,
-    duration: Histogram,
+    duration: DurationHistogram,
     rewrites: Family<RewriteLabels, Counter>,
     inspect_skipped: Family<ReasonLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
@@ -116,7 +118,7 @@ impl Metrics {
         for kind in FAILURE_KINDS {
             let _ = upstream_failures.get_or_create(&KindLabels { kind });
         }
-        let duration = Histogram::new(DURATION_BUCKETS);
+        let duration = DurationHistogram::new(&DURATION_BUCKETS);
         registry.register(
             "request_duration_seconds",
             "Time from receiving a request to the end of its response body",
@@ -333,7 +335,7 @@ impl Metrics {
 /// body, or when the client goes away mid-body.
 pub struct RequestTimer {
     start: Instant,
-    histogram: Histogram,
+    histogram: DurationHistogram,
     on_end: Option<Box<dyn FnOnce(std::time::Duration) + Send>>,
 }
 
@@ -355,7 +357,7 @@ impl std::fmt::Debug for RequestTimer {
 impl Drop for RequestTimer {
     fn drop(&mut self) {
         let elapsed = self.start.elapsed();
-        self.histogram.observe(elapsed.as_secs_f64());
+        self.histogram.observe(elapsed);
         if let Some(on_end) = self.on_end.take() {
             on_end(elapsed);
         }

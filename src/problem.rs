@@ -6,6 +6,8 @@
 //! free-text member, `detail`, is set by the caller from fixed strings or bounded, validated
 //! input.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
@@ -58,21 +60,21 @@ pub fn sanitize_detail(text: &str) -> Option<String> {
 /// `type` is always `about:blank`: the status code and `title` carry the meaning, as RFC 9457
 /// §4.2.1 prescribes for documents that add no semantics of their own.
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+pub struct Problem<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     title: &'static str,
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
+    detail: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    instance: Option<String>,
+    instance: Option<&'a str>,
     /// Extension member (RFC 9457 §3.2): correlates the response with candor's logs.
     #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<String>,
+    request_id: Option<&'a str>,
 }
 
-impl Problem {
+impl<'a> Problem<'a> {
     /// A document for `status`, titled with the status's canonical reason phrase.
     pub fn new(status: StatusCode) -> Self {
         Problem {
@@ -86,20 +88,20 @@ impl Problem {
     }
 
     /// Sets the human-readable explanation.
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+    pub fn detail(mut self, detail: impl Into<Cow<'a, str>>) -> Self {
         self.detail = Some(detail.into());
         self
     }
 
     /// Sets `instance`: the request path (never the query, which may carry credentials).
-    pub fn instance(mut self, path: impl Into<String>) -> Self {
-        self.instance = Some(path.into());
+    pub fn instance(mut self, path: &'a str) -> Self {
+        self.instance = Some(path);
         self
     }
 
     /// Sets the `request_id` extension member.
-    pub fn request_id(mut self, id: Option<&HeaderValue>) -> Self {
-        self.request_id = id.and_then(|v| v.to_str().ok()).map(str::to_owned);
+    pub fn request_id(mut self, id: Option<&'a HeaderValue>) -> Self {
+        self.request_id = id.and_then(|v| v.to_str().ok());
         self
     }
 
@@ -112,8 +114,11 @@ impl Problem {
     pub fn to_bytes(&self) -> Bytes {
         // Serialising a struct of strings and integers cannot fail; an empty object is still a
         // valid (if unhelpful) problem document should it ever happen.
-        serde_json::to_vec(self)
-            .map(Bytes::from)
+        // Sized for the common document (about 150 bytes with a detail) so it is written without
+        // growing.
+        let mut out = Vec::with_capacity(256);
+        serde_json::to_writer(&mut out, self)
+            .map(|()| Bytes::from(out))
             .unwrap_or_else(|_| Bytes::from_static(b"{}"))
     }
 
@@ -138,10 +143,11 @@ mod tests {
 
     #[test]
     fn document_has_the_rfc_9457_members() {
+        let id = HeaderValue::from_static("abc");
         let doc = Problem::new(StatusCode::BAD_GATEWAY)
             .detail("The upstream refused the connection.")
             .instance("/users/7")
-            .request_id(Some(&HeaderValue::from_static("abc")));
+            .request_id(Some(&id));
         let v: serde_json::Value = serde_json::from_slice(&doc.to_bytes()).unwrap();
         assert_eq!(v["type"], "about:blank");
         assert_eq!(v["title"], "Bad Gateway");

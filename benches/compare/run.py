@@ -203,15 +203,17 @@ def core_stat(cpu):
 
 
 def proc_ticks(pids):
-    total = 0
+    """(utime + stime, utime) ticks of the pids together."""
+    total = user = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return total, user
 
 
 def status_kb(pid, key):
@@ -625,7 +627,8 @@ def main():
         rows = []
         raw = open(out / "raw.tsv", "w")
         raw.write("round\ttarget\troute\trequests\tsecs\trps\tp50_ms\tp99_ms\tnon2xx\terrors\t"
-                  "proxy_core_busy_pct\tproxy_core_us_per_req\tproxy_process_pct\tproxy_process_us_per_req\tloadgen_core_pct\t"
+                  "proxy_core_busy_pct\tproxy_core_us_per_req\tproxy_process_pct\tproxy_process_us_per_req\tproxy_user_us_per_req\t"
+                  "loadgen_core_pct\t"
                   "steal_pct\t"
                   "hwm_kb\n")
         t0 = time.time()
@@ -646,15 +649,16 @@ def main():
                     row = dict(round=r + 1, target=target.name, route=path, **w,
                                core_pct=100 * busy / xtotal,
                                us=busy / CLK_TCK * 1e6 / w["requests"] if w["requests"] else float("nan"),
-                               proc_us=(p1 - p0) / CLK_TCK * 1e6 / w["requests"] if w["requests"] else float("nan"),
-                               proc_pct=100 * (p1 - p0) / xtotal,
+                               proc_us=(p1[0] - p0[0]) / CLK_TCK * 1e6 / w["requests"] if w["requests"] else float("nan"),
+                               user_us=(p1[1] - p0[1]) / CLK_TCK * 1e6 / w["requests"] if w["requests"] else float("nan"),
+                               proc_pct=100 * (p1[0] - p0[0]) / xtotal,
                                lg_pct=100 * (l1[0] - l0[0]) / ltotal,
                                steal=100 * max((x1[1] - x0[1]) / xtotal, (l1[1] - l0[1]) / ltotal),
                                hwm=hwm_kb(target.pids) if path == "/big" else None)
                     rows.append(row)
                     raw.write("\t".join(str(row[key]) if not isinstance(row[key], float) else f"{row[key]:.3f}" for key in (
                         "round", "target", "route", "requests", "secs", "rps", "p50_ms", "p99_ms", "non2xx",
-                        "errors", "core_pct", "us", "proc_pct", "proc_us", "lg_pct", "steal")) + f"\t{row['hwm'] or '-'}\n")
+                        "errors", "core_pct", "us", "proc_pct", "proc_us", "user_us", "lg_pct", "steal")) + f"\t{row['hwm'] or '-'}\n")
                     raw.flush()
                     if w["requests"] == 0:
                         problems.append(f"{target.name} {path} round {r + 1}: wrk made no requests")

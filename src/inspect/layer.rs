@@ -322,7 +322,7 @@ fn finish<B>(
     shared: &Shared,
     info: &RequestInfo,
     mut parts: http::response::Parts,
-    outcome: Outcome<'_>,
+    mut outcome: Outcome<'_>,
     body: NormalizedBody<B>,
 ) -> Response<NormalizedBody<B>> {
     let metrics = &shared.metrics;
@@ -362,7 +362,7 @@ fn finish<B>(
     }
     let debug_headers = config.server.debug_headers;
     let plan = apply_head(
-        &outcome,
+        &mut outcome,
         &mut parts.status,
         &mut parts.headers,
         &mut parts.extensions,

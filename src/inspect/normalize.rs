@@ -32,6 +32,22 @@ pub static X_CANDOR_RULE: HeaderName = HeaderName::from_static("x-candor-rule");
 pub static X_CANDOR_ORIGINAL_STATUS: HeaderName =
     HeaderName::from_static("x-candor-original-status");
 
+static HTML_ERRORS_VALUE: HeaderValue = HeaderValue::from_static(HTML_ERRORS);
+static RETRY_AFTER_VALUE: HeaderValue = HeaderValue::from_static(RETRY_AFTER_RULE);
+static SCRUB_VALUE: HeaderValue = HeaderValue::from_static(SCRUB);
+
+/// A status code as a header value (`X-Candor-Original-Status`), from a table made once: a
+/// rewrite copies a reference count instead of formatting and allocating.
+fn status_value(status: StatusCode) -> HeaderValue {
+    static VALUES: std::sync::OnceLock<Box<[HeaderValue]>> = std::sync::OnceLock::new();
+    let values = VALUES.get_or_init(|| (100u16..600).map(HeaderValue::from).collect());
+    usize::from(status.as_u16())
+        .checked_sub(100)
+        .and_then(|i| values.get(i))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(status.as_u16()))
+}
+
 /// Left in a rewritten response's extensions when access logging is on: what the upstream sent and
 /// which rules changed it.
 #[derive(Debug, Clone)]
@@ -72,6 +88,8 @@ pub enum Plan {
 pub struct Applied<'a> {
     /// Rule name, or a built-in's name.
     pub rule: &'a str,
+    /// The same name as a header value.
+    pub rule_value: &'a HeaderValue,
     /// Status before.
     pub from: StatusCode,
     /// Status after.
@@ -282,6 +300,7 @@ impl Normalizer {
             for shadow in &evaluation.shadows {
                 outcome.shadows.push(Applied {
                     rule: &shadow.rule.name,
+                    rule_value: &shadow.rule.name_value,
                     from: status,
                     to: shadow.status.unwrap_or(status),
                     mode: Mode::Shadow,
@@ -292,6 +311,7 @@ impl Normalizer {
                 outcome.status = to;
                 outcome.applied.push(Applied {
                     rule: &decision.rule.name,
+                    rule_value: &decision.rule.name_value,
                     from: status,
                     to,
                     mode: Mode::Enforce,
@@ -325,6 +345,7 @@ impl Normalizer {
                 outcome.body = problem(to, None);
                 outcome.applied.push(Applied {
                     rule: SCRUB,
+                    rule_value: &SCRUB_VALUE,
                     from: to,
                     to,
                     mode: Mode::Enforce,
@@ -340,6 +361,7 @@ impl Normalizer {
                 outcome.body = problem(to, detail);
                 outcome.applied.push(Applied {
                     rule: HTML_ERRORS,
+                    rule_value: &HTML_ERRORS_VALUE,
                     from: to,
                     to,
                     mode: Mode::Enforce,
@@ -355,6 +377,7 @@ impl Normalizer {
                 .push((RETRY_AFTER, ratelimit::header_value(seconds)));
             outcome.applied.push(Applied {
                 rule: RETRY_AFTER_RULE,
+                rule_value: &RETRY_AFTER_VALUE,
                 from: to,
                 to,
                 mode: Mode::Enforce,
@@ -384,10 +407,10 @@ static REPRESENTATION: [HeaderName; 10] = [
     HeaderName::from_static("repr-digest"),
 ];
 
-/// Applies `outcome` to a response head. Returns what the body becomes; `Keep` leaves the caller's
-/// body as it is.
+/// Applies `outcome` to a response head. Returns what the body becomes (taken out of `outcome`,
+/// so a problem document is moved rather than shared); `Keep` leaves the caller's body as it is.
 pub fn apply_head(
-    outcome: &Outcome<'_>,
+    outcome: &mut Outcome<'_>,
     status: &mut StatusCode,
     headers: &mut HeaderMap,
     extensions: &mut http::Extensions,
@@ -401,7 +424,7 @@ pub fn apply_head(
         // The upstream's reason phrase described the old status.
         extensions.remove::<hyper::ext::ReasonPhrase>();
     }
-    let mut body = outcome.body.clone();
+    let mut body = std::mem::replace(&mut outcome.body, BodyPlan::Keep);
     // RFC 9110 §15.3.5, §15.4.5: 204 and 304 have no content.
     if matches!(*status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
         body = BodyPlan::Empty;
@@ -426,13 +449,19 @@ pub fn apply_head(
         headers.insert(name.clone(), value.clone());
     }
     if debug_headers {
-        let names: Vec<&str> = outcome.applied.iter().map(|a| a.rule).collect();
-        if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {
+        let value = match outcome.applied.as_slice() {
+            [one] => Some(one.rule_value.clone()),
+            many => {
+                let names: Vec<&str> = many.iter().map(|a| a.rule).collect();
+                HeaderValue::from_str(&names.join(", ")).ok()
+            }
+        };
+        if let Some(value) = value {
             headers.insert(X_CANDOR_RULE.clone(), value);
         }
         headers.insert(
             X_CANDOR_ORIGINAL_STATUS.clone(),
-            HeaderValue::from(outcome.upstream_status.as_u16()),
+            status_value(outcome.upstream_status),
         );
     }
     body

@@ -497,9 +497,12 @@ fn acceptable_request_id(id: &HeaderValue) -> bool {
 /// A fresh random (v4) UUID.
 pub fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    // A hyphenated UUID is ASCII hex and dashes.
-    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    // The id goes upstream and back to the client: owned by a shared allocation from the start,
+    // the copy for the response is a reference count, where a copied `HeaderValue` would cost a
+    // second allocation on its first clone. A hyphenated UUID is ASCII hex and dashes.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]

@@ -67,8 +67,12 @@ impl RuleSet {
                     ModeSpec::Enforce => Mode::Enforce,
                     ModeSpec::Shadow => Mode::Shadow,
                 };
+                // A valid rule name is letters, digits and `_.-`: always a valid header value.
+                let name_value = http::HeaderValue::from_str(&name)
+                    .unwrap_or_else(|_| http::HeaderValue::from_static("rule"));
                 rules.push(Rule {
                     name,
+                    name_value,
                     mode,
                     when,
                     then,

@@ -93,6 +93,8 @@ impl<'a> IntoIterator for &'a RuleSet {
 pub struct Rule {
     /// Unique name, safe as a metric label.
     pub name: String,
+    /// The name as an `X-Candor-Rule` value, made once so a rewrite copies a reference count.
+    pub name_value: http::HeaderValue,
     /// Whether the rule acts or only reports.
     pub mode: Mode,
     /// Conditions, all of which must hold.
