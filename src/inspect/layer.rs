@@ -346,7 +346,7 @@ fn finish<B>(
             from = change.from.as_u16(),
             to = change.to.as_u16(),
             mode = change.mode.as_str(),
-            method = %info.method,
+            method = info.method.as_str(),
             path = rewrite.path,
             request_id = rewrite.request_id,
             "response rewritten"

@@ -409,7 +409,7 @@ impl Access {
         };
         tracing::info!(
             target: "candor::access",
-            method = %self.method,
+            method = self.method.as_str(),
             path = self.uri.path(),
             upstream_status,
             status = status.as_u16(),
