@@ -92,6 +92,28 @@ pub struct Metrics {
     last_reload_success_time: Gauge,
     /// The status page's record of recent rewrites, fed by [`Metrics::rewrite`] only.
     recorder: Arc<Recorder>,
+    /// Tells this registry's entries in the per-thread rewrite counter cache from another's.
+    id: u64,
+}
+
+/// Rewrite counters a thread has used, so counting a rewrite is an atomic add: looking one up in
+/// the `Family` takes its lock and an owned copy of the rule name for the key.
+#[derive(Debug)]
+struct CachedRewrite {
+    metrics: u64,
+    rule: Box<str>,
+    from: u16,
+    to: u16,
+    mode: &'static str,
+    counter: Counter,
+}
+
+/// Rule × from × to × mode combinations a thread caches; rarer ones take the locked path.
+const REWRITE_CACHE: usize = 64;
+
+thread_local! {
+    static REWRITE_COUNTERS: std::cell::RefCell<Vec<CachedRewrite>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -202,6 +224,10 @@ impl Metrics {
             upstream_close_delimited,
             last_reload_successful,
             last_reload_success_time,
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
     }
 
@@ -233,15 +259,54 @@ impl Metrics {
     /// Counts a rewrite in `candor_rewrites_total` and records it for the status page, in one
     /// call so the two can never disagree. Only rewritten responses come here.
     pub fn rewrite(&self, rewrite: &Rewrite<'_>) {
+        let (from, to, mode) = (
+            rewrite.from.as_u16(),
+            rewrite.to.as_u16(),
+            rewrite.mode.as_str(),
+        );
+        let cached = REWRITE_COUNTERS.with(|cache| {
+            let mut cache = cache.try_borrow_mut().ok()?;
+            let hit = cache.iter().find(|c| {
+                c.metrics == self.id
+                    && c.from == from
+                    && c.to == to
+                    && c.mode == mode
+                    && *c.rule == *rewrite.rule
+            });
+            if let Some(hit) = hit {
+                hit.counter.inc();
+                return Some(());
+            }
+            if cache.len() >= REWRITE_CACHE {
+                return None;
+            }
+            let counter = self.rewrite_counter(rewrite.rule, from, to, mode);
+            counter.inc();
+            cache.push(CachedRewrite {
+                metrics: self.id,
+                rule: rewrite.rule.into(),
+                from,
+                to,
+                mode,
+                counter,
+            });
+            Some(())
+        });
+        if cached.is_none() {
+            self.rewrite_counter(rewrite.rule, from, to, mode).inc();
+        }
+        self.recorder.record(rewrite);
+    }
+
+    fn rewrite_counter(&self, rule: &str, from: u16, to: u16, mode: &'static str) -> Counter {
         self.rewrites
             .get_or_create(&RewriteLabels {
-                rule: rewrite.rule.to_owned(),
-                from: rewrite.from.as_u16(),
-                to: rewrite.to.as_u16(),
-                mode: rewrite.mode.as_str(),
+                rule: rule.to_owned(),
+                from,
+                to,
+                mode,
             })
-            .inc();
-        self.recorder.record(rewrite);
+            .clone()
     }
 
     /// Counts a response whose wanted body was not inspected.
@@ -469,5 +534,43 @@ mod tests {
             text.contains("# TYPE candor_requests_total counter"),
             "{text}"
         );
+    }
+
+    /// The per-thread counter cache keeps registries apart, and combinations past its size
+    /// are still counted.
+    #[test]
+    fn rewrites_count_per_registry_and_past_the_cache() {
+        let (mut one, mut two) = (Registry::default(), Registry::default());
+        let (m1, m2) = (Metrics::register(&mut one), Metrics::register(&mut two));
+        let method = http::Method::GET;
+        let rewrite = |rule: &'static str, to: u16| Rewrite {
+            rule,
+            from: http::StatusCode::OK,
+            to: http::StatusCode::from_u16(to).unwrap(),
+            mode: crate::rules::Mode::Enforce,
+            method: &method,
+            path: "/",
+            request_id: "",
+        };
+        m1.rewrite(&rewrite("a", 404));
+        m1.rewrite(&rewrite("a", 404));
+        m2.rewrite(&rewrite("a", 404));
+        m1.rewrite(&rewrite("b", 404));
+        for to in 400..(400 + REWRITE_CACHE as u16 + 10) {
+            m2.rewrite(&rewrite("many", to));
+        }
+        m2.rewrite(&rewrite("many", 400 + REWRITE_CACHE as u16 + 5));
+        let (t1, t2) = (encode(&one), encode(&two));
+        let line = |rule: &str, to: u16, n: u64| {
+            format!(
+                "candor_rewrites_total{{rule=\"{rule}\",from=\"200\",to=\"{to}\",mode=\"enforce\"}} {n}"
+            )
+        };
+        assert!(t1.contains(&line("a", 404, 2)), "{t1}");
+        assert!(t1.contains(&line("b", 404, 1)), "{t1}");
+        assert!(t2.contains(&line("a", 404, 1)), "{t2}");
+        assert!(t2.contains(&line("many", 400, 1)), "{t2}");
+        let past = 400 + REWRITE_CACHE as u16 + 5;
+        assert!(t2.contains(&line("many", past, 2)), "{t2}");
     }
 }

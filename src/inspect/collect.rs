@@ -290,6 +290,14 @@ where
                 Collected::Overflow(Replay::new(self.parts, self.read, self.body))
             }
             Outcome::Complete => {
+                // The common small body: one frame, handed back as it came, with no list built.
+                if self.parts.is_empty() && self.small.is_empty() {
+                    let data = self.lone.take().unwrap_or_default();
+                    return Collected::Complete {
+                        data,
+                        trailers: None,
+                    };
+                }
                 self.flush_small();
                 let (data, trailers) = concat(self.parts, self.read);
                 Collected::Complete { data, trailers }

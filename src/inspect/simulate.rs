@@ -80,7 +80,13 @@ pub fn simulate<'a>(normalizer: &'a Normalizer, exchange: &Exchange) -> Simulati
     let mut headers = exchange.response_headers.clone();
     let mut extensions = http::Extensions::new();
     let debug = normalizer.config().server.debug_headers;
-    let plan = apply_head(&mut outcome.clone(), &mut status, &mut headers, &mut extensions, debug);
+    let plan = apply_head(
+        &mut outcome.clone(),
+        &mut status,
+        &mut headers,
+        &mut extensions,
+        debug,
+    );
     let (body, body_kind) = match plan {
         BodyPlan::Keep => (exchange.body.clone(), BodyKind::Keep),
         BodyPlan::Problem(bytes) => (bytes, BodyKind::Problem),
