@@ -422,10 +422,13 @@ def render(template, out, values):
 
 def start(cfg, started, run_dir):
     ports = {"origin": cfg.port_base, "nginx": cfg.port_base + 1, "haproxy": cfg.port_base + 2,
-             "candor": cfg.port_base + 3, "candor admin": cfg.port_base + 13}
+             "candor": cfg.port_base + 3, "candor admin": cfg.port_base + 13,
+             "candor-b": cfg.port_base + 4, "candor-b admin": cfg.port_base + 14}
     wanted = ["origin", "nginx"] + [t for t in ("haproxy", "candor") if t not in cfg.skip]
     if "candor" in wanted:
         wanted.append("candor admin")
+    if cfg.candor_b:
+        wanted += ["candor-b", "candor-b admin"]
     taken = [f"{name} :{ports[name]}" for name in wanted if port_taken(ports[name])]
     if taken:
         raise Failed(f"port(s) already in use: {', '.join(taken)} (another run, or pick --port-base)")
@@ -458,6 +461,11 @@ def start(cfg, started, run_dir):
         plan.append(("haproxy", px + ["haproxy", "-db", "-f", str(cfg_path)], None))
     if "candor" in wanted:
         plan.append(("candor", px + [str(cfg.candor), "run", "--config", str(cfg.candor_config)], candor_env))
+    if cfg.candor_b:
+        env_b = dict(candor_env,
+                     CANDOR__SERVER__LISTEN=f"127.0.0.1:{ports['candor-b']}",
+                     CANDOR__SERVER__ADMIN_LISTEN=f"127.0.0.1:{ports['candor-b admin']}")
+        plan.append(("candor-b", px + [str(cfg.candor_b), "run", "--config", str(cfg.candor_config)], env_b))
 
     targets = []
     for name, argv, env in plan:
@@ -485,7 +493,7 @@ def smoke(origin, proxies, run_dir):
             status, ctype, size, body = get(target.port, path)
             cells.append(f"{status} {ctype.split(';')[0]} {size}B")
             o_status, o_ctype, _, o_body = expected[path]
-            rewrite = target.name == "candor" and path in ("/err", "/html404")
+            rewrite = target.name.startswith("candor") and path in ("/err", "/html404")
             if rewrite:
                 if status != 404 or not ctype.startswith(PROBLEM):
                     problems.append(f"candor {path}: {status} {ctype}, expected 404 {PROBLEM}")
@@ -532,6 +540,8 @@ def main():
     ap.add_argument("--idle-conns", type=int, default=1000, help="idle keep-alive connections held (default 1000)")
     ap.add_argument("--no-memory", action="store_true", help="skip the /huge and idle-connection measurements")
     ap.add_argument("--candor", default=str(REPO / "target/release/candor"), help="the candor binary")
+    ap.add_argument("--candor-b", default=None,
+                    help="a second candor binary, measured alongside as candor-b (A/B of a change)")
     ap.add_argument("--candor-config", default=str(HERE / "conf/candor.toml"), help="candor's config")
     ap.add_argument("--loadgen-cpu", type=int, default=0, help="cpu for wrk, the origin and this script (default 0)")
     ap.add_argument("--proxy-cpu", type=int, default=1, help="cpu for the proxy under test (default 1)")
@@ -551,6 +561,7 @@ def main():
     if cfg.loadgen_cpu == cfg.proxy_cpu:
         ap.error("--loadgen-cpu and --proxy-cpu must differ: the proxy's core is measured on its own")
     cfg.candor = Path(cfg.candor).resolve()
+    cfg.candor_b = Path(cfg.candor_b).resolve() if cfg.candor_b else None
     cfg.candor_config = Path(cfg.candor_config).resolve()
     cfg.www = HERE / "www"
 
@@ -582,7 +593,7 @@ def main():
     header = versions(cfg)
     for line in header:
         print(line, flush=True)
-    n_targets = 3 - len(cfg.skip)
+    n_targets = 3 - len(cfg.skip) + (1 if cfg.candor_b else 0)
     estimate = (cfg.rounds * len(cfg.routes) * n_targets * (cfg.duration + 0.1)
                 + cfg.warmup * len(cfg.routes) * n_targets + (0 if cfg.no_memory else 4 * n_targets) + 5)
     log(f"{cfg.rounds} rounds x {len(cfg.routes)} routes x {n_targets} proxies x {cfg.duration} s; "
@@ -716,6 +727,15 @@ def main():
             md.append(f"| {path} | {name} | {fmt(us, '.1f')} | {cpu_r} | {fmt(proc_us, '.1f')} | {fmt(rps, '.0f')} | {rps_r} | "
                       f"{fmt(median([x['p50_ms'] for x in rs]), '.2f')} | {fmt(median([x['p99_ms'] for x in rs]), '.2f')} | "
                       f"{sum(x['non2xx'] for x in rs)} / {sum(x['errors'] for x in rs)} | {cpu_t} | {rps_t} |")
+    if cfg.candor_b:
+        md.append("")
+        md.append("A/B (median of the per-round ratios candor-b / candor, min–max):")
+        md.append("")
+        for path in cfg.routes:
+            a_us = {row["round"]: row["us"] for row in cell[("candor", path)]}
+            ab = [row["us"] / a_us[row["round"]] for row in cell[("candor-b", path)] if a_us.get(row["round"])]
+            if ab:
+                md.append(f"- {path}: CPU/req {median(ab):.3f} ({min(ab):.3f}–{max(ab):.3f})")
     md.append("")
     md.append("| proxy | peak RSS, 64 busy conns on /big (MiB) | RSS added by one 10 MiB /huge (MiB) "
               f"| RSS added by {cfg.idle_conns} idle keep-alive conns (MiB) | RSS at rest, all processes (MiB) |")
