@@ -496,7 +496,7 @@ def smoke(origin, proxies, run_dir):
             rewrite = target.name.startswith("candor") and path in ("/err", "/html404")
             if rewrite:
                 if status != 404 or not ctype.startswith(PROBLEM):
-                    problems.append(f"candor {path}: {status} {ctype}, expected 404 {PROBLEM}")
+                    problems.append(f"{target.name} {path}: {status} {ctype}, expected 404 {PROBLEM}")
             elif status != o_status or body != o_body:
                 problems.append(f"{target.name} {path}: {status} {ctype} {size} B, "
                                 f"expected the origin's {o_status} {o_ctype} {len(o_body)} B unchanged")
@@ -562,6 +562,8 @@ def main():
         ap.error("--loadgen-cpu and --proxy-cpu must differ: the proxy's core is measured on its own")
     cfg.candor = Path(cfg.candor).resolve()
     cfg.candor_b = Path(cfg.candor_b).resolve() if cfg.candor_b else None
+    if cfg.candor_b and "candor" in cfg.skip:
+        ap.error("--candor-b is measured against candor: do not skip candor")
     cfg.candor_config = Path(cfg.candor_config).resolve()
     cfg.www = HERE / "www"
 
