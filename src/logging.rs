@@ -43,8 +43,11 @@ where
                 line.clear();
                 write_line(line, scratch, event)?;
                 writer.write_str(line)?;
-                if line.capacity() > MAX_KEPT_LINE {
-                    *line = String::new();
+                // One huge line (or `Debug` value) must not pin its buffer for the thread's life.
+                for buffer in [line, scratch] {
+                    if buffer.capacity() > MAX_KEPT_LINE {
+                        *buffer = String::new();
+                    }
                 }
                 Ok(())
             }
@@ -58,7 +61,7 @@ where
     }
 }
 
-/// A line buffer larger than this after a line is not kept for the next one.
+/// A buffer larger than this after a line is not kept for the next one.
 const MAX_KEPT_LINE: usize = 64 * 1024;
 
 fn write_line(line: &mut String, scratch: &mut String, event: &Event<'_>) -> fmt::Result {
