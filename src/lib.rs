@@ -224,7 +224,7 @@ pub async fn run_with(
         status.clone(),
         admin_stop.clone(),
     ));
-    let trimmer = tokio::spawn(memory::trim_periodically(admin_stop.clone()));
+    let trimmer = tokio::spawn(memory::trim_after_bursts(gate.clone(), admin_stop.clone()));
     // Without reload the sender still has to live until the end: workers stop when it is gone.
     let (reloader, _publish) = match reload {
         Some(reload) => {

@@ -10,26 +10,50 @@
 //! free page (45 MiB -> 11 MiB in the same measurement).
 //!
 //! nginx gets the same effect from freeing its per-connection pools back to the system; with
-//! hyper's buffers owned by hyper, trimming periodically is the lever we have. The walk costs
-//! microseconds on a heap of a few MiB and is done off the workers (on the admin runtime), so a
-//! fixed short period keeps the lag after a burst small without a signal from the workers.
+//! hyper's buffers owned by hyper, trimming is the lever we have. It is not free: under load
+//! the walk and its `madvise` calls took 0.2-0.8 ms per call (uprobes on `malloc_trim` and its
+//! return, 64 busy connections), holding each arena's lock, and the released pages fault back in
+//! as soon as requests reuse them. So candor trims after a burst, not on a clock: when the open
+//! client connections have fallen by [`BURST`] or more from their high point since the last
+//! trim, looked at every [`CHECK_PERIOD`] (the high point itself is kept by the connection gate,
+//! so a burst shorter than the period counts too). A steady load never trims.
+//!
+//! Memory freed without connections closing (a large inspected body on a connection that stays
+//! open) waits for the next burst; upstream connections close on the pool's idle timer, after
+//! the client burst that opened them, and their buffers wait too.
 //! Other allocators (mimalloc, jemalloc) were measured for this and did worse at rest and
-//! after the burst (shared notes of issue 6).
+//! after the burst (issue 6's notes).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// How often freed memory is handed back.
-pub const TRIM_PERIOD: Duration = Duration::from_secs(2);
+use crate::proxy::limits::Gate;
 
-/// Trims every [`TRIM_PERIOD`] until `stop` turns true (or its sender is gone).
-pub async fn trim_periodically(mut stop: watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(TRIM_PERIOD);
+/// How often the open-connection count is looked at.
+pub const CHECK_PERIOD: Duration = Duration::from_millis(500);
+
+/// How far the open client connections must fall from their high point to count as the end of
+/// a burst worth trimming after (each holds tens of KiB of buffers).
+pub const BURST: usize = 32;
+
+/// Trims after each burst of `gate`'s connections ends, until `stop` turns true (or its sender
+/// is gone).
+pub async fn trim_after_bursts(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(CHECK_PERIOD);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut high = 0;
     loop {
         tokio::select! {
-            _ = ticks.tick() => trim(),
+            _ = ticks.tick() => {
+                high = high.max(gate.take_high());
+                let open = gate.open();
+                if high >= open + BURST {
+                    trim();
+                    high = open;
+                }
+            }
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {
                     return;

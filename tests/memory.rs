@@ -993,8 +993,8 @@ async fn memory_of_a_closed_burst_goes_back_to_the_system() {
     let busy = candor.rss_kib();
     drop(held);
 
-    // Back down within a few trim periods; polled, not slept on.
-    let deadline = Instant::now() + candor::memory::TRIM_PERIOD * 5;
+    // Back down within a few checks; polled, not slept on.
+    let deadline = Instant::now() + candor::memory::CHECK_PERIOD * 10;
     let mut now = candor.rss_kib();
     while now > base + 6 * 1024 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -20,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 #[derive(Debug, Default)]
 pub struct Gate {
     open: AtomicUsize,
+    /// The most open at once since [`Gate::take_high`] last looked (`memory` trims after bursts).
+    high: AtomicUsize,
     gauge: prometheus_client::metrics::gauge::Gauge,
 }
 
@@ -28,6 +30,7 @@ impl Gate {
     pub fn new(gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
         Gate {
             open: AtomicUsize::new(0),
+            high: AtomicUsize::new(0),
             gauge,
         }
     }
@@ -38,12 +41,17 @@ impl Gate {
             .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 (open < max).then_some(open + 1)
-            })
-            .is_ok();
-        admitted.then(|| {
-            self.gauge.inc();
-            Ticket { gate: self.clone() }
-        })
+            });
+        let open = admitted.ok()? + 1;
+        self.high.fetch_max(open, Ordering::AcqRel);
+        self.gauge.inc();
+        Some(Ticket { gate: self.clone() })
+    }
+
+    /// The most connections open at once since the previous call (or since the gate was made),
+    /// and starts the next such period at the count open now.
+    pub fn take_high(&self) -> usize {
+        self.high.swap(self.open(), Ordering::AcqRel)
     }
 
     /// Connections open now.
@@ -225,6 +233,19 @@ mod tests {
         drop(a);
         assert_eq!(gate.open(), 1);
         assert!(gate.admit(2).is_some());
+    }
+
+    #[test]
+    fn the_gate_remembers_its_high_point_until_asked() {
+        let gate = Arc::new(Gate::default());
+        let tickets: Vec<_> = (0..5).map(|_| gate.admit(10).unwrap()).collect();
+        drop(tickets);
+        let _one = gate.admit(10).unwrap();
+        // Five were open at once although one is open now; a refused admission is no high.
+        assert!(gate.admit(1).is_none());
+        assert_eq!(gate.take_high(), 5);
+        // The next period starts at what is open now.
+        assert_eq!(gate.take_high(), 1);
     }
 
     #[test]
