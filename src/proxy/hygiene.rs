@@ -227,8 +227,10 @@ pub fn prepare_request<B>(
     upstream_authority: &HeaderValue,
     peer: &Peer,
 ) -> Prepared {
-    let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
-    let trailers = accepts_trailers(req.headers());
+    let present = Present::scan(req.headers());
+    let upgrade =
+        present.upgrade && req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
+    let trailers = present.te && accepts_trailers(req.headers());
     // Absolute-form (HTTP/1.1) and HTTP/2 targets carry a scheme and authority: whatever they
     // name, only the path and query go to the one configured upstream.
     if req.uri().authority().is_some() || req.uri().scheme().is_some() {
@@ -237,13 +239,17 @@ pub fn prepare_request<B>(
     *req.version_mut() = Version::HTTP_11;
 
     let headers = req.headers_mut();
-    strip_hop_by_hop(headers, upgrade);
-    drop_underscored(headers);
+    // `Upgrade` is one of the fixed hop-by-hop names: removed here unless it is kept.
+    if present.connection || present.hop_by_hop {
+        strip_hop_by_hop(headers, upgrade);
+    }
+    if present.underscored {
+        drop_underscored(headers);
+    }
     // Expect is answered by candor's own server side (hyper sends 100 Continue when the body is
     // first read); forwarding it would make legacy upstreams answer 417.
-    headers.remove(EXPECT);
-    if !upgrade {
-        headers.remove(UPGRADE);
+    if present.expect {
+        headers.remove(EXPECT);
     }
     if trailers {
         // TE is hop-by-hop, but "I accept trailers" holds for candor too: it forwards them.
@@ -280,7 +286,12 @@ pub fn prepare_request<B>(
     );
     append(headers, &X_FORWARDED_HOST, &host);
 
-    let request_id = match headers.get(&X_REQUEST_ID) {
+    let client_id = if present.request_id {
+        headers.get(&X_REQUEST_ID)
+    } else {
+        None
+    };
+    let request_id = match client_id {
         Some(id) if acceptable_request_id(id) => id.clone(),
         _ => {
             let id = new_request_id();
@@ -291,6 +302,47 @@ pub fn prepare_request<B>(
     Prepared {
         request_id,
         upgrade,
+    }
+}
+
+/// Which of the request fields that [`prepare_request`] looks up or removes are present, from
+/// one scan of the names. Most requests carry none of them, and a lookup of an absent name still
+/// hashes it and probes the map (about six such lookups per request before this scan).
+/// Only absences are acted on: a field removed on the way (say, one `Connection` nominates) is
+/// still looked up, which finds nothing and costs what it did before.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Present {
+    connection: bool,
+    upgrade: bool,
+    te: bool,
+    expect: bool,
+    request_id: bool,
+    /// Any of [`HOP_BY_HOP`] (`Upgrade` and `TE` included).
+    hop_by_hop: bool,
+    /// A name with `_` in it ([`drop_underscored`]).
+    underscored: bool,
+}
+
+impl Present {
+    fn scan(headers: &HeaderMap) -> Present {
+        let mut present = Present::default();
+        for name in headers.keys() {
+            match name.as_str() {
+                "connection" => present.connection = true,
+                "expect" => present.expect = true,
+                "x-request-id" => present.request_id = true,
+                text => {
+                    if let Some(i) = hop_by_hop_index(name) {
+                        present.hop_by_hop = true;
+                        present.upgrade |= i == UPGRADE_INDEX;
+                        present.te |= i == TE_INDEX;
+                    } else if text.contains('_') {
+                        present.underscored = true;
+                    }
+                }
+            }
+        }
+        present
     }
 }
 
@@ -407,6 +459,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     PROXY_AUTHORIZATION,
     CONTENT_LENGTH,
 ];
+const TE_INDEX: usize = 2;
 const UPGRADE_INDEX: usize = 4;
 
 /// The position of `name` in [`HOP_BY_HOP`]: one match on the name's text (lower case in a
@@ -415,7 +468,7 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     match name.as_str() {
         "keep-alive" => Some(0),
         "proxy-connection" => Some(1),
-        "te" => Some(2),
+        "te" => Some(TE_INDEX),
         "transfer-encoding" => Some(3),
         "upgrade" => Some(UPGRADE_INDEX),
         "proxy-authenticate" => Some(5),
@@ -543,6 +596,37 @@ mod tests {
         }
         assert_eq!(hop_by_hop_index(&CONNECTION), None);
         assert_eq!(hop_by_hop_index(&HeaderName::from_static("x-te")), None);
+        assert_eq!(HOP_BY_HOP[TE_INDEX], TE);
+        assert_eq!(HOP_BY_HOP[UPGRADE_INDEX], UPGRADE);
+    }
+
+    #[test]
+    fn the_scan_sees_each_field_that_prepare_request_acts_on() {
+        let scan = |pairs: &[(&str, &str)]| Present::scan(request(pairs).headers());
+        let plain = scan(&[("host", "a"), ("accept", "*/*"), ("x-te", "1")]);
+        assert_eq!(plain, Present::default());
+        let all = scan(&[
+            ("Connection", "keep-alive"),
+            ("Upgrade", "websocket"),
+            ("TE", "trailers"),
+            ("Expect", "100-continue"),
+            ("X-Request-Id", "abc"),
+            ("X-User_Id", "7"),
+        ]);
+        assert_eq!(
+            all,
+            Present {
+                connection: true,
+                upgrade: true,
+                te: true,
+                expect: true,
+                request_id: true,
+                hop_by_hop: true,
+                underscored: true,
+            }
+        );
+        let length = scan(&[("content-length", "3")]);
+        assert!(length.hop_by_hop && !length.upgrade && !length.te);
     }
 
     fn upstream() -> HeaderValue {
