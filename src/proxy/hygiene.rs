@@ -841,6 +841,13 @@ mod tests {
         for gone in ["upgrade", "connection", "http2-settings"] {
             assert!(!req.headers().contains_key(gone), "{gone}");
         }
+
+        // `Upgrade` that no `Connection` option backs is no upgrade, and does not go on.
+        let mut req = request(&[("host", "a"), ("upgrade", "websocket")]);
+        let host = check(&req).unwrap();
+        let p = prepare_request(&mut req, host, &upstream(), &peer());
+        assert!(!p.upgrade);
+        assert!(!req.headers().contains_key("upgrade"));
     }
 
     #[test]
