@@ -17,6 +17,7 @@ use http::{Method, StatusCode, Uri};
 use crate::builtin::{accept, html, ratelimit};
 use crate::config::Config;
 use crate::problem::{Problem, CONTENT_TYPE_PROBLEM};
+use crate::proxy::hygiene::remove_listed;
 use crate::rules::{BodyAction, Mode, ResponseView};
 
 /// Name of the built-in that turns HTML error pages into problem documents.
@@ -447,16 +448,7 @@ pub fn apply_head(
         body = BodyPlan::Empty;
     }
     if body != BodyPlan::Keep {
-        // Removing an absent name still hashes it: find the few present in one pass instead.
-        let mut present: [Option<&HeaderName>; REPRESENTATION.len()] = Default::default();
-        for name in headers.keys() {
-            if let Some(i) = representation_index(name) {
-                present[i] = Some(&REPRESENTATION[i]);
-            }
-        }
-        for name in present.into_iter().flatten() {
-            headers.remove(name);
-        }
+        remove_listed(headers, &REPRESENTATION, representation_index);
     }
     if let BodyPlan::Problem(_) = body {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_PROBLEM));

@@ -427,18 +427,29 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Removes the fixed hop-by-hop names that are present, found in a single scan.
 fn strip_fixed(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let mut present = [false; HOP_BY_HOP.len()];
+    remove_listed(headers, &HOP_BY_HOP, |name| {
+        hop_by_hop_index(name).filter(|&i| !(keep_upgrade && i == UPGRADE_INDEX))
+    });
+}
+
+/// Removes the names of `list` that `headers` holds, found in one scan of its names: `index`
+/// gives a name's position in `list`, or `None` to leave it. Removing an absent name would
+/// still hash it and probe the map, and most heads hold few of a list's names.
+pub(crate) fn remove_listed<const N: usize>(
+    headers: &mut HeaderMap,
+    list: &[HeaderName; N],
+    index: impl Fn(&HeaderName) -> Option<usize>,
+) {
+    let mut present = [false; N];
     let mut any = false;
     for name in headers.keys() {
-        if let Some(i) = hop_by_hop_index(name) {
-            if !(keep_upgrade && i == UPGRADE_INDEX) {
-                present[i] = true;
-                any = true;
-            }
+        if let Some(i) = index(name) {
+            present[i] = true;
+            any = true;
         }
     }
     if any {
-        for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+        for (name, _) in list.iter().zip(present).filter(|(_, p)| *p) {
             headers.remove(name);
         }
     }
@@ -503,10 +514,8 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
 /// nginx in front of them) map `X-User_Id` and `X-User-Id` to the same variable, so an underscore
 /// variant can smuggle a value past a check made on the dashed name (Envoy's
 /// `headers_with_underscores_action`, HAProxy's `restrict-req-hdr-names`).
+/// Called only when [`Present::scan`] saw such a name.
 fn drop_underscored(headers: &mut HeaderMap) {
-    if !headers.keys().any(|name| name.as_str().contains('_')) {
-        return;
-    }
     let underscored: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().contains('_'))
