@@ -15,7 +15,7 @@
 //! | [`problem`] | RFC 9457 problem documents |
 //! | [`body`] | the response body type |
 //! | [`metrics`] | Prometheus metrics |
-//! | [`memory`] | handing freed heap back to the operating system |
+//! | [`memory`] | the allocator's thresholds, and handing freed heap back to the operating system |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the status page and `/status.json` |
 //! | [`reload`] | hot reload: SIGHUP and the config file's directory, swapped in atomically |
 //! | [`status`] | what the status page, `/status.json` and `candor top` show |
@@ -23,8 +23,8 @@
 //!
 //! [`run`] serves a validated [`config::Config`] on listeners the caller bound, until a shutdown
 //! future completes; tests bind port 0 and call it directly. [`run_with`] adds hot reload.
-// One foreign call needs `unsafe` (`memory::trim`, glibc's `malloc_trim`); everything else is
-// safe code, and `deny` keeps it that way unless a module says why.
+// Two foreign calls need `unsafe` (`memory`: glibc's `malloc_trim` and `mallopt`); everything
+// else is safe code, and `deny` keeps it that way unless a module says why.
 #![deny(unsafe_code)]
 
 pub mod admin;
@@ -146,6 +146,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
     reload: Option<Reload>,
 ) -> Result<(), RunError> {
+    memory::tune();
     let config = Arc::new(config);
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
