@@ -28,8 +28,12 @@
 //! soon as more than 128 KiB there is free, and under load that top rises and falls by more
 //! than that with every few responses. With 64 connections fetching 64 KiB bodies candor made
 //! one `madvise` per 116 responses and took 0.63 page faults per response to fault the pages
-//! back in (nginx: 0.005). [`tune`] raises that threshold to [`KEEP_TOP`] (faults: 0.001 per
-//! response); what a burst leaves behind still goes back through the trim above.
+//! back in (nginx: 0.005). [`tune`] raises that threshold to [`KEEP_TOP`]. Measured with the
+//! same load (`perf stat -e page-faults`, thresholds set through `GLIBC_TUNABLES`): 256 KiB
+//! 0.87 faults per response, 1 MiB 0.08, 2 MiB 0.03, 4 MiB 0.001. The threshold is also what a
+//! worker keeps after a burst, because `malloc_trim` returns the free top of glibc's main
+//! arena only, not of a thread's: at 4 MiB per worker the burst test below left 6.3 MiB
+//! resident. 1 MiB takes nine tenths of the faults away and keeps at most 1 MiB per worker.
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -47,7 +51,7 @@ pub const BURST: usize = 32;
 
 /// Free memory at the top of a heap that glibc keeps for the next allocations instead of
 /// returning it at once (`M_TRIM_THRESHOLD`; glibc's default is 128 KiB).
-pub const KEEP_TOP: usize = 4 << 20;
+pub const KEEP_TOP: usize = 1 << 20;
 
 /// Blocks at least this large get a mapping of their own, returned whole when freed
 /// (`M_MMAP_THRESHOLD`). Setting the trim threshold fixes this one too, at 128 KiB unless set:

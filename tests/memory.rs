@@ -16,7 +16,7 @@
 //! slowly, against the H + 16 KiB per connection that §5 budgets.
 //!
 //! `freed_heap_top_is_kept_for_the_next_allocations` checks the allocator thresholds
-//! `candor::memory::tune` sets (freed heap is kept for reuse up to 4 MiB, instead of being
+//! `candor::memory::tune` sets (freed heap is kept for reuse up to 1 MiB, instead of being
 //! returned and faulted in again), against glibc's default in a child process.
 //!
 //! **RSS bound**: the built binary with the example config; slow clients each holding a ~60 KiB
@@ -940,7 +940,8 @@ async fn slow_heads_and_big_bodies_stay_under_the_rss_budget() {
 /// A burst of keep-alive connections, each with one small exchange, all open at once and then
 /// closed: the heap they held goes back to the system (`candor::memory`) instead of staying
 /// resident for the life of the process. Measured with the trim switched off: 23.7 of the
-/// 24.2 MiB the burst added were still resident after it ended (with it: 2.8 MiB).
+/// 24.2 MiB the burst added were still resident after it ended (with it: 3.7-5.3 MiB, with
+/// glibc's default trim threshold 3.9-4.2 MiB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_of_a_closed_burst_goes_back_to_the_system() {
     const BURST: usize = 1_000;
@@ -997,10 +998,15 @@ async fn memory_of_a_closed_burst_goes_back_to_the_system() {
     let busy = candor.rss_kib();
     drop(held);
 
-    // Back down within a few checks; polled, not slept on.
+    // Back down within a few checks; polled, not slept on. Allowed to stay: 6 MiB, plus the
+    // free top of each worker's heap, which candor keeps on purpose (`memory::KEEP_TOP`) and
+    // `malloc_trim` does not return (it trims only the main arena's top). The example config
+    // runs a worker per core.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let allowed = 6 * 1024 + workers * candor::memory::KEEP_TOP as u64 / 1024;
     let deadline = Instant::now() + candor::memory::CHECK_PERIOD * 10;
     let mut now = candor.rss_kib();
-    while now > base + 6 * 1024 && Instant::now() < deadline {
+    while now > base + allowed && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
         now = candor.rss_kib();
     }
@@ -1013,8 +1019,9 @@ async fn memory_of_a_closed_burst_goes_back_to_the_system() {
         "the burst did not show in the RSS ({base} -> {busy} KiB): the test measures nothing"
     );
     assert!(
-        now <= base + 6 * 1024,
-        "{} KiB of the burst's {} KiB stayed resident after it ended ({base} -> {busy} -> {now} KiB)",
+        now <= base + allowed,
+        "{} KiB of the burst's {} KiB stayed resident after it ended ({base} -> {busy} -> {now} \
+         KiB; {allowed} KiB allowed)",
         now - base,
         busy - base
     );
@@ -1032,18 +1039,18 @@ fn thread_minor_faults() -> i64 {
     usage.ru_minflt
 }
 
-/// In the child: candor's allocator settings, then 1.5 MiB of blocks (each below every mmap
+/// In the child: candor's allocator settings, then 768 KiB of blocks (each below every mmap
 /// threshold in play) allocated and freed on a fresh thread, so the freed memory is the top of
 /// that thread's heap, then allocated again: prints the page faults the second round took.
 fn refault_after_free() {
     candor::memory::tune();
     let faults = std::thread::spawn(|| {
-        let round = || (0..48).map(|_| vec![1u8; 32 * 1024]).collect::<Vec<_>>();
+        let round = || (0..24).map(|_| vec![1u8; 32 * 1024]).collect::<Vec<_>>();
         drop(round());
         let before = thread_minor_faults();
         let again = round();
         let faults = thread_minor_faults() - before;
-        assert_eq!(again.len(), 48);
+        assert_eq!(again.len(), 24);
         faults
     })
     .join()
@@ -1082,10 +1089,11 @@ fn child_faults(name: &str, tunables: Option<&str>) -> i64 {
 /// trim threshold (128 KiB), and glibc hands those pages back only for candor to fault them in
 /// again a few responses later: with 64 connections fetching 64 KiB bodies, 0.63 page faults
 /// per response (nginx: 0.005; `perf stat -e page-faults` on the load comparison).
-/// `candor::memory::tune` keeps up to 4 MiB of free top (0.001 per response). Here the same
-/// mechanism without the noise of a load: 1.5 MiB freed at the top of a heap and allocated
-/// again costs no faults with candor's settings, and hundreds with glibc's default, which the
-/// second child restores through `GLIBC_TUNABLES` (the operator's settings win over candor's).
+/// `candor::memory::tune` keeps up to 1 MiB of free top (0.08 per response). Here the same
+/// mechanism without the noise of a load: 768 KiB freed at the top of a heap and allocated
+/// again costs no faults with candor's settings, and one per page with glibc's default, which
+/// the second child restores through `GLIBC_TUNABLES` (the operator's settings win over
+/// candor's).
 #[test]
 fn freed_heap_top_is_kept_for_the_next_allocations() {
     const NAME: &str = "freed_heap_top_is_kept_for_the_next_allocations";
@@ -1095,10 +1103,10 @@ fn freed_heap_top_is_kept_for_the_next_allocations() {
     }
     let tuned = child_faults(NAME, None);
     let default = child_faults(NAME, Some("glibc.malloc.trim_threshold=131072"));
-    eprintln!("page faults re-allocating 1.5 MiB freed at the top of a heap: {tuned} with candor's settings, {default} with glibc's default");
-    // 1.5 MiB is 384 pages.
+    eprintln!("page faults re-allocating 768 KiB freed at the top of a heap: {tuned} with candor's settings, {default} with glibc's default");
+    // 768 KiB is 192 pages.
     assert!(
-        default >= 256,
+        default >= 128,
         "glibc's default kept the freed pages too ({default} faults): the test measures nothing"
     );
     assert!(
