@@ -139,7 +139,8 @@ pub async fn run(
 /// Each of `server.workers` proxy workers is a thread with its own current-thread runtime and
 /// its own upstream connection pool, all accepting on the one listening socket: no work stealing
 /// and no cross-thread wakeups on the request path (`shared/perf.md`: -2 to -5 % CPU per request).
-/// The admin endpoints and the reload loop run on the caller's runtime.
+/// The admin endpoints and the reload loop run on the caller's runtime. The process's allocator
+/// is tuned for this use ([`memory::tune`], glibc only) unless `GLIBC_TUNABLES` sets it.
 pub async fn run_with(
     config: Config,
     listeners: Listeners,
