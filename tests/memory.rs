@@ -1032,7 +1032,8 @@ const TUNE_CHILD: &str = "CANDOR_TUNE_CHILD";
 
 /// Minor page faults of the calling thread so far.
 fn thread_minor_faults() -> i64 {
-    // SAFETY: `getrusage` writes only the struct it is given.
+    // SAFETY: `rusage` is plain integers, for which all zeros is a value; `getrusage` writes
+    // only the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } == 0;
     assert!(ok, "getrusage: {}", io::Error::last_os_error());
@@ -1091,8 +1092,8 @@ fn child_faults(name: &str, tunables: Option<&str>) -> i64 {
 /// per response (nginx: 0.005; `perf stat -e page-faults` on the load comparison).
 /// `candor::memory::tune` keeps up to 1 MiB of free top (0.08 per response). Here the same
 /// mechanism without the noise of a load: 768 KiB freed at the top of a heap and allocated
-/// again costs no faults with candor's settings, and one per page with glibc's default, which
-/// the second child restores through `GLIBC_TUNABLES` (the operator's settings win over
+/// again costs no faults with candor's settings, and 161 of its 192 pages with glibc's default,
+/// which the second child restores through `GLIBC_TUNABLES` (the operator's settings win over
 /// candor's).
 #[test]
 fn freed_heap_top_is_kept_for_the_next_allocations() {
