@@ -91,15 +91,12 @@ fn set_thresholds() {}
 pub async fn trim_after_bursts(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(CHECK_PERIOD);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut high = 0;
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                high = high.max(gate.take_high());
-                let open = gate.open();
-                if high >= open + BURST {
+                if gate.high() >= gate.open() + BURST {
                     trim();
-                    high = open;
+                    gate.restart_high();
                 }
             }
             changed = stop.changed() => {
@@ -111,7 +108,8 @@ pub async fn trim_after_bursts(gate: Arc<Gate>, mut stop: watch::Receiver<bool>)
     }
 }
 
-/// Releases the whole free pages of every malloc arena to the kernel.
+/// Releases the whole free pages inside every malloc arena's free chunks to the kernel, and the
+/// free top of the main arena (glibc leaves a thread arena's top to [`KEEP_TOP`]).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn trim() {

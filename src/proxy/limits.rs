@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 #[derive(Debug, Default)]
 pub struct Gate {
     open: AtomicUsize,
-    /// The most open at once since [`Gate::take_high`] last looked (`memory` trims after bursts).
+    /// The most open at once since [`Gate::restart_high`] (`memory` trims after bursts).
     high: AtomicUsize,
     gauge: prometheus_client::metrics::gauge::Gauge,
 }
@@ -48,10 +48,15 @@ impl Gate {
         Some(Ticket { gate: self.clone() })
     }
 
-    /// The most connections open at once since the previous call (or since the gate was made),
-    /// and starts the next such period at the count open now.
-    pub fn take_high(&self) -> usize {
-        self.high.swap(self.open(), Ordering::AcqRel)
+    /// The most connections open at once since [`Gate::restart_high`] (or since the gate was
+    /// made).
+    pub fn high(&self) -> usize {
+        self.high.load(Ordering::Acquire)
+    }
+
+    /// Starts the next high-point period at the count open now.
+    pub fn restart_high(&self) {
+        self.high.store(self.open(), Ordering::Release);
     }
 
     /// Connections open now.
@@ -236,16 +241,17 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_remembers_its_high_point_until_asked() {
+    fn the_gate_remembers_its_high_point_until_restarted() {
         let gate = Arc::new(Gate::default());
         let tickets: Vec<_> = (0..5).map(|_| gate.admit(10).unwrap()).collect();
         drop(tickets);
         let _one = gate.admit(10).unwrap();
         // Five were open at once although one is open now; a refused admission is no high.
         assert!(gate.admit(1).is_none());
-        assert_eq!(gate.take_high(), 5);
+        assert_eq!(gate.high(), 5);
         // The next period starts at what is open now.
-        assert_eq!(gate.take_high(), 1);
+        gate.restart_high();
+        assert_eq!(gate.high(), 1);
     }
 
     #[test]
