@@ -18,11 +18,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::listener::{self, Following};
 use crate::metrics;
-use crate::proxy::Loaded;
+use crate::reload::Loaded;
 use crate::status::{self, Status};
 
 /// Liveness and readiness as the admin endpoints report them.
@@ -52,8 +52,8 @@ pub async fn serve(
     status: Arc<Status>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut source = loaded.borrow_and_update().admin.clone();
-    let mut listener = match source.try_clone().and_then(TcpListener::from_std) {
+    let first = loaded.borrow_and_update().admin.clone();
+    let mut listener = match Following::new(first) {
         Ok(listener) => listener,
         Err(err) => {
             tracing::error!(error = %err, "cannot serve the admin endpoints");
@@ -65,8 +65,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    tracing::warn!(error = %err, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    listener::back_off(err, "admin").await;
                     continue;
                 }
             },
@@ -75,14 +74,8 @@ pub async fn serve(
                     return;
                 }
                 let next = loaded.borrow_and_update().admin.clone();
-                if !Arc::ptr_eq(&next, &source) {
-                    match next.try_clone().and_then(TcpListener::from_std) {
-                        Ok(new) => {
-                            listener = new;
-                            source = next;
-                        }
-                        Err(err) => tracing::error!(error = %err, "cannot move the admin listener"),
-                    }
+                if let Err(err) = listener.follow(&next) {
+                    tracing::error!(error = %err, "cannot move the admin listener");
                 }
                 continue;
             }

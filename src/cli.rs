@@ -246,7 +246,7 @@ fn test(path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let normalizer = Normalizer::new(std::sync::Arc::new(config));
+    let normalizer = std::sync::Arc::new(Normalizer::new(std::sync::Arc::new(config)));
     let tests = &normalizer.config().tests;
     let mut failed = 0;
     for test in tests {
@@ -284,15 +284,16 @@ fn explain(args: &ExplainArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let normalizer = Normalizer::new(std::sync::Arc::new(config));
+    let normalizer = std::sync::Arc::new(Normalizer::new(std::sync::Arc::new(config)));
     let sim = simulate::simulate(&normalizer, &exchange);
     let traces = if args.verbose {
         simulate::traces(&normalizer, &exchange)
     } else {
         Vec::new()
     };
-    let applied: Vec<&str> = sim.outcome.applied.iter().map(|a| a.rule).collect();
-    let shadows: Vec<&str> = sim.outcome.shadows.iter().map(|a| a.rule).collect();
+    let applied: Vec<&str> = sim.report.applied.iter().map(String::as_str).collect();
+    let shadows: Vec<&str> = sim.report.shadows.iter().map(String::as_str).collect();
+    let skipped = sim.report.skipped.map(|reason| reason.as_str());
     let body = String::from_utf8_lossy(&sim.body);
     if args.json {
         let headers: serde_json::Map<String, serde_json::Value> = sim
@@ -313,7 +314,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
             "headers": headers,
             "body_kind": sim.body_kind.as_str(),
             "body": body,
-            "inspection_skipped": sim.outcome.skipped,
+            "inspection_skipped": skipped,
             "traces": traces,
         });
         println!("{doc:#}");
@@ -330,7 +331,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
             shadows.join(", ")
         );
     }
-    if let Some(reason) = sim.outcome.skipped {
+    if let Some(reason) = skipped {
         println!("note:    the body was not inspected ({reason})");
     }
     println!(
@@ -429,6 +430,9 @@ fn run(path: &std::path::Path, watch: bool, format: Option<LogFormat>) -> ExitCo
         Err(code) => return code,
     };
     let _log = init_proxy_logging(&config.log.level, format.unwrap_or(config.log.format));
+    // The process's allocator is the binary's to tune, not the library's (a test or an
+    // embedding program keeps its own).
+    crate::memory::tune();
     let listeners = match Listeners::bind(&config.server) {
         Ok(listeners) => listeners,
         Err(err) => {
@@ -475,6 +479,7 @@ fn demo(path: &std::path::Path, once: bool) -> ExitCode {
     if let Err(code) = load(path) {
         return code;
     }
+    crate::memory::tune();
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,

@@ -1,35 +1,35 @@
-//! Upstream failures: what went wrong, which status answers it, and the rescue layer that turns
-//! a request-path error into a problem response.
+//! Failures: why a request was not forwarded or its exchange failed, the one table from cause to
+//! status, `Proxy-Status` and detail, and the rescue layer.
 //!
-//! This is the only place in candor where an error becomes an HTTP response. Everything below the
-//! rescue layer returns `tower::BoxError`; [`classify`] reads the cause, the one status table in
-//! [`Failure::status`] picks the code, and [`Failure::respond`] writes an RFC 9457 document plus
-//! an RFC 9209 `Proxy-Status` header. Internal error text goes to the log, never to the client
-//! (CWE-209).
+//! This is the only place in candor where an error becomes an HTTP response. Everything below
+//! the rescue layer returns `tower::BoxError`; [`classify`] reads the cause into a [`Failure`],
+//! whose methods are the one table (status, RFC 9209 `Proxy-Status` error type, detail,
+//! `Retry-After`), and [`Failure::respond`] writes the RFC 9457 document. Requests the proxy front
+//! refuses and connections over the cap are answered from the same table. Internal error text
+//! goes to the log, never to the client (CWE-209).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONNECTION, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service};
 
-use crate::body::{BodyError, ProxyBody, Side};
 use crate::config::Failures;
-use crate::metrics::Metrics;
+use crate::guard::{BodyError, Side};
+use crate::headers::{self, PROXY_STATUS, X_REQUEST_ID};
+use crate::inspect::InspectError;
+use crate::metrics::{FailureKind, Metrics};
 use crate::problem::Problem;
-use crate::proxy::hygiene::X_REQUEST_ID;
 use crate::upstream::UpstreamError;
 
-/// The RFC 9209 response header naming the proxy's error.
-pub static PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
-
-/// Why the upstream exchange failed, in the terms candor answers and counts by.
+/// Why a request was answered by candor instead of the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// The upstream actively refused the TCP connection.
@@ -44,7 +44,8 @@ pub enum Failure {
     ResponseTimeout,
     /// The upstream closed or reset the connection before sending response headers.
     Reset,
-    /// The upstream sent something that is not a valid HTTP/1.1 response.
+    /// The upstream sent something that is not a valid HTTP/1.1 response, or switched protocols
+    /// when nobody asked it to.
     Protocol,
     /// The upstream's body failed (reset, short `Content-Length`) while candor was reading it for
     /// inspection, before any byte of the response was sent.
@@ -56,29 +57,84 @@ pub enum Failure {
     RequestTooLarge,
     /// The client paused its request body longer than `server.body_idle_timeout`.
     ClientTimeout,
+    /// The request was refused before it reached the upstream.
+    Refusal(Refusal),
+    /// The connection arrived while `server.max_connections` were open.
+    OverCapacity,
     /// Anything else: answered 502 and logged, so new causes are seen and classified.
     Other,
 }
 
+/// Why a request is refused instead of being forwarded: the proxy front's hygiene verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Both `Content-Length` and `Transfer-Encoding`: the classic request-smuggling shape
+    /// (RFC 9112 §6.1 lets a server reject it; upstreams may frame it differently than hyper).
+    AmbiguousFraming,
+    /// `CONNECT`: candor is a reverse proxy, not a tunnel to arbitrary hosts.
+    Connect,
+    /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2).
+    MissingHost,
+    /// More than one `Host` field line (RFC 9112 §3.2).
+    DuplicateHost,
+    /// A `Host` (or absolute-form authority) that is not a valid `host[:port]`.
+    InvalidHost,
+    /// An absolute-form target naming another host than `Host`: a forward-proxy request, which a
+    /// reverse proxy does not serve.
+    ForeignTarget,
+    /// A declared body larger than `server.max_request_body_bytes`.
+    BodyTooLarge,
+    /// A `Transfer-Encoding` other than exactly `chunked` on one line: lists such as
+    /// `chunked, chunked` or `gzip, chunked` are framed differently by different servers, and
+    /// candor decodes no transfer coding but chunked.
+    TransferEncoding,
+}
+
+impl Refusal {
+    fn detail(self) -> &'static str {
+        match self {
+            Refusal::AmbiguousFraming => {
+                "The request has both Content-Length and Transfer-Encoding."
+            }
+            Refusal::Connect => "CONNECT is not supported by this server.",
+            Refusal::MissingHost => "The request has no Host header.",
+            Refusal::DuplicateHost => "The request has more than one Host header.",
+            Refusal::InvalidHost => "The request's Host is not a valid host name.",
+            Refusal::ForeignTarget => "The request target names another host than Host.",
+            Refusal::BodyTooLarge => "The request body is larger than this server accepts.",
+            Refusal::TransferEncoding => "The request's Transfer-Encoding is not plain chunked.",
+        }
+    }
+}
+
+/// How long a client over the connection cap is asked to wait: a place frees as soon as any
+/// client disconnects.
+const OVER_CAPACITY_RETRY: Duration = Duration::from_secs(1);
+
 impl Failure {
     /// The `kind` label of `candor_upstream_failures_total`, or `None` when the upstream is not
     /// to blame.
-    pub fn kind(self) -> Option<&'static str> {
+    pub fn kind(self) -> Option<FailureKind> {
         Some(match self {
-            Failure::Refused | Failure::Unreachable | Failure::Dns => "connect",
-            Failure::ConnectTimeout => "connect_timeout",
-            Failure::ResponseTimeout => "timeout",
-            Failure::Reset => "reset",
-            Failure::Protocol => "protocol",
-            Failure::Incomplete => "incomplete",
-            Failure::Other => "other",
-            Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => return None,
+            Failure::Refused | Failure::Unreachable | Failure::Dns => FailureKind::Connect,
+            Failure::ConnectTimeout => FailureKind::ConnectTimeout,
+            Failure::ResponseTimeout => FailureKind::Timeout,
+            Failure::Reset => FailureKind::Reset,
+            Failure::Protocol => FailureKind::Protocol,
+            Failure::Incomplete => FailureKind::Incomplete,
+            Failure::Other => FailureKind::Other,
+            Failure::ClientBody
+            | Failure::RequestTooLarge
+            | Failure::ClientTimeout
+            | Failure::Refusal(_)
+            | Failure::OverCapacity => return None,
         })
     }
 
-    /// The RFC 9209 §2.3 error type for `Proxy-Status`.
-    pub fn proxy_status_error(self) -> &'static str {
-        match self {
+    /// The RFC 9209 §2.3 error type for `Proxy-Status`, or `None` for a refusal, which is the
+    /// client's request judged, not a proxy error.
+    pub fn proxy_status_error(self) -> Option<&'static str> {
+        Some(match self {
             Failure::Refused => "connection_refused",
             Failure::Unreachable => "destination_unavailable",
             Failure::Dns => "dns_error",
@@ -90,11 +146,33 @@ impl Failure {
             Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => {
                 "http_request_error"
             }
+            Failure::OverCapacity => "connection_limit_reached",
             Failure::Other => "proxy_internal_error",
-        }
+            Failure::Refusal(_) => return None,
+        })
     }
 
-    /// The one status table for failures. Connect failures and timeouts are configurable
+    /// The `Proxy-Status` value, made once per error type.
+    fn proxy_status(self) -> Option<HeaderValue> {
+        Some(HeaderValue::from_static(match self {
+            Failure::Refused => "candor; error=connection_refused",
+            Failure::Unreachable => "candor; error=destination_unavailable",
+            Failure::Dns => "candor; error=dns_error",
+            Failure::ConnectTimeout => "candor; error=connection_timeout",
+            Failure::ResponseTimeout => "candor; error=http_response_timeout",
+            Failure::Reset => "candor; error=connection_terminated",
+            Failure::Protocol => "candor; error=http_protocol_error",
+            Failure::Incomplete => "candor; error=http_response_incomplete",
+            Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => {
+                "candor; error=http_request_error"
+            }
+            Failure::OverCapacity => "candor; error=connection_limit_reached",
+            Failure::Other => "candor; error=proxy_internal_error",
+            Failure::Refusal(_) => return None,
+        }))
+    }
+
+    /// The one status table. Connect failures and timeouts are configurable
     /// (`failures.connect`, `failures.timeout`); a connect timeout counts as a timeout, as in
     /// nginx, because the upstream may be alive but overloaded.
     pub fn status(self, cfg: &Failures) -> StatusCode {
@@ -104,6 +182,10 @@ impl Failure {
             Failure::ClientBody => StatusCode::BAD_REQUEST,
             Failure::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            Failure::Refusal(Refusal::Connect) => StatusCode::METHOD_NOT_ALLOWED,
+            Failure::Refusal(Refusal::BodyTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::Refusal(_) => StatusCode::BAD_REQUEST,
+            Failure::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Reset | Failure::Protocol | Failure::Incomplete | Failure::Other => {
                 StatusCode::BAD_GATEWAY
             }
@@ -124,59 +206,116 @@ impl Failure {
             Failure::ClientBody => "The request body could not be read.",
             Failure::RequestTooLarge => "The request body is larger than this server accepts.",
             Failure::ClientTimeout => "The request body stopped arriving.",
+            Failure::Refusal(refusal) => refusal.detail(),
+            Failure::OverCapacity => "Too many connections; retry shortly.",
             Failure::Other => "The upstream request failed.",
         }
     }
 
-    /// The problem response for this failure: status from the table, `Proxy-Status`, and
-    /// `Retry-After` on every 503 (clients and CDNs need it to back off rather than hammer).
-    pub fn respond<B: From<bytes::Bytes>>(
+    /// `Retry-After` for this answer: on every 503 (clients and CDNs need it to back off rather
+    /// than hammer), `failures.retry_after` unless the table fixes another delay.
+    fn retry_after(self, status: StatusCode, cfg: &Failures) -> Option<Duration> {
+        match self {
+            Failure::OverCapacity => Some(OVER_CAPACITY_RETRY),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(cfg.retry_after),
+            _ => None,
+        }
+    }
+
+    /// The problem response for this failure: status from the table, `Proxy-Status`,
+    /// `Retry-After` on every 503; for a refusal the `Allow` a 405 must carry and
+    /// `Connection: close`.
+    pub fn respond<B: From<Bytes>>(
         self,
         cfg: &Failures,
         path: &str,
         request_id: Option<&HeaderValue>,
     ) -> Response<B> {
         let status = self.status(cfg);
-        let mut response: Response<B> = Problem::new(status)
-            .detail(self.detail())
-            .instance(path)
-            .request_id(request_id)
-            .into_response();
+        let retry_after = self.retry_after(status, cfg);
+        let mut doc = Problem::new(status).detail(self.detail());
+        if !path.is_empty() {
+            doc = doc.instance(path);
+        }
+        let mut response: Response<B> = doc.request_id(request_id).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            PROXY_STATUS.clone(),
-            HeaderValue::from_static(match self {
-                Failure::Refused => "candor; error=connection_refused",
-                Failure::Unreachable => "candor; error=destination_unavailable",
-                Failure::Dns => "candor; error=dns_error",
-                Failure::ConnectTimeout => "candor; error=connection_timeout",
-                Failure::ResponseTimeout => "candor; error=http_response_timeout",
-                Failure::Reset => "candor; error=connection_terminated",
-                Failure::Protocol => "candor; error=http_protocol_error",
-                Failure::Incomplete => "candor; error=http_response_incomplete",
-                Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => {
-                    "candor; error=http_request_error"
-                }
-                Failure::Other => "candor; error=proxy_internal_error",
-            }),
-        );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(RETRY_AFTER, retry_after_value(cfg.retry_after));
+        if let Some(value) = self.proxy_status() {
+            headers.insert(PROXY_STATUS.clone(), value);
+        }
+        if let Some(delay) = retry_after {
+            headers.insert(
+                RETRY_AFTER,
+                headers::retry_after(headers::whole_seconds(delay)),
+            );
+        }
+        if let Failure::Refusal(refusal) = self {
+            if refusal == Refusal::Connect {
+                // RFC 9110 §15.5.6: a 405 lists the allowed methods; every one but CONNECT is
+                // forwarded.
+                headers.insert(
+                    ALLOW,
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE"),
+                );
+            }
+            // A refused request's body is not read, and its framing may be in doubt: the rest of
+            // the connection cannot be trusted to be framed as the client meant (nginx closes
+            // after a 400 too).
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
 }
 
-/// `Retry-After` as delay-seconds (RFC 9110 §10.2.3), rounded up so a client never retries early.
-pub fn retry_after_value(delay: Duration) -> HeaderValue {
-    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-    HeaderValue::from(secs)
+/// The complete HTTP/1.1 answer to a connection over `server.max_connections`, written without
+/// reading the request (so without parsing anything) and followed by a close: the same table and
+/// problem writer as every other answer, serialised once.
+pub fn over_capacity() -> &'static [u8] {
+    static WIRE: OnceLock<Vec<u8>> = OnceLock::new();
+    WIRE.get_or_init(|| {
+        let cfg = Failures {
+            connect: StatusCode::BAD_GATEWAY,
+            timeout: StatusCode::GATEWAY_TIMEOUT,
+            retry_after: OVER_CAPACITY_RETRY,
+        };
+        let response: Response<Bytes> = Failure::OverCapacity.respond(&cfg, "", None);
+        let status = response.status();
+        let mut wire = format!(
+            "HTTP/1.1 {} {}\r\n",
+            status.as_str(),
+            status.canonical_reason().unwrap_or("")
+        )
+        .into_bytes();
+        for (name, value) in response.headers() {
+            wire.extend_from_slice(name.as_str().as_bytes());
+            wire.extend_from_slice(b": ");
+            wire.extend_from_slice(value.as_bytes());
+            wire.extend_from_slice(b"\r\n");
+        }
+        let body = response.body();
+        wire.extend_from_slice(
+            format!(
+                "connection: close\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        wire.extend_from_slice(body);
+        wire
+    })
 }
 
-/// Reads the cause of a request-path error.
+/// Reads the cause of a request-path error: the one ladder every error below the rescue layer
+/// goes down.
 pub fn classify(err: &BoxError) -> Failure {
     if err.is::<tower::timeout::error::Elapsed>() {
         return Failure::ResponseTimeout;
+    }
+    // A body that failed while it was read for inspection: its cause, seen from the response.
+    if let Some(InspectError::Body(source)) = err.downcast_ref::<InspectError>() {
+        return match classify(source) {
+            Failure::ResponseTimeout => Failure::ResponseTimeout,
+            _ => Failure::Incomplete,
+        };
     }
     // A body guard's verdict decides, wherever hyper wrapped it in the chain.
     if let Some(body) = find::<BodyError>(&**err) {
@@ -198,7 +337,7 @@ pub fn classify(err: &BoxError) -> Failure {
             UpstreamError::ConnectTimeout => Failure::ConnectTimeout,
             UpstreamError::Resolve(_) | UpstreamError::NoAddress => Failure::Dns,
             UpstreamError::Http(http) => classify_hyper(http),
-            UpstreamError::Framing => Failure::Protocol,
+            UpstreamError::Framing | UpstreamError::UnaskedUpgrade => Failure::Protocol,
         };
     }
     if let Some(http) = err.downcast_ref::<hyper::Error>() {
@@ -277,32 +416,51 @@ impl<S> Layer<S> for RescueLayer {
         Rescue {
             inner,
             shared: self.shared.clone(),
+            unready: None,
         }
     }
 }
 
-/// The service made by [`RescueLayer`].
-#[derive(Debug, Clone)]
+/// The service made by [`RescueLayer`]: never fails, never waits longer than its inner service.
+#[derive(Debug)]
 pub struct Rescue<S> {
     inner: S,
     shared: Arc<RescueShared>,
+    /// The error the inner service's `poll_ready` returned: the next request is answered with
+    /// it instead of being called on a service that said it cannot take one.
+    unready: Option<BoxError>,
+}
+
+impl<S: Clone> Clone for Rescue<S> {
+    fn clone(&self) -> Self {
+        Rescue {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            unready: None,
+        }
+    }
 }
 
 impl<S, B, RB> Service<Request<B>> for Rescue<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
-    RB: Into<ProxyBody>,
+    RB: From<Bytes>,
 {
-    type Response = Response<ProxyBody>;
+    type Response = Response<RB>;
     type Error = std::convert::Infallible;
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // The inner stack is always ready (the upstream pool connects per request); an error
-        // here would have nowhere to go but a dropped connection.
+        if self.unready.is_some() {
+            return Poll::Ready(Ok(()));
+        }
         match self.inner.poll_ready(cx) {
-            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(err)) => {
+                self.unready = Some(err.into());
+                Poll::Ready(Ok(()))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -315,9 +473,14 @@ where
             request_id: req.headers().get(&X_REQUEST_ID).cloned(),
             shared: self.shared.clone(),
         };
-        ResponseFuture {
-            inner: self.inner.call(req),
-            context: Some(context),
+        match self.unready.take() {
+            Some(err) => ResponseFuture::Unready {
+                failed: Some((err, context)),
+            },
+            None => ResponseFuture::Called {
+                inner: self.inner.call(req),
+                context: Some(context),
+            },
         }
     }
 }
@@ -329,12 +492,57 @@ struct FailureContext {
     shared: Arc<RescueShared>,
 }
 
+impl FailureContext {
+    /// Classifies `err`, counts and logs it once, and answers it.
+    fn answer<RB: From<Bytes>>(self, err: BoxError) -> Response<RB> {
+        let failure = classify(&err);
+        let request_id = self
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match failure.kind() {
+            Some(kind) => {
+                self.shared.metrics.upstream_failure(kind);
+                let message = if err.is::<InspectError>() {
+                    "upstream body failed while it was inspected"
+                } else {
+                    "upstream request failed"
+                };
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    request_id,
+                    path = self.uri.path(),
+                    error = %error_chain(&*err),
+                    "{message}"
+                );
+            }
+            None => tracing::debug!(
+                request_id,
+                error = %error_chain(&*err),
+                "request body failed while forwarding"
+            ),
+        }
+        failure.respond(
+            &self.shared.failures,
+            self.uri.path(),
+            self.request_id.as_ref(),
+        )
+    }
+}
+
 pin_project! {
     /// Response future of [`Rescue`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        context: Option<FailureContext>,
+    #[project = ResponseFutureProj]
+    pub enum ResponseFuture<F> {
+        /// The inner service has the request.
+        Called {
+            #[pin]
+            inner: F,
+            context: Option<FailureContext>,
+        },
+        /// The inner service was not ready: answered with its readiness error.
+        Unready { failed: Option<(BoxError, FailureContext)> },
     }
 }
 
@@ -342,54 +550,30 @@ impl<F, RB, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<RB>, E>>,
     E: Into<BoxError>,
-    RB: Into<ProxyBody>,
+    RB: From<Bytes>,
 {
-    type Output = Result<Response<ProxyBody>, std::convert::Infallible>;
+    type Output = Result<Response<RB>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = match this.inner.poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(result) => result,
-        };
-        match result {
-            Ok(response) => Poll::Ready(Ok(response.map(Into::into))),
-            Err(err) => {
-                let err: BoxError = err.into();
-                let failure = classify(&err);
-                let Some(ctx) = this.context.take() else {
-                    // Polled after completion: a caller bug, answered generically.
-                    return Poll::Ready(Ok(
-                        Problem::new(StatusCode::BAD_GATEWAY).into_response::<ProxyBody>()
-                    ));
+        match self.project() {
+            ResponseFutureProj::Called { inner, context } => {
+                let result = match inner.poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => result,
                 };
-                let request_id = ctx
-                    .request_id
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                match failure.kind() {
-                    Some(kind) => {
-                        ctx.shared.metrics.upstream_failure(kind);
-                        tracing::warn!(
-                            kind,
-                            request_id,
-                            path = ctx.uri.path(),
-                            error = %error_chain(&*err),
-                            "upstream request failed"
-                        );
-                    }
-                    None => tracing::debug!(
-                        request_id,
-                        error = %error_chain(&*err),
-                        "request body failed while forwarding"
-                    ),
-                }
-                Poll::Ready(Ok(failure.respond(
-                    &ctx.shared.failures,
-                    ctx.uri.path(),
-                    ctx.request_id.as_ref(),
-                )))
+                Poll::Ready(Ok(match result {
+                    Ok(response) => response,
+                    Err(err) => context
+                        .take()
+                        .expect("a rescue future is not polled after it completed")
+                        .answer(err.into()),
+                }))
+            }
+            ResponseFutureProj::Unready { failed } => {
+                let (err, context) = failed
+                    .take()
+                    .expect("a rescue future is not polled after it completed");
+                Poll::Ready(Ok(context.answer(err)))
             }
         }
     }
@@ -422,29 +606,36 @@ mod tests {
     #[test]
     fn status_table() {
         let cfg = failures();
+        use FailureKind as K;
         let cases = [
-            (Failure::Refused, 502, Some("connect")),
-            (Failure::Unreachable, 502, Some("connect")),
-            (Failure::Dns, 502, Some("connect")),
-            (Failure::ConnectTimeout, 504, Some("connect_timeout")),
-            (Failure::ResponseTimeout, 504, Some("timeout")),
-            (Failure::Reset, 502, Some("reset")),
-            (Failure::Protocol, 502, Some("protocol")),
-            (Failure::Incomplete, 502, Some("incomplete")),
+            (Failure::Refused, 502, Some(K::Connect)),
+            (Failure::Unreachable, 502, Some(K::Connect)),
+            (Failure::Dns, 502, Some(K::Connect)),
+            (Failure::ConnectTimeout, 504, Some(K::ConnectTimeout)),
+            (Failure::ResponseTimeout, 504, Some(K::Timeout)),
+            (Failure::Reset, 502, Some(K::Reset)),
+            (Failure::Protocol, 502, Some(K::Protocol)),
+            (Failure::Incomplete, 502, Some(K::Incomplete)),
             (Failure::ClientBody, 400, None),
             (Failure::RequestTooLarge, 413, None),
             (Failure::ClientTimeout, 408, None),
-            (Failure::Other, 502, Some("other")),
+            (Failure::Refusal(Refusal::Connect), 405, None),
+            (Failure::Refusal(Refusal::BodyTooLarge), 413, None),
+            (Failure::Refusal(Refusal::MissingHost), 400, None),
+            (Failure::OverCapacity, 503, None),
+            (Failure::Other, 502, Some(K::Other)),
         ];
         for (failure, status, kind) in cases {
             assert_eq!(failure.status(&cfg), status, "{failure:?}");
             assert_eq!(failure.kind(), kind, "{failure:?}");
-            let r: Response<ProxyBody> = failure.respond(&cfg, "/x", None);
-            let ps = r.headers()[&PROXY_STATUS].to_str().unwrap();
-            assert_eq!(
-                ps,
-                format!("candor; error={}", failure.proxy_status_error())
-            );
+            let r: Response<Bytes> = failure.respond(&cfg, "/x", None);
+            match failure.proxy_status_error() {
+                Some(error) => assert_eq!(
+                    r.headers()[&PROXY_STATUS],
+                    format!("candor; error={error}").as_str()
+                ),
+                None => assert!(r.headers().get(&PROXY_STATUS).is_none()),
+            }
         }
     }
 
@@ -452,11 +643,42 @@ mod tests {
     fn every_503_carries_retry_after_rounded_up() {
         let mut cfg = failures();
         cfg.connect = StatusCode::SERVICE_UNAVAILABLE;
-        let r: Response<ProxyBody> = Failure::Refused.respond(&cfg, "/", None);
+        let r: Response<Bytes> = Failure::Refused.respond(&cfg, "/", None);
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
-        let r: Response<ProxyBody> = Failure::ResponseTimeout.respond(&cfg, "/", None);
+        let r: Response<Bytes> = Failure::ResponseTimeout.respond(&cfg, "/", None);
         assert!(r.headers().get(RETRY_AFTER).is_none());
+        let r: Response<Bytes> = Failure::OverCapacity.respond(&cfg, "/", None);
+        assert_eq!(r.headers()[RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn refusals_close_and_a_refused_connect_lists_the_methods() {
+        let cfg = failures();
+        let r: Response<Bytes> = Failure::Refusal(Refusal::Connect).respond(&cfg, "/", None);
+        assert_eq!(r.headers()[CONNECTION], "close");
+        assert!(r.headers()[ALLOW].to_str().unwrap().contains("GET"));
+        let r: Response<Bytes> = Failure::Refusal(Refusal::DuplicateHost).respond(&cfg, "/", None);
+        assert_eq!(r.headers()[CONNECTION], "close");
+        assert!(r.headers().get(ALLOW).is_none());
+    }
+
+    #[test]
+    fn the_over_capacity_answer_is_well_framed() {
+        let text = std::str::from_utf8(over_capacity()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{head}"
+        );
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(head.contains("retry-after: 1\r\n"), "{head}");
+        assert!(head.contains("proxy-status: candor; error=connection_limit_reached\r\n"));
+        assert!(head.contains("connection: close\r\n"));
+        let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(doc["status"], 503);
+        assert_eq!(doc["detail"], "Too many connections; retry shortly.");
+        assert!(doc.get("instance").is_none(), "{doc}");
     }
 
     #[test]
@@ -471,6 +693,8 @@ mod tests {
         assert_eq!(classify(&unreachable), Failure::Unreachable);
         let timeout: BoxError = Box::new(UpstreamError::ConnectTimeout);
         assert_eq!(classify(&timeout), Failure::ConnectTimeout);
+        let unasked: BoxError = Box::new(UpstreamError::UnaskedUpgrade);
+        assert_eq!(classify(&unasked), Failure::Protocol);
         let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
         assert_eq!(classify(&elapsed), Failure::ResponseTimeout);
         let other: BoxError = "something new".into();
@@ -482,5 +706,13 @@ mod tests {
         assert_eq!(classify(&stalled), Failure::ResponseTimeout);
         let too_large: BoxError = Box::new(BodyError::TooLarge { limit: 1 });
         assert_eq!(classify(&too_large), Failure::RequestTooLarge);
+        let cut: BoxError = Box::new(InspectError::Body("reset".into()));
+        assert_eq!(classify(&cut), Failure::Incomplete);
+        let stalled_inspection: BoxError =
+            Box::new(InspectError::Body(Box::new(BodyError::Idle {
+                side: Side::Response,
+                idle: Duration::from_secs(1),
+            })));
+        assert_eq!(classify(&stalled_inspection), Failure::ResponseTimeout);
     }
 }

@@ -2,33 +2,42 @@
 //!
 //! # Layout
 //!
+//! From the bottom of the module graph up (a module uses only those above it in this table,
+//! and `tests/it/module_graph.rs` fails on a cycle):
+//!
 //! | module | owns |
 //! | --- | --- |
-//! | [`cli`] | the `candor` command line: `run`, `check`, `demo`; logging setup; exit codes |
-//! | [`config`] | the TOML schema, loading with environment overrides, validation into compiled types |
-//! | [`rules`] | the compiled rule set and its pure evaluation |
-//! | [`inspect`] | bounded body collection and decoding, the `NormalizeLayer` |
-//! | [`builtin`] | the built-in normalisations: HTML errors, scrubbing, `Retry-After` |
-//! | [`proxy`] | accept loop, header hygiene, the per-connection front service, `build_stack` |
-//! | [`upstream`] | the pooled HTTP/1.1 upstream client as a tower `Service` |
-//! | [`failure`] | classifying upstream errors and the rescue layer that answers them |
+//! | [`headers`] | shared HTTP vocabulary: header names, the head limit, hop-by-hop fields, `Retry-After` |
+//! | [`guard`] | body guards: the byte limit and idle timeout around a streaming body |
+//! | [`pattern`] | regexes compiled within candor's size limits |
 //! | [`problem`] | RFC 9457 problem documents |
-//! | [`body`] | the response body type |
-//! | [`metrics`] | Prometheus metrics |
-//! | [`memory`] | the allocator's thresholds, and handing freed heap back to the operating system |
-//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the status page and `/status.json` |
-//! | [`reload`] | hot reload: SIGHUP and the config file's directory, swapped in atomically |
+//! | [`logging`] | JSON log lines |
+//! | [`rules`] | the compiled rule set and its pure evaluation |
+//! | [`builtin`] | the built-in normalisations: HTML errors, scrubbing, `Retry-After` |
+//! | [`config`] | the TOML schema, loading with environment overrides, validation and compilation |
+//! | [`metrics`] | Prometheus metrics, their typed labels, and the record behind the status page |
+//! | [`upstream`] | the pooled HTTP/1.1 upstream client as a tower `Service` |
+//! | [`inspect`] | bounded body collection and decoding, the `NormalizeLayer` |
+//! | [`failure`] | the one table from cause to status and the rescue layer: the only place an error becomes a response |
+//! | [`listener`] | binding sockets, following the live ones |
 //! | [`status`] | what the status page, `/status.json` and `candor top` show |
+//! | [`reload`] | the live configuration ([`reload::Loaded`]) and hot reload |
+//! | [`proxy`] | workers: accept loop, the front's phases, header hygiene, the stack |
+//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the status page and `/status.json` |
+//! | [`memory`] | the allocator's thresholds, and handing freed heap back to the operating system |
 //! | [`demo`] | the embedded legacy upstream behind `candor demo` |
+//! | [`cli`] | the `candor` command line |
 //!
-//! [`run`] serves a validated [`config::Config`] on listeners the caller bound, until a shutdown
-//! future completes; tests bind port 0 and call it directly. [`run_with`] adds hot reload.
+//! [`serve`] runs candor on the caller's runtime (one worker), so a test can pause time;
+//! [`run`] and [`run_with`] are the thread-per-core wrapper the binary uses, one current-thread
+//! runtime per `server.workers`. All take listeners the caller bound and a shutdown future;
+//! tests bind port 0.
 // Two foreign calls need `unsafe` (`memory`: glibc's `malloc_trim` and `mallopt`); everything
 // else is safe code, and `deny` keeps it that way unless a module says why.
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod admin;
-pub mod body;
 pub mod builtin;
 pub mod cli;
 pub mod config;
@@ -36,10 +45,14 @@ pub mod demo;
 pub mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guard;
+pub mod headers;
 pub mod inspect;
+pub mod listener;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod pattern;
 pub mod problem;
 pub mod proxy;
 pub mod reload;
@@ -54,15 +67,15 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use crate::admin::Health;
 use crate::config::Config;
-use crate::inspect::Normalizer;
+use crate::listener::Following;
 use crate::metrics::Metrics;
-use crate::proxy::Loaded;
+use crate::proxy::limits::Gate;
 pub use crate::reload::Reload;
+use crate::reload::{Loaded, Reloader};
 use crate::status::Status;
 
 /// Why candor could not start or keep serving.
@@ -99,8 +112,9 @@ impl Listeners {
 
     /// Binds the given addresses (port 0 picks a free port).
     pub fn bind_to(proxy: SocketAddr, admin: SocketAddr) -> Result<Self, RunError> {
-        let bind =
-            |addr, role| proxy::bind(addr).map_err(|source| RunError::Bind { addr, role, source });
+        let bind = |addr, role| {
+            listener::bind(addr).map_err(|source| RunError::Bind { addr, role, source })
+        };
         Ok(Listeners {
             proxy: bind(proxy, "proxy")?,
             admin: bind(admin, "admin")?,
@@ -138,143 +152,239 @@ pub async fn run(
 ///
 /// Each of `server.workers` proxy workers is a thread with its own current-thread runtime and
 /// its own upstream connection pool, all accepting on the one listening socket: no work stealing
-/// and no cross-thread wakeups on the request path (`shared/perf.md`: -2 to -5 % CPU per request).
-/// The admin endpoints and the reload loop run on the caller's runtime. The process's allocator
-/// is tuned for this use ([`memory::tune`], glibc only) unless `GLIBC_TUNABLES` sets it.
+/// and no cross-thread wakeups on the request path (2 to 5 % less CPU per request). The admin
+/// endpoints and the reload loop run on the caller's runtime.
 pub async fn run_with(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
     reload: Option<Reload>,
 ) -> Result<(), RunError> {
-    memory::tune();
-    let config = Arc::new(config);
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
-    let registry = Arc::new(registry);
-    let health = Arc::new(Health::default());
-    // The status page's view; hot reload calls `set_config` again on every swap.
-    let status = Arc::new(Status::new(metrics.clone()));
-    status.set_config(&config, SystemTime::now());
+    Server::start(config, listeners, reload)?
+        .run(Workers::Threads, shutdown)
+        .await
+}
 
-    let proxy_addr = listeners.proxy_addr().map_err(RunError::Worker)?;
-    let admin_addr = listeners.admin_addr().map_err(RunError::Worker)?;
-    for listener in [&listeners.proxy, &listeners.admin] {
-        listener.set_nonblocking(true).map_err(RunError::Worker)?;
+/// Serves like [`run_with`], but with one worker on the caller's runtime instead of
+/// `server.workers` threads: the same proxy, admin endpoints and reload, in a form a test can
+/// drive with `#[tokio::test(start_paused = true)]`.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    reload: Option<Reload>,
+) -> Result<(), RunError> {
+    Server::start(config, listeners, reload)?
+        .run(Workers::Here, shutdown)
+        .await
+}
+
+/// Where the proxy workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workers {
+    /// `server.workers` threads, each with its own current-thread runtime.
+    Threads,
+    /// One worker, as a task on the caller's runtime.
+    Here,
+}
+
+/// What every worker, the admin listener and the reloader share, set up before any of them
+/// starts.
+struct Server {
+    config: Arc<Config>,
+    metrics: Metrics,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    status: Arc<Status>,
+    gate: Arc<Gate>,
+    publish: watch::Sender<Arc<Loaded>>,
+    loaded: watch::Receiver<Arc<Loaded>>,
+    reload: Option<Reload>,
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+}
+
+impl Server {
+    fn start(
+        config: Config,
+        listeners: Listeners,
+        reload: Option<Reload>,
+    ) -> Result<Server, RunError> {
+        let config = Arc::new(config);
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        // The status page's view; hot reload calls `set_config` again on every swap.
+        let status = Arc::new(Status::new(metrics.clone()));
+        status.set_config(&config, SystemTime::now());
+        let proxy_addr = listeners.proxy_addr().map_err(RunError::Worker)?;
+        let admin_addr = listeners.admin_addr().map_err(RunError::Worker)?;
+        for listener in [&listeners.proxy, &listeners.admin] {
+            listener.set_nonblocking(true).map_err(RunError::Worker)?;
+        }
+        let (publish, loaded) = watch::channel(Arc::new(Loaded::first(
+            config.clone(),
+            listeners.proxy,
+            listeners.admin,
+        )));
+        Ok(Server {
+            gate: Arc::new(Gate::new(metrics.connections_open())),
+            config,
+            metrics,
+            registry: Arc::new(registry),
+            health: Arc::new(Health::default()),
+            status,
+            publish,
+            loaded,
+            reload,
+            proxy_addr,
+            admin_addr,
+        })
     }
-    let (publish, loaded) = watch::channel(Arc::new(Loaded {
-        normalizer: Arc::new(Normalizer::new(config.clone())),
-        config: config.clone(),
-        listener: Arc::new(listeners.proxy),
-        admin: Arc::new(listeners.admin),
-    }));
 
-    let gate = Arc::new(proxy::limits::Gate::new(metrics.connections_open()));
-    let (stop_workers, workers_stop) = watch::channel(false);
-    let mut started = Vec::with_capacity(config.server.workers);
-    let mut finished = Vec::with_capacity(config.server.workers);
-    for index in 0..config.server.workers.max(1) {
-        let listener = loaded
-            .borrow()
-            .listener
-            .try_clone()
-            .map_err(RunError::Worker)?;
-        let (up, up_rx) = oneshot::channel::<io::Result<()>>();
-        let (done, done_rx) = oneshot::channel::<()>();
-        let loaded = loaded.clone();
-        let metrics = metrics.clone();
-        let gate = gate.clone();
-        let stop = workers_stop.clone();
-        std::thread::Builder::new()
-            .name(format!("candor-worker-{index}"))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(err) => {
-                        let _ = up.send(Err(err));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let listener = match TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(err) => {
-                            let _ = up.send(Err(err));
-                            return;
-                        }
-                    };
-                    let _ = up.send(Ok(()));
-                    if let Err(err) = proxy::serve(listener, loaded, metrics, gate, stop).await {
-                        tracing::error!(error = %err, "worker stopped");
-                    }
+    /// Starts one proxy worker (`Threads`: one per `server.workers`); `started` reports whether
+    /// it could listen, `finished` when it has drained.
+    fn start_worker(
+        &self,
+        index: usize,
+        workers: Workers,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(oneshot::Receiver<io::Result<()>>, oneshot::Receiver<()>), RunError> {
+        let (up, started) = oneshot::channel::<io::Result<()>>();
+        let (done, finished) = oneshot::channel::<()>();
+        let source = self.loaded.borrow().listener.clone();
+        let (loaded, metrics, gate, stop) = (
+            self.loaded.clone(),
+            self.metrics.clone(),
+            self.gate.clone(),
+            stop.clone(),
+        );
+        let worker = async move {
+            let listener = match Following::new(source) {
+                Ok(listener) => listener,
+                Err(err) => {
+                    let _ = up.send(Err(err));
+                    return;
+                }
+            };
+            let _ = up.send(Ok(()));
+            if let Err(err) = proxy::serve(listener, loaded, metrics, gate, stop).await {
+                tracing::error!(error = %err, "worker stopped");
+            }
+        };
+        match workers {
+            Workers::Here => {
+                tokio::spawn(async move {
+                    worker.await;
+                    let _ = done.send(());
                 });
-                let _ = done.send(());
-            })
-            .map_err(RunError::Worker)?;
-        started.push(up_rx);
-        finished.push(done_rx);
+            }
+            Workers::Threads => {
+                std::thread::Builder::new()
+                    .name(format!("candor-worker-{index}"))
+                    .spawn(move || {
+                        match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(runtime) => runtime.block_on(worker),
+                            // `worker` is dropped unstarted, and with it `up`: the start fails.
+                            Err(err) => tracing::error!(error = %err, "cannot start a worker"),
+                        }
+                        let _ = done.send(());
+                    })
+                    .map_err(RunError::Worker)?;
+            }
+        }
+        Ok((started, finished))
     }
 
-    let (stop_admin, admin_stop) = watch::channel(false);
-    let admin = tokio::spawn(admin::serve(
-        loaded.clone(),
-        registry,
-        health.clone(),
-        status.clone(),
-        admin_stop.clone(),
-    ));
-    let trimmer = tokio::spawn(memory::trim_after_bursts(gate.clone(), admin_stop.clone()));
-    // Without reload the sender still has to live until the end: workers stop when it is gone.
-    let (reloader, _publish) = match reload {
-        Some(reload) => {
-            let reloader = reload::Reloader::start(reload);
-            let task = tokio::spawn(reloader.run(publish, metrics.clone(), status, admin_stop));
-            (Some(task), None)
+    async fn run(
+        self,
+        workers: Workers,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunError> {
+        let count = match workers {
+            Workers::Threads => self.config.server.workers.max(1),
+            Workers::Here => 1,
+        };
+        let (stop_workers, workers_stop) = watch::channel(false);
+        let mut started = Vec::with_capacity(count);
+        let mut finished = Vec::with_capacity(count);
+        for index in 0..count {
+            let (up, done) = self.start_worker(index, workers, &workers_stop)?;
+            started.push(up);
+            finished.push(done);
         }
-        None => (None, Some(publish)),
-    };
 
-    let mut failed = None;
-    for up in started {
-        match up.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => failed = Some(err),
-            Err(_) => failed = Some(io::Error::other("worker exited during start")),
+        let (stop_admin, admin_stop) = watch::channel(false);
+        let admin = tokio::spawn(admin::serve(
+            self.loaded.clone(),
+            self.registry.clone(),
+            self.health.clone(),
+            self.status.clone(),
+            admin_stop.clone(),
+        ));
+        let trimmer = tokio::spawn(memory::trim_after_bursts(
+            self.gate.clone(),
+            admin_stop.clone(),
+        ));
+        // Without reload the sender still has to live until the end: workers stop when it is
+        // gone.
+        let (reloader, _publish) = match self.reload {
+            Some(reload) => {
+                let reloader = Reloader::start(reload);
+                let task = tokio::spawn(reloader.run(
+                    self.publish,
+                    self.metrics.clone(),
+                    self.status.clone(),
+                    admin_stop,
+                ));
+                (Some(task), None)
+            }
+            None => (None, Some(self.publish)),
+        };
+
+        let mut failed = None;
+        for up in started {
+            match up.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => failed = Some(err),
+                Err(_) => failed = Some(io::Error::other("worker exited during start")),
+            }
         }
-    }
-    if let Some(err) = failed {
+        if let Some(err) = failed {
+            let _ = stop_workers.send(true);
+            let _ = stop_admin.send(true);
+            return Err(RunError::Worker(err));
+        }
+        self.health.set_ready(true);
+        tracing::info!(
+            listen = %self.proxy_addr,
+            admin = %self.admin_addr,
+            workers = count,
+            "ready"
+        );
+
+        shutdown.await;
+        // Not ready first, so a load balancer stops sending new requests while the old ones
+        // drain.
+        self.health.set_ready(false);
+        tracing::info!(drain_timeout = ?self.config.server.drain_timeout, "shutting down");
         let _ = stop_workers.send(true);
+        // The socket itself stops listening now (new connections are refused), although the
+        // current configuration still holds a handle to it until `run` returns.
+        let _ = socket2::SockRef::from(&*self.loaded.borrow().listener)
+            .shutdown(std::net::Shutdown::Both);
+        for done in finished {
+            let _ = done.await;
+        }
         let _ = stop_admin.send(true);
-        return Err(RunError::Worker(err));
+        let _ = admin.await;
+        let _ = trimmer.await;
+        if let Some(reloader) = reloader {
+            let _ = reloader.await;
+        }
+        tracing::info!("stopped");
+        Ok(())
     }
-    health.set_ready(true);
-    tracing::info!(
-        listen = %proxy_addr,
-        admin = %admin_addr,
-        workers = config.server.workers,
-        "ready"
-    );
-
-    shutdown.await;
-    // Not ready first, so a load balancer stops sending new requests while the old ones drain.
-    health.set_ready(false);
-    tracing::info!(drain_timeout = ?config.server.drain_timeout, "shutting down");
-    let _ = stop_workers.send(true);
-    // The socket itself stops listening now (new connections are refused), although the current
-    // configuration still holds a handle to it until `run` returns.
-    let _ = socket2::SockRef::from(&*loaded.borrow().listener).shutdown(std::net::Shutdown::Both);
-    for done in finished {
-        let _ = done.await;
-    }
-    let _ = stop_admin.send(true);
-    let _ = admin.await;
-    let _ = trimmer.await;
-    if let Some(reloader) = reloader {
-        let _ = reloader.await;
-    }
-    tracing::info!("stopped");
-    Ok(())
 }

@@ -2,8 +2,9 @@
 //! recorded without locks on the hot path where it matters and encoded by prometheus-client in
 //! the classic text format that `promtool check metrics` accepts.
 //!
-//! Labels are bounded by construction: status codes, failure kinds from a fixed list, and (later)
-//! rule names from the config. Never a path, host or error text.
+//! Labels are bounded by construction: status codes, failure kinds and skip reasons from the
+//! enums below, and rule names from the config. Never a path, host or error text. The record
+//! behind the status page (`recorder.rs`) is fed by the same call that counts a rewrite.
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -18,10 +19,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::status::{Recorder, Rewrite};
-
 mod histogram;
+mod recorder;
+
 use histogram::DurationHistogram;
+pub use recorder::{Entry, Recorder, Rewrite, MAX_PATH, RECENT};
 
 /// Buckets of `candor_request_duration_seconds`: OpenTelemetry's advice for HTTP durations,
 /// extended down to 1 ms (a sidecar's own answers are sub-millisecond) and up to 60 s (slow
@@ -30,19 +32,84 @@ const DURATION_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// Failure kinds that exist from the start, so dashboards show 0 rather than "no data".
-const FAILURE_KINDS: [&str; 7] = [
-    "connect",
-    "connect_timeout",
-    "timeout",
-    "reset",
-    "protocol",
-    "incomplete",
-    "other",
-];
+/// The `kind` label of `candor_upstream_failures_total`: what went wrong with an upstream
+/// exchange. Every kind exists from the start, so dashboards show 0 rather than "no data".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// Refused, unreachable, or the host name did not resolve.
+    Connect,
+    /// The TCP connection was not made within `upstream.connect_timeout`.
+    ConnectTimeout,
+    /// No response head within `upstream.timeout`, or a body that stalled.
+    Timeout,
+    /// The connection ended before a response head.
+    Reset,
+    /// Not a valid HTTP/1.1 response (or a protocol switch nobody asked for).
+    Protocol,
+    /// The body ended early while candor was reading it for inspection.
+    Incomplete,
+    /// Anything else.
+    Other,
+}
 
-/// Reasons a wanted body was not inspected, pre-registered like the failure kinds.
-const SKIP_REASONS: [&str; 4] = ["too_large", "content_type", "encoding", "busy"];
+impl FailureKind {
+    /// Every kind, in the order the status page lists them.
+    pub const ALL: [FailureKind; 7] = [
+        FailureKind::Connect,
+        FailureKind::ConnectTimeout,
+        FailureKind::Timeout,
+        FailureKind::Reset,
+        FailureKind::Protocol,
+        FailureKind::Incomplete,
+        FailureKind::Other,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect",
+            FailureKind::ConnectTimeout => "connect_timeout",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Reset => "reset",
+            FailureKind::Protocol => "protocol",
+            FailureKind::Incomplete => "incomplete",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+/// The `reason` label of `candor_inspect_skipped_total`: why a body a rule wanted was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// Larger than `inspect.max_body_bytes`.
+    TooLarge,
+    /// Not one of `inspect.content_types`.
+    ContentType,
+    /// A `Content-Encoding` candor does not decode, or a corrupt encoded body.
+    Encoding,
+    /// `inspect.max_concurrent` bodies were already being read.
+    Busy,
+}
+
+impl SkipReason {
+    /// Every reason, pre-registered like the failure kinds.
+    pub const ALL: [SkipReason; 4] = [
+        SkipReason::TooLarge,
+        SkipReason::ContentType,
+        SkipReason::Encoding,
+        SkipReason::Busy,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::TooLarge => "too_large",
+            SkipReason::ContentType => "content_type",
+            SkipReason::Encoding => "encoding",
+            SkipReason::Busy => "busy",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
@@ -80,10 +147,12 @@ pub struct Metrics {
     /// status's counter once seen, so counting a request is one atomic add instead of a locked
     /// map lookup, and the status page can read every count back.
     requests_by_status: Arc<[OnceLock<Counter>]>,
-    upstream_failures: Family<KindLabels, Counter>,
+    /// The counter of each [`FailureKind`], by its position in [`FailureKind::ALL`].
+    failure_counters: Arc<[Counter; 7]>,
     duration: DurationHistogram,
     rewrites: Family<RewriteLabels, Counter>,
-    inspect_skipped: Family<ReasonLabels, Counter>,
+    /// The counter of each [`SkipReason`], by its position in [`SkipReason::ALL`].
+    skip_counters: Arc<[Counter; 4]>,
     reloads: Family<ResultLabels, Counter>,
     connections_open: Gauge,
     connections_rejected: Counter,
@@ -137,9 +206,13 @@ impl Metrics {
             "Upstream exchanges that failed before a response head arrived, by kind",
             upstream_failures.clone(),
         );
-        for kind in FAILURE_KINDS {
-            let _ = upstream_failures.get_or_create(&KindLabels { kind });
-        }
+        let failure_counters = Arc::new(FailureKind::ALL.map(|kind| {
+            upstream_failures
+                .get_or_create(&KindLabels {
+                    kind: kind.as_str(),
+                })
+                .clone()
+        }));
         let duration = DurationHistogram::new(&DURATION_BUCKETS);
         registry.register(
             "request_duration_seconds",
@@ -158,9 +231,13 @@ impl Metrics {
             "Responses whose body a rule wanted but candor could not inspect, by reason",
             inspect_skipped.clone(),
         );
-        for reason in SKIP_REASONS {
-            let _ = inspect_skipped.get_or_create(&ReasonLabels { reason });
-        }
+        let skip_counters = Arc::new(SkipReason::ALL.map(|reason| {
+            inspect_skipped
+                .get_or_create(&ReasonLabels {
+                    reason: reason.as_str(),
+                })
+                .clone()
+        }));
         let connections_open = Gauge::default();
         registry.register(
             "connections_open",
@@ -213,10 +290,10 @@ impl Metrics {
         Metrics {
             requests,
             requests_by_status: (100..1000).map(|_| OnceLock::new()).collect(),
-            upstream_failures,
+            failure_counters,
             duration,
             rewrites,
-            inspect_skipped,
+            skip_counters,
             recorder: Arc::default(),
             reloads,
             connections_open,
@@ -310,10 +387,8 @@ impl Metrics {
     }
 
     /// Counts a response whose wanted body was not inspected.
-    pub fn inspect_skipped(&self, reason: &'static str) {
-        self.inspect_skipped
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
+    pub fn inspect_skipped(&self, reason: SkipReason) {
+        self.skip_counters[reason as usize].inc();
     }
 
     /// Counts a response by the status sent to the client.
@@ -337,11 +412,9 @@ impl Metrics {
         };
     }
 
-    /// Counts an upstream failure of `kind` (one of `failure::Failure::kind`'s labels).
-    pub fn upstream_failure(&self, kind: &'static str) {
-        self.upstream_failures
-            .get_or_create(&KindLabels { kind })
-            .inc();
+    /// Counts an upstream failure of `kind`.
+    pub fn upstream_failure(&self, kind: FailureKind) {
+        self.failure_counters[kind as usize].inc();
     }
 
     /// `candor_requests_total` read back: `(status, count)` for every status sent so far,
@@ -355,29 +428,19 @@ impl Metrics {
 
     /// `candor_upstream_failures_total` read back, every kind (zeros included).
     pub fn upstream_failures_by_kind(&self) -> Vec<(&'static str, u64)> {
-        FAILURE_KINDS
+        FailureKind::ALL
             .iter()
-            .map(|&kind| {
-                let count = self
-                    .upstream_failures
-                    .get(&KindLabels { kind })
-                    .map_or(0, |counter| counter.get());
-                (kind, count)
-            })
+            .zip(self.failure_counters.iter())
+            .map(|(kind, counter)| (kind.as_str(), counter.get()))
             .collect()
     }
 
     /// `candor_inspect_skipped_total` read back, every reason (zeros included).
     pub fn inspect_skipped_by_reason(&self) -> Vec<(&'static str, u64)> {
-        SKIP_REASONS
+        SkipReason::ALL
             .iter()
-            .map(|&reason| {
-                let count = self
-                    .inspect_skipped
-                    .get(&ReasonLabels { reason })
-                    .map_or(0, |counter| counter.get());
-                (reason, count)
-            })
+            .zip(self.skip_counters.iter())
+            .map(|(reason, counter)| (reason.as_str(), counter.get()))
             .collect()
     }
 
@@ -501,13 +564,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_enums_index_their_counters() {
+        for (i, kind) in FailureKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "{kind:?}");
+        }
+        for (i, reason) in SkipReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?}");
+        }
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.upstream_failure(FailureKind::Protocol);
+        m.inspect_skipped(SkipReason::Busy);
+        let text = encode(&registry);
+        assert!(
+            text.contains("candor_upstream_failures_total{kind=\"protocol\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("candor_inspect_skipped_total{reason=\"busy\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn counts_statuses_and_failures_in_text_format() {
         let mut registry = Registry::default();
         let m = Metrics::register(&mut registry);
         m.response(http::StatusCode::OK);
         m.response(http::StatusCode::OK);
         m.response(http::StatusCode::BAD_GATEWAY);
-        m.upstream_failure("connect");
+        m.upstream_failure(FailureKind::Connect);
         drop(m.start_request(Instant::now()));
         let text = encode(&registry);
         assert!(

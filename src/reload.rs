@@ -11,7 +11,10 @@
 //!
 //! The watcher watches the config file's *directory*: editors save by renaming a temporary file
 //! over the original, and a Kubernetes ConfigMap volume updates by swapping a `..data` symlink in
-//! the mounted directory; neither is a write to the file itself (ecosystem.md §3.4).
+//! the mounted directory; neither is a write to the file itself.
+//!
+//! This module owns what it publishes: [`Loaded`], one validated configuration as every worker
+//! and the admin listener receive it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,9 +25,40 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
 use crate::inspect::Normalizer;
+use crate::listener;
 use crate::metrics::Metrics;
-use crate::proxy::Loaded;
 use crate::status::Status;
+
+/// A validated configuration as every worker receives it: published at start and after each
+/// reload on a watch channel the workers and the admin listener follow.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Its rules and built-ins, compiled once for all workers.
+    pub normalizer: Arc<Normalizer>,
+    /// The proxy listening socket for this configuration (a new one when `server.listen`
+    /// changed).
+    pub listener: Arc<std::net::TcpListener>,
+    /// The admin listening socket, likewise.
+    pub admin: Arc<std::net::TcpListener>,
+}
+
+impl Loaded {
+    /// The first configuration, on the sockets the caller bound.
+    pub(crate) fn first(
+        config: Arc<Config>,
+        listener: std::net::TcpListener,
+        admin: std::net::TcpListener,
+    ) -> Loaded {
+        Loaded {
+            normalizer: Arc::new(Normalizer::new(config.clone())),
+            config,
+            listener: Arc::new(listener),
+            admin: Arc::new(admin),
+        }
+    }
+}
 
 /// How long to wait after a file event for the burst to end (editors and the kubelet write in
 /// several steps).
@@ -221,7 +255,7 @@ fn rebind(
     if current_addr == next {
         return Ok(current.clone());
     }
-    crate::proxy::bind(next)
+    listener::bind(next)
         .map(Arc::new)
         .map_err(|source| ReloadError::Bind {
             addr: next,

@@ -1,8 +1,7 @@
 //! The upstream client: hyper's connection-level HTTP/1.1 client behind a small per-worker pool,
 //! exposed as a tower `Service`.
 //!
-//! Why not hyper-util's legacy `Client`: measured on this machine it costs 12 % more CPU per
-//! request (`shared/perf.md`). One upstream, one worker thread per pool, LIFO reuse: a connection
+//! Why not hyper-util's legacy `Client`: it cost 12 % more CPU per request in our measurements. One upstream, one worker thread per pool, LIFO reuse: a connection
 //! goes back to the pool the moment its response body reaches end of stream (hyper's dispatcher
 //! is idle by then), so no task is spawned per request and the mutex is never contended.
 //!
@@ -27,8 +26,9 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tower::{BoxError, Service};
 
-use crate::body::{Guarded, Side};
 use crate::config;
+use crate::guard::{Guarded, Side};
+use crate::headers::MAX_HEAD_BYTES;
 
 pin_project! {
     /// The request body candor sends upstream: the client's, with its limit and idle timeout; or
@@ -106,6 +106,10 @@ pub enum UpstreamError {
     /// than plain `chunked`).
     #[error("the upstream response's framing is ambiguous")]
     Framing,
+    /// A 101 to a request that did not ask to switch protocols: the upstream wants to take over
+    /// a connection that is still HTTP to the client. Never switched on.
+    #[error("the upstream switched protocols unasked")]
+    UnaskedUpgrade,
 }
 
 /// Where the upstream lives: an address known at load time, or a name resolved per connection
@@ -142,8 +146,8 @@ struct Idle {
 }
 
 /// The upstream read buffer's ceiling: a 64 KiB body plus its head. It must stay above
-/// `proxy::MAX_HEAD_BYTES`, or heads the limit allows would not fit.
-const UPSTREAM_READ_MAX: usize = crate::proxy::MAX_HEAD_BYTES + 4096;
+/// [`MAX_HEAD_BYTES`], or heads the limit allows would not fit.
+const UPSTREAM_READ_MAX: usize = MAX_HEAD_BYTES + 4096;
 
 impl Client {
     /// A client for `cfg`. Must be called inside the worker's tokio runtime: it spawns the task
@@ -156,13 +160,13 @@ impl Client {
         let mut builder = http1::Builder::new();
         // An upstream response head larger than this is a protocol error (502), not a reason to
         // buffer hundreds of kilobytes.
-        builder.max_header_size(crate::proxy::MAX_HEAD_BYTES);
+        builder.max_header_size(MAX_HEAD_BYTES);
         // One flattened write per message beats hyper's queued writev for the small
-        // request heads a proxy forwards (shared/perf.md: -1.5 % CPU on the upstream side).
+        // request heads a proxy forwards (1.5 % less CPU on the upstream side).
         builder.writev(false);
         // hyper's read buffer adapts up to ~400 KiB; on 64 KiB responses it settled near 256 KiB
-        // per connection, the largest part of candor's heap under load (massif). 68 KiB still
-        // takes a 64 KiB body and its head in one read (shared/perf.md's middle ground).
+        // per connection, the largest part of candor's heap under load. 68 KiB still takes a
+        // 64 KiB body and its head in one read.
         builder.max_buf_size(UPSTREAM_READ_MAX);
         let inner = Arc::new(Inner {
             target,
@@ -269,11 +273,15 @@ impl Inner {
         Ok(sender)
     }
 
-    /// Refuses a response whose framing hyper accepted but other parsers may read differently:
+    /// Refuses a 101 nobody asked for, and a response whose framing hyper accepted but other
+    /// parsers may read differently:
     /// `Transfer-Encoding` with `Content-Length`, or any `Transfer-Encoding` but a plain
     /// `chunked` (nginx `proxy_duplicate_headers.t`, HAProxy `http_transfer_encoding.vtc`). The
     /// connection is dropped with the response, never pooled.
-    fn check_framing(response: &Response<Incoming>) -> Result<(), UpstreamError> {
+    fn check_framing(response: &Response<Incoming>, upgrade: bool) -> Result<(), UpstreamError> {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
+            return Err(UpstreamError::UnaskedUpgrade);
+        }
         let headers = response.headers();
         let mut codings = headers.get_all(http::header::TRANSFER_ENCODING).iter();
         let Some(coding) = codings.next() else {
@@ -295,13 +303,15 @@ impl Inner {
         self: Arc<Self>,
         mut req: Request<RequestBody>,
     ) -> Result<Response<UpstreamBody>, BoxError> {
+        // The proxy front forwards `Upgrade` only for a protocol switch the client asked for.
+        let upgrade = req.headers().contains_key(http::header::UPGRADE);
         if let Some((mut sender, idle_for)) = self.checkout() {
             let idempotent = is_idempotent(req.method());
             let replay = (idempotent && idle_for >= RACE_IDLE && req.body().is_end_stream())
                 .then(|| head_copy(&req));
             match sender.try_send_request(req).await {
                 Ok(response) => {
-                    Self::check_framing(&response)?;
+                    Self::check_framing(&response, upgrade)?;
                     return Ok(self.attach(response, sender));
                 }
                 Err(mut err) => match (err.take_message(), replay) {
@@ -322,7 +332,7 @@ impl Inner {
             .send_request(req)
             .await
             .map_err(UpstreamError::Http)?;
-        Self::check_framing(&response)?;
+        Self::check_framing(&response, upgrade)?;
         Ok(self.attach(response, sender))
     }
 

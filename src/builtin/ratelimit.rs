@@ -3,8 +3,8 @@
 //! When the upstream answers with one of the configured statuses (429, 503, …) and no
 //! `Retry-After`, the normalize layer adds one (RFC 9110 §10.2.3). [`retry_after_from_reset`]
 //! reads the upstream's own idea of when the limit resets; if it has none worth trusting, the
-//! layer uses the configured `default`. [`header_value`] writes the delay-seconds form, which is
-//! digits only and so can never smuggle a header line (B8). An upstream `Retry-After` is never
+//! layer uses the configured `default`; `headers::retry_after` writes the delay-seconds form,
+//! which is digits only and so can never smuggle a header line. An upstream `Retry-After` is never
 //! replaced: that decision belongs to the layer, which only calls this when the header is absent.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,11 +51,6 @@ pub fn retry_after_from_reset(headers: &HeaderMap, now: SystemTime) -> Option<u6
         .or_else(|| draft_reset(headers))
 }
 
-/// A `Retry-After` value in delay-seconds form (RFC 9110 §10.2.3).
-pub fn header_value(seconds: u64) -> HeaderValue {
-    HeaderValue::from(seconds)
-}
-
 /// The header's value if it appears exactly once; two values for a reset are a contradiction.
 fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h HeaderValue> {
     let mut values = headers.get_all(name).iter();
@@ -81,7 +76,7 @@ fn reset(value: &HeaderValue, now: SystemTime) -> Option<u64> {
     match at.duration_since(now) {
         Ok(ahead) => {
             // Round up: retrying a fraction of a second early would hit the limit again.
-            let secs = ahead.as_secs() + u64::from(ahead.subsec_nanos() > 0);
+            let secs = crate::headers::whole_seconds(ahead);
             (secs <= MAX_DELAY_SECS).then_some(secs)
         }
         Err(_) => Some(0),
@@ -101,8 +96,8 @@ fn draft_reset(headers: &HeaderMap) -> Option<u64> {
     if joined.is_empty() {
         return None;
     }
-    let policies = sf::list(&joined)?;
-    let usable = |p: &&sf::Policy| {
+    let policies = policies(&joined)?;
+    let usable = |p: &&Policy| {
         p.t.is_some_and(|t| (0..=MAX_DELAY_SECS as i64).contains(&t))
     };
     let exhausted = policies
@@ -115,204 +110,35 @@ fn draft_reset(headers: &HeaderMap) -> Option<u64> {
     u64::try_from(t).ok()
 }
 
-/// Just enough of RFC 9651 (Structured Field Values) to read a List's member parameters.
-mod sf {
-    /// The parameters of one List member that matter for a delay.
-    #[derive(Debug, Default, PartialEq, Eq)]
-    pub struct Policy {
-        /// `r`: the quota remaining.
-        pub r: Option<i64>,
-        /// `t`: seconds until the quota resets.
-        pub t: Option<i64>,
-    }
+/// The quota parameters of one `RateLimit` policy.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Policy {
+    /// `r`: the quota remaining.
+    r: Option<i64>,
+    /// `t`: seconds until the quota resets.
+    t: Option<i64>,
+}
 
-    /// A bare item, reduced to what is read here.
-    enum Bare {
-        Integer(i64),
-        Other,
-    }
-
-    /// Parses a List (RFC 9651 §4.2.1); `None` if the input is not one.
-    pub fn list(input: &[u8]) -> Option<Vec<Policy>> {
-        let mut p = Parser { input, at: 0 };
-        p.skip(|b| b == b' ');
-        let mut members = Vec::new();
-        while !p.done() {
-            members.push(p.member()?);
-            p.skip(|b| b == b' ' || b == b'\t');
-            if p.done() {
-                break;
-            }
-            p.expect(b',')?;
-            p.skip(|b| b == b' ' || b == b'\t');
-            if p.done() {
-                // A trailing comma is an error.
-                return None;
-            }
-        }
-        Some(members)
-    }
-
-    struct Parser<'a> {
-        input: &'a [u8],
-        at: usize,
-    }
-
-    impl<'a> Parser<'a> {
-        fn done(&self) -> bool {
-            self.at >= self.input.len()
-        }
-
-        fn peek(&self) -> Option<u8> {
-            self.input.get(self.at).copied()
-        }
-
-        fn expect(&mut self, byte: u8) -> Option<()> {
-            (self.peek()? == byte).then(|| self.at += 1)
-        }
-
-        fn skip(&mut self, what: impl Fn(u8) -> bool) {
-            while self.peek().is_some_and(&what) {
-                self.at += 1;
-            }
-        }
-
-        /// An Item or an Inner List, with its parameters.
-        fn member(&mut self) -> Option<Policy> {
-            if self.peek()? == b'(' {
-                self.at += 1;
-                loop {
-                    self.skip(|b| b == b' ');
-                    if self.peek()? == b')' {
-                        self.at += 1;
-                        break;
-                    }
-                    self.bare()?;
-                    self.parameters()?;
-                    if !matches!(self.peek()?, b' ' | b')') {
-                        return None;
-                    }
-                }
-                // An inner list is not a policy; its parameters are parsed, then dropped.
-                self.parameters()?;
-                return Some(Policy::default());
-            }
-            self.bare()?;
-            self.parameters()
-        }
-
-        /// `*( ";" *SP key [ "=" bare-item ] )`
-        fn parameters(&mut self) -> Option<Policy> {
-            let mut policy = Policy::default();
-            while self.peek() == Some(b';') {
-                self.at += 1;
-                self.skip(|b| b == b' ');
-                let key = self.key()?;
-                let value = if self.peek() == Some(b'=') {
-                    self.at += 1;
-                    self.bare()?
-                } else {
-                    Bare::Other
-                };
-                // A repeated key keeps its last value (RFC 9651 §4.2.3.2).
-                let number = match value {
-                    Bare::Integer(n) => Some(n),
-                    Bare::Other => None,
-                };
-                match key {
-                    b"r" => policy.r = number,
-                    b"t" => policy.t = number,
-                    _ => {}
-                }
-            }
-            Some(policy)
-        }
-
-        fn key(&mut self) -> Option<&'a [u8]> {
-            let start = self.at;
-            let first = self.peek()?;
-            if !(first.is_ascii_lowercase() || first == b'*') {
-                return None;
-            }
-            self.skip(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.*".contains(&b));
-            let input = self.input;
-            Some(&input[start..self.at])
-        }
-
-        fn bare(&mut self) -> Option<Bare> {
-            match self.peek()? {
-                b'-' | b'0'..=b'9' => self.number(),
-                b'"' => self.string(),
-                b'a'..=b'z' | b'A'..=b'Z' | b'*' => {
-                    self.skip(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b));
-                    Some(Bare::Other)
-                }
-                b':' => {
-                    self.at += 1;
-                    self.skip(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
-                    self.expect(b':')?;
-                    Some(Bare::Other)
-                }
-                b'?' => {
-                    self.at += 1;
-                    matches!(self.peek()?, b'0' | b'1').then(|| self.at += 1)?;
-                    Some(Bare::Other)
-                }
-                b'@' => {
-                    self.at += 1;
-                    self.number().map(|_| Bare::Other)
-                }
-                _ => None,
-            }
-        }
-
-        /// An Integer (at most 15 digits) or a Decimal (RFC 9651 §4.2.4).
-        fn number(&mut self) -> Option<Bare> {
-            let negative = self.peek() == Some(b'-');
-            if negative {
-                self.at += 1;
-            }
-            let start = self.at;
-            self.skip(|b| b.is_ascii_digit());
-            let int = &self.input[start..self.at];
-            if int.is_empty() {
-                return None;
-            }
-            if self.peek() == Some(b'.') {
-                self.at += 1;
-                let frac_start = self.at;
-                self.skip(|b| b.is_ascii_digit());
-                let frac = self.at - frac_start;
-                return (int.len() <= 12 && (1..=3).contains(&frac)).then_some(Bare::Other);
-            }
-            if int.len() > 15 {
-                return None;
-            }
-            let magnitude: i64 = std::str::from_utf8(int).ok()?.parse().ok()?;
-            Some(Bare::Integer(if negative { -magnitude } else { magnitude }))
-        }
-
-        fn string(&mut self) -> Option<Bare> {
-            self.at += 1;
-            loop {
-                match self.peek()? {
-                    b'"' => {
-                        self.at += 1;
-                        return Some(Bare::Other);
-                    }
-                    b'\\' => {
-                        self.at += 1;
-                        if !matches!(self.peek()?, b'"' | b'\\') {
-                            return None;
-                        }
-                        self.at += 1;
-                    }
-                    0x20..=0x7e => self.at += 1,
-                    _ => return None,
-                }
-            }
-        }
-    }
+/// Reads a `RateLimit` List (RFC 9651 §4.2.1) with `sfv`: each Item member is a policy, whose
+/// `r` and `t` count only as Integers; an Inner List is no policy. `None` if the input is not a
+/// List.
+fn policies(input: &[u8]) -> Option<Vec<Policy>> {
+    let list: sfv::List = sfv::Parser::new(input).parse().ok()?;
+    let integer = |params: &sfv::Parameters, key: &str| match params.get(key) {
+        Some(sfv::BareItem::Integer(n)) => Some(i64::from(*n)),
+        _ => None,
+    };
+    Some(
+        list.iter()
+            .map(|member| match member {
+                sfv::ListEntry::Item(item) => Policy {
+                    r: integer(&item.params, "r"),
+                    t: integer(&item.params, "t"),
+                },
+                sfv::ListEntry::InnerList(_) => Policy::default(),
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -548,7 +374,7 @@ mod tests {
             (86_400, "86400"),
             (u64::MAX, "18446744073709551615"),
         ] {
-            let value = header_value(seconds);
+            let value = crate::headers::retry_after(seconds);
             assert_eq!(value, text);
             assert!(value.as_bytes().iter().all(u8::is_ascii_digit));
         }

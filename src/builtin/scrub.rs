@@ -14,14 +14,10 @@
 //! (`(?-u)`), and also match the JSON- and HTML-escaped forms a trace takes inside a string or a
 //! page (`\"`, `\/`, `&quot;`, `&lt;`).
 
-use regex::bytes::{RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::bytes::{RegexSet, RegexSetBuilder};
 
-/// Longest pattern a config may add, in bytes (the same bound as rule regexes).
-pub const MAX_PATTERN_LEN: usize = 4096;
-
-/// Cap on one added pattern's compiled program and lazy DFA cache, as for rule regexes, so a
-/// pathological pattern cannot make candor allocate without bound.
-const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+pub use crate::pattern::MAX_PATTERN_LEN;
+use crate::pattern::{self, PatternError, SIZE_LIMIT as PATTERN_SIZE_LIMIT};
 
 /// Cap on the combined set's compiled program, before added patterns: the defaults compile to
 /// about 256 KiB. Each added pattern adds its own limit.
@@ -320,21 +316,14 @@ impl Scrubber {
     /// checked alone first so an error names it.
     pub fn new(extra: &[String]) -> Result<Scrubber, ScrubError> {
         for (index, pattern) in extra.iter().enumerate() {
-            if pattern.len() > MAX_PATTERN_LEN {
-                return Err(ScrubError::TooLong {
-                    index,
-                    len: pattern.len(),
-                });
-            }
-            RegexBuilder::new(pattern)
-                .size_limit(PATTERN_SIZE_LIMIT)
-                .dfa_size_limit(PATTERN_SIZE_LIMIT)
-                .build()
-                .map_err(|e| ScrubError::BadPattern {
+            pattern::bytes(pattern).map_err(|e| match e {
+                PatternError::TooLong { len } => ScrubError::TooLong { index, len },
+                PatternError::Invalid(e) => ScrubError::BadPattern {
                     index,
                     pattern: pattern.clone(),
-                    reason: one_line(&e),
-                })?;
+                    reason: pattern::describe(&e),
+                },
+            })?;
         }
         let defaults = DEFAULTS
             .iter()
@@ -345,7 +334,7 @@ impl Scrubber {
             .dfa_size_limit(SET_DFA_LIMIT.saturating_add(added))
             .build()
             .map_err(|e| ScrubError::TooBig {
-                reason: one_line(&e),
+                reason: pattern::describe(&e),
             })?;
         let kinds = DEFAULTS
             .iter()
@@ -360,21 +349,6 @@ impl Scrubber {
     pub fn find(&self, body: &[u8]) -> Option<Leak> {
         let first = self.set.matches(body).into_iter().next()?;
         self.kinds.get(first).map(|&kind| Leak { kind })
-    }
-}
-
-/// One-line form of a regex error: the crate's message spans several lines with a caret
-/// diagram, whose last line says what is wrong.
-fn one_line(error: &regex::Error) -> String {
-    match error {
-        regex::Error::CompiledTooBig(limit) => {
-            format!("too big once compiled (limit {limit} bytes); simplify it")
-        }
-        other => {
-            let text = other.to_string();
-            let last = text.lines().last().unwrap_or("").trim();
-            last.strip_prefix("error: ").unwrap_or(last).to_owned()
-        }
     }
 }
 
@@ -815,7 +789,7 @@ mod tests {
         let table: &[(Vec<String>, &str)] = &[
             (vec!["ok".into(), "(a".into()], "scrub.patterns[1] = \"(a\": invalid regex: unclosed group"),
             (vec![long], "scrub.patterns[0]: regex too long (4097 bytes, at most 4096)"),
-            (vec!["\\w{1000}{1000}".into()], "scrub.patterns[0] = \"\\\\w{1000}{1000}\": invalid regex: too big once compiled (limit 1048576 bytes); simplify it"),
+            (vec!["\\w{1000}{1000}".into()], "scrub.patterns[0] = \"\\\\w{1000}{1000}\": invalid regex: too big once compiled (limit 1024 KiB); simplify it"),
         ];
         for (patterns, message) in table {
             let error = Scrubber::new(patterns).unwrap_err();

@@ -7,8 +7,8 @@ use http::{Method, StatusCode, Uri};
 
 use super::error::{show_str, FieldPath, Problems};
 use super::spec::TestSpec;
-use super::validate::{header_name, status};
-use crate::inspect::normalize::{HTML_ERRORS, RETRY_AFTER_RULE, SCRUB};
+use super::values::{header_name, status};
+use crate::builtin::Builtin;
 use crate::rules::RuleSet;
 
 /// One compiled `[[tests]]` entry.
@@ -51,9 +51,10 @@ pub struct Expect {
 }
 
 /// The kind of body candor sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BodyKind {
     /// The upstream's bytes.
+    #[default]
     Keep,
     /// A problem document.
     Problem,
@@ -153,9 +154,7 @@ fn one(
 
     let mut expect = Expect::default();
     if let Some(rule) = &spec.expect.rule {
-        let known = rule == "none"
-            || [HTML_ERRORS, RETRY_AFTER_RULE, SCRUB].contains(&rule.as_str())
-            || rules.get(rule).is_some();
+        let known = rule == "none" || Builtin::named(rule).is_some() || rules.get(rule).is_some();
         if !known {
             problems.push(
                 &at.key("expect").key("rule"),

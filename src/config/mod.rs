@@ -13,15 +13,18 @@
 //!    URL, durations, statuses, regexes, pointers) into the types below. All problems are
 //!    collected, each located at its line in the file or at the variable that set it.
 //!
-//! Layout: `spec` (file structs), `env` (phase 2), `validate` (phase 3 for the sections; the
-//! rules compile in [`crate::rules`]), `locate` (field → line), `error` (the error types).
+//! Layout: `spec` (file structs), `env` (phase 2), `validate` (phase 3 for the sections),
+//! `rules` (phase 3 for `[[rules]]`: specs into a [`crate::rules::RuleSet`]), `cases`
+//! (`[[tests]]`), `locate` (field → line), `error` (the error types).
 
 pub mod cases;
 pub(crate) mod env;
 pub mod error;
 mod locate;
+mod rules;
 pub mod spec;
 pub(crate) mod validate;
+mod values;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

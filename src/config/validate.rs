@@ -1,39 +1,25 @@
 //! Phase 3: judging a deserialized [`FileSpec`] and compiling it into a [`Config`].
 //!
 //! Every check records a [`Problem`](super::error::Problem) and carries on, so one run reports
-//! every mistake in the file; a [`Config`] is produced only when none was found. The checks for
-//! values shared with `rules` (durations, statuses, header names) live here too.
+//! every mistake in the file; a [`Config`] is produced only when none was found. Single values
+//! (durations, statuses, header names) are checked by `values.rs`, shared with `[[rules]]` and
+//! `[[tests]]`.
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::time::Duration;
 
 use http::uri::Authority;
-use http::{HeaderName, StatusCode, Uri};
+use http::Uri;
 
 use super::error::{show_str, FieldPath, Problems};
-use super::spec::{DurationSpec, FileSpec, StatusSpec, StringListSpec, UpstreamSpec};
+use super::spec::{FileSpec, StringListSpec, UpstreamSpec};
+use super::values::{duration, status, status_item, DurationKind};
 use super::{
     Config, Failures, HtmlErrors, Inspect, Log, LogFormat, RetryAfter, Scrub, Server, Upstream,
 };
 use crate::builtin::scrub::{ScrubError, Scrubber, MAX_PATTERN_LEN};
-use crate::rules::{RuleSet, StatusMatch};
+use crate::rules::StatusMatch;
 
-/// How a duration is used, which decides its allowed range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DurationKind {
-    /// A timeout or window: zero would mean "fail at once" or "never wait", never what anyone
-    /// wants, so it must be at least [`MIN_TIMEOUT`].
-    Timeout,
-    /// A `Retry-After` value: zero is meaningful ("retry now", RFC 9110 §10.2.3).
-    RetryAfter,
-}
-
-/// Smallest timeout; below a millisecond timers cannot honour it anyway.
-const MIN_TIMEOUT: Duration = Duration::from_millis(1);
-/// Largest duration of any kind. Anything longer is surely a typo, and a cap keeps
-/// `Instant + duration` arithmetic at request time far from overflow.
-const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// Largest body candor buffers to inspect.
 const MAX_BODY_BYTES: i64 = 64 * 1024 * 1024;
 /// Most worker threads.
@@ -46,116 +32,6 @@ const MAX_REQUEST_BODY_BYTES: i64 = 1 << 40;
 const MAX_CONCURRENT_INSPECTIONS: i64 = 65_536;
 /// Most idle upstream connections per worker.
 const MAX_POOL_IDLE: i64 = 65536;
-
-/// Parses a duration (`"2s"`, `"500ms"`) and checks its range for `kind`.
-pub(crate) fn duration(
-    problems: &mut Problems,
-    path: &FieldPath,
-    spec: &DurationSpec,
-    kind: DurationKind,
-) -> Option<Duration> {
-    let shown = Some(show_str(&spec.0));
-    let Ok(value) = humantime::parse_duration(&spec.0) else {
-        problems.push(
-            path,
-            shown,
-            "invalid duration (expected e.g. \"2s\", \"500ms\")",
-        );
-        return None;
-    };
-    if kind == DurationKind::Timeout && value < MIN_TIMEOUT {
-        problems.push(path, shown, "must be at least 1ms");
-        None
-    } else if value > MAX_DURATION {
-        problems.push(path, shown, "must be at most 24h");
-        None
-    } else {
-        Some(value)
-    }
-}
-
-/// Checks an integer status code against `range`; `expected` says what the range means.
-pub(crate) fn status(
-    problems: &mut Problems,
-    path: &FieldPath,
-    code: i64,
-    range: RangeInclusive<u16>,
-    expected: &str,
-) -> Option<StatusCode> {
-    let status = u16::try_from(code)
-        .ok()
-        .filter(|c| range.contains(c))
-        .and_then(|c| StatusCode::from_u16(c).ok());
-    if status.is_none() {
-        problems.push(
-            path,
-            Some(code.to_string()),
-            format!("invalid status (expected {expected})"),
-        );
-    }
-    status
-}
-
-/// Reads one entry of a status list: a code, or with `classes` also `"4xx"`.
-///
-/// A numeric string (`"503"`) is a code: that is how env lists (`429,503`) arrive.
-pub(crate) fn status_item(
-    problems: &mut Problems,
-    path: &FieldPath,
-    spec: &StatusSpec,
-    classes: bool,
-) -> Option<StatusMatch> {
-    let expected = if classes {
-        "a code 100..=599 or a class \"1xx\"..\"5xx\""
-    } else {
-        "a code 100..=599"
-    };
-    match spec {
-        StatusSpec::Code(code) => {
-            status(problems, path, *code, 100..=599, expected).map(StatusMatch::Code)
-        }
-        StatusSpec::Text(text) => {
-            if let Ok(code) = text.parse::<i64>() {
-                return status(problems, path, code, 100..=599, expected).map(StatusMatch::Code);
-            }
-            let class = match text.as_bytes() {
-                [d @ b'1'..=b'5', x1, x2]
-                    if classes
-                        && x1.eq_ignore_ascii_case(&b'x')
-                        && x2.eq_ignore_ascii_case(&b'x') =>
-                {
-                    Some(d - b'0')
-                }
-                _ => None,
-            };
-            if class.is_none() {
-                problems.push(
-                    path,
-                    Some(show_str(text)),
-                    format!("invalid status (expected {expected})"),
-                );
-            }
-            class.map(StatusMatch::Class)
-        }
-    }
-}
-
-/// Parses a header name, lowercased as HTTP/2 requires.
-pub(crate) fn header_name(
-    problems: &mut Problems,
-    path: &FieldPath,
-    name: &str,
-) -> Option<HeaderName> {
-    let parsed = HeaderName::from_bytes(name.as_bytes()).ok();
-    if parsed.is_none() {
-        problems.push(
-            path,
-            Some(show_str(name)),
-            "invalid header name (expected a token like \"x-legacy\")",
-        );
-    }
-    parsed
-}
 
 /// Checks that an integer lies in `range`.
 fn int_in(
@@ -205,7 +81,7 @@ pub(crate) fn compile(
     let retry_after = retry_after(spec, problems);
     let scrub = scrub(spec, problems);
     let log = log(spec, problems);
-    let rules = RuleSet::compile(&spec.rules, problems, line_of);
+    let rules = super::rules::compile(&spec.rules, problems, line_of);
     let tests = super::cases::compile(&spec.tests, &rules, problems);
     if !problems.is_empty() {
         return None;
@@ -589,6 +465,11 @@ fn retry_after(spec: &FileSpec, problems: &mut Problems) -> Option<RetryAfter> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use http::StatusCode;
+
+    use super::super::spec::{DurationSpec, StatusSpec};
     use super::*;
 
     fn one_problem<T>(

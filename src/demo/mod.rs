@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::BoxError;
 
 use crate::config;
-use crate::failure::PROXY_STATUS;
+use crate::headers::PROXY_STATUS;
 use crate::Listeners;
 
 use self::legacy::{Case, CASES};

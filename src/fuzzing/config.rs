@@ -38,7 +38,7 @@ pub fn config(data: &[u8]) {
                 "summary does not name the config: {summary}"
             );
             let _ = config.rules.unreachable();
-            let normalizer = Normalizer::new(Arc::new(config));
+            let normalizer = Arc::new(Normalizer::new(Arc::new(config)));
             for test in normalizer.config().tests.iter().take(16) {
                 let _ = simulate::run_test(&normalizer, test);
                 let _ = simulate::traces(&normalizer, &test.exchange);

@@ -22,6 +22,7 @@ use crate::config::{from_toml, Config};
 use crate::inspect::collect::{collect_bounded, Collected};
 use crate::inspect::decode::{for_inspection, MAX_CODINGS};
 use crate::inspect::{simulate, Normalizer};
+use crate::metrics::SkipReason;
 use crate::problem::CONTENT_TYPE_PROBLEM;
 
 /// Largest inspection limit tried.
@@ -592,19 +593,19 @@ fn decode(case: &Case, data: &Bytes, limit: usize) {
         );
     } else {
         assert!(
-            matches!(skipped, Some("too_large" | "encoding")),
+            matches!(skipped, Some(SkipReason::TooLarge | SkipReason::Encoding)),
             "{skipped:?}"
         );
     }
     let Some(expect) = &case.expect else { return };
     let want = if expect.codings > MAX_CODINGS {
-        Err("encoding")
+        Err(SkipReason::Encoding)
     } else if data.is_empty() {
         Ok(&[][..])
     } else if expect.steps.iter().any(|&n| n > limit)
         || (expect.steps.is_empty() && data.len() > limit)
     {
-        Err("too_large")
+        Err(SkipReason::TooLarge)
     } else {
         Ok(&expect.plain[..])
     };
@@ -632,7 +633,7 @@ fn decode(case: &Case, data: &Bytes, limit: usize) {
 /// `cache-control`, `etag` or `retry-after` to anything).
 fn normalise(case: &Case, config: Arc<Config>, base: bool) {
     let debug = config.server.debug_headers;
-    let normalizer = Normalizer::new(config);
+    let normalizer = Arc::new(Normalizer::new(config));
     let exchange = Exchange {
         method: case.method.clone(),
         uri: case
@@ -646,14 +647,14 @@ fn normalise(case: &Case, config: Arc<Config>, base: bool) {
     };
     let sim = simulate::simulate(&normalizer, &exchange);
     let _ = simulate::traces(&normalizer, &exchange);
-    if !sim.outcome.changes_response() {
+    if sim.report.applied.is_empty() {
         assert_eq!(sim.status, case.status, "status changed by no rule");
         assert!(sim.headers == case.headers, "headers changed by no rule");
         assert!(sim.body == exchange.body, "body changed by no rule");
         assert_eq!(sim.body_kind, BodyKind::Keep);
         return;
     }
-    let rules: Vec<&str> = sim.outcome.applied.iter().map(|a| a.rule).collect();
+    let rules: Vec<&str> = sim.report.applied.iter().map(String::as_str).collect();
     match sim.body_kind {
         BodyKind::Keep => assert!(sim.body == exchange.body, "kept body changed"),
         BodyKind::Empty => assert!(sim.body.is_empty(), "empty body has bytes"),

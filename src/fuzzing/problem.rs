@@ -8,8 +8,9 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 
 use super::{header_map, is_text, method, sections, Blob, Word, METHODS, PATHS};
+use crate::failure::{Failure, Refusal};
 use crate::problem::{sanitize_detail, Problem, CONTENT_TYPE_PROBLEM, MAX_DETAIL_CHARS};
-use crate::proxy::hygiene::{self, Peer, Refusal, X_FORWARDED_FOR, X_REQUEST_ID};
+use crate::proxy::hygiene::{self, Peer, X_FORWARDED_FOR, X_REQUEST_ID};
 
 /// Headers that never cross a hop (RFC 9110 §7.6.1), plus framing and `Expect`.
 const HOP_BY_HOP: [&str; 9] = [
@@ -265,7 +266,8 @@ fn request_hygiene(mut request: Request<()>, peer: &IpAddr) {
         );
     }
     if let Err(refusal) = checked {
-        let _ = (refusal.status(), refusal.detail(), refusal.allow());
+        let failure = Failure::Refusal(refusal);
+        let _ = (failure.proxy_status_error(), failure.detail());
         return;
     }
     let host = checked.unwrap_or(None);

@@ -8,7 +8,6 @@ use http::{HeaderMap, Method, StatusCode};
 use toml::{Table, Value};
 
 use super::{header_map, is_text, method, sections, Blob, Word, METHODS, PATHS};
-use crate::builtin::ratelimit;
 use crate::config::from_toml;
 use crate::rules::{Decision, Mode, Outcome, ResponseView, RuleSet};
 
@@ -518,7 +517,7 @@ fn decision_is_safe(decision: &Decision<'_>) {
             "Retry-After {seconds} from rule {}",
             decision.rule.name
         );
-        let value = ratelimit::header_value(seconds);
+        let value = crate::headers::retry_after(seconds);
         assert_eq!(
             value.as_bytes(),
             seconds.to_string().as_bytes(),

@@ -26,7 +26,7 @@ pub(super) struct Message {
 
 impl Message {
     /// The values of header `name` (lower case).
-    pub fn all<'m>(&'m self, name: &'m str) -> impl Iterator<Item = &'m [u8]> {
+    pub(crate) fn all<'m>(&'m self, name: &'m str) -> impl Iterator<Item = &'m [u8]> {
         self.headers
             .iter()
             .filter(move |(n, _)| n == name)

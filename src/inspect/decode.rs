@@ -14,6 +14,7 @@
 //! trailing bytes) is [`DecodeError::Corrupt`], never a partial success, so a rule can never
 //! match a prefix it mistook for the whole body.
 
+use crate::metrics::SkipReason;
 use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read};
@@ -121,7 +122,7 @@ pub fn for_inspection(
     headers: &http::HeaderMap,
     data: &Bytes,
     limit: usize,
-) -> (Option<Bytes>, Option<&'static str>) {
+) -> (Option<Bytes>, Option<SkipReason>) {
     let decoded = match headers.get(http::header::CONTENT_ENCODING) {
         None => Ok(data.clone()),
         Some(encoding) => {
@@ -130,8 +131,8 @@ pub fn for_inspection(
     };
     match decoded {
         Ok(decoded) => (Some(decoded), None),
-        Err(DecodeError::TooLarge { .. }) => (None, Some("too_large")),
-        Err(_) => (None, Some("encoding")),
+        Err(DecodeError::TooLarge { .. }) => (None, Some(SkipReason::TooLarge)),
+        Err(_) => (None, Some(SkipReason::Encoding)),
     }
 }
 

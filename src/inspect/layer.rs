@@ -5,7 +5,8 @@
 //! Otherwise the body is read up to `inspect.max_body_bytes`, decoded if compressed, and the
 //! rules and built-ins decide; the outcome is applied to the head and the body is the bytes read,
 //! a problem document, or nothing. A body that passes the limit is sent on with what was read
-//! first; a body that fails mid-read becomes a 502, never a truncated success.
+//! first; a body that fails mid-read becomes an [`InspectError`] for the rescue layer above to
+//! answer (502, or 504 when it stalled), never a truncated success.
 //!
 //! The layer is generic over the inner service, so it works in front of any hyper/tower service
 //! (see `examples/normalize.rs`), not only candor's upstream client.
@@ -25,16 +26,24 @@ use tower::{BoxError, Layer, Service};
 use super::body::NormalizedBody;
 use super::collect::{collect_bounded, Collected};
 use super::decode;
-use super::normalize::{apply_head, BodyPlan, Normalizer, Outcome, Plan, RequestInfo, Rewritten};
+use super::normalize::{
+    apply_head, BodyPlan, Normalizer, Outcome, Plan, Report, RequestInfo, Rewritten,
+};
 use crate::builtin::scrub;
-use crate::failure::Failure;
-use crate::metrics::Metrics;
-use crate::problem::Generated;
-use crate::proxy::hygiene::X_REQUEST_ID;
-use crate::status::Rewrite;
+use crate::headers::X_REQUEST_ID;
+use crate::metrics::{Metrics, Rewrite, SkipReason};
 
 /// Longest excerpt of a scrubbed body written to the log.
 const SCRUB_LOG_EXCERPT: usize = 1024;
+
+/// The body of a response failed while it was read for inspection, before any byte of the
+/// response was sent: the rescue layer answers it (the failure ladder reads the cause).
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// Reading the body failed (reset, short `Content-Length`, a stall).
+    #[error("the upstream body failed while it was read for inspection")]
+    Body(#[source] BoxError),
+}
 
 /// Applies candor's rules and built-ins to the responses of the inner service.
 #[derive(Debug, Clone)]
@@ -46,6 +55,8 @@ pub struct NormalizeLayer {
 struct Shared {
     normalizer: Arc<Normalizer>,
     metrics: Metrics,
+    /// Leave a [`Report`] of every decision in the response's extensions (`explain`, `test`).
+    report: bool,
 }
 
 impl NormalizeLayer {
@@ -55,6 +66,20 @@ impl NormalizeLayer {
             shared: Arc::new(Shared {
                 normalizer,
                 metrics,
+                report: false,
+            }),
+        }
+    }
+
+    /// The same layer, also leaving a [`Report`] of what it decided in each response's
+    /// extensions: what `candor explain` and `candor test` read.
+    pub fn reporting(self) -> Self {
+        let shared = &self.shared;
+        NormalizeLayer {
+            shared: Arc::new(Shared {
+                normalizer: shared.normalizer.clone(),
+                metrics: shared.metrics.clone(),
+                report: true,
             }),
         }
     }
@@ -81,15 +106,16 @@ pub struct Normalize<S> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Normalize<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
     type Response = Response<NormalizedBody<ResB>>;
-    type Error = S::Error;
+    type Error = BoxError;
     type Future = ResponseFuture<S::Future, ResB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
@@ -108,7 +134,8 @@ where
     }
 }
 
-type Inspection<B> = Pin<Box<dyn Future<Output = Response<NormalizedBody<B>>> + Send>>;
+type Inspection<B> =
+    Pin<Box<dyn Future<Output = Result<Response<NormalizedBody<B>>, BoxError>> + Send>>;
 
 pin_project! {
     /// Response future of [`Normalize`].
@@ -129,10 +156,11 @@ pin_project! {
 impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Output = Result<Response<NormalizedBody<B>>, E>;
+    type Output = Result<Response<NormalizedBody<B>>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -142,13 +170,10 @@ where
                     info,
                     shared,
                 } => {
-                    let response = ready!(inner.poll(cx))?;
-                    let Some(info) = info.take() else {
-                        // Polled again after completing: pass the response through untouched.
-                        return Poll::Ready(Ok(
-                            response.map(|body| NormalizedBody::Original { body })
-                        ));
-                    };
+                    let response = ready!(inner.poll(cx)).map_err(Into::into)?;
+                    let info = info
+                        .take()
+                        .expect("a normalize future is not polled after it completed");
                     match start(shared, info, response) {
                         Step::Done(response) => return Poll::Ready(Ok(response)),
                         Step::Inspect(inspection) => {
@@ -157,7 +182,7 @@ where
                     }
                 }
                 ResponseFutureProj::Inspecting { inspection } => {
-                    return inspection.as_mut().poll(cx).map(Ok);
+                    return inspection.as_mut().poll(cx);
                 }
             }
         }
@@ -178,12 +203,6 @@ where
     B::Error: Into<BoxError>,
 {
     let (parts, body) = response.into_parts();
-    if parts.extensions.get::<Generated>().is_some() {
-        return Step::Done(Response::from_parts(
-            parts,
-            NormalizedBody::Original { body },
-        ));
-    }
     // RFC 9110 §9.3.2, §15.3.5, §15.4.5: these responses carry no content, whatever they say.
     let body_may_exist = info.method != Method::HEAD
         && !matches!(
@@ -227,7 +246,7 @@ where
                     parts.status,
                     &parts.headers,
                     None,
-                    Some("busy"),
+                    Some(SkipReason::Busy),
                 );
                 let body = NormalizedBody::Original { body };
                 Step::Done(finish(shared, &info, parts, outcome, body))
@@ -243,7 +262,7 @@ async fn inspect<B>(
     body: B,
     // Held until the body has been read and decided on.
     _permit: tokio::sync::OwnedSemaphorePermit,
-) -> Response<NormalizedBody<B>>
+) -> Result<Response<NormalizedBody<B>>, BoxError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -271,7 +290,7 @@ where
                 );
             }
             let body = NormalizedBody::inspected(data, trailers);
-            finish(&shared, &info, parts, outcome, body)
+            Ok(finish(&shared, &info, parts, outcome, body))
         }
         Collected::Overflow(replay) => {
             let outcome = shared.normalizer.decide(
@@ -279,34 +298,19 @@ where
                 parts.status,
                 &parts.headers,
                 None,
-                Some("too_large"),
+                Some(SkipReason::TooLarge),
             );
-            finish(
+            Ok(finish(
                 &shared,
                 &info,
                 parts,
                 outcome,
                 NormalizedBody::Replay { body: replay },
-            )
+            ))
         }
-        Collected::Failed(err) => {
-            // No byte of the response has been sent: the truncation becomes a visible 502 (504
-            // when the body stalled) instead of a short body presented as complete.
-            let failure = match crate::failure::classify(&err) {
-                Failure::ResponseTimeout => Failure::ResponseTimeout,
-                _ => Failure::Incomplete,
-            };
-            shared
-                .metrics
-                .upstream_failure(failure.kind().unwrap_or("other"));
-            tracing::warn!(
-                request_id = request_id(&info),
-                path = info.uri.path(),
-                error = %crate::failure::error_chain(&*err),
-                "upstream body failed while it was inspected"
-            );
-            failure.respond(&config.failures, info.uri.path(), info.request_id.as_ref())
-        }
+        // No byte of the response has been sent: the truncation becomes a visible error
+        // instead of a short body presented as complete.
+        Collected::Failed(err) => Err(Box::new(InspectError::Body(err))),
     }
 }
 
@@ -360,6 +364,7 @@ fn finish<B>(
             rules: rules.join(", "),
         });
     }
+    let report = shared.report.then(|| Report::of(&outcome));
     let debug_headers = config.server.debug_headers;
     let plan = apply_head(
         &mut outcome,
@@ -368,6 +373,10 @@ fn finish<B>(
         &mut parts.extensions,
         debug_headers,
     );
+    if let Some(mut report) = report {
+        report.body = plan.kind();
+        parts.extensions.insert(report);
+    }
     let body = match plan {
         BodyPlan::Keep => body,
         BodyPlan::Problem(bytes) => NormalizedBody::full(bytes),

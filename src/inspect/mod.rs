@@ -7,7 +7,7 @@
 //! | `decode.rs` | gzip/deflate/br/zstd decoding for inspection, capped |
 //! | `normalize.rs` | what the rules and built-ins decide, and applying it to a head |
 //! | `layer.rs` | the tower layer |
-//! | `simulate.rs` | the same steps on a canned exchange, for `explain` and `test` |
+//! | `simulate.rs` | the layer over a canned upstream, for `explain` and `test` |
 //! | `body.rs` | the normalised response body |
 
 pub mod body;
@@ -18,5 +18,5 @@ pub mod normalize;
 pub mod simulate;
 
 pub use body::NormalizedBody;
-pub use layer::{Normalize, NormalizeLayer};
-pub use normalize::Normalizer;
+pub use layer::{InspectError, Normalize, NormalizeLayer};
+pub use normalize::{Normalizer, Report};

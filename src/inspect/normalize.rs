@@ -14,28 +14,13 @@ use http::header::{
 };
 use http::{Method, StatusCode, Uri};
 
-use crate::builtin::{accept, html, ratelimit};
+use crate::builtin::{accept, html, ratelimit, Builtin};
+use crate::config::cases::BodyKind;
 use crate::config::Config;
+use crate::headers::{self, remove_listed, X_CANDOR_ORIGINAL_STATUS, X_CANDOR_RULE};
+use crate::metrics::SkipReason;
 use crate::problem::{Problem, CONTENT_TYPE_PROBLEM};
-use crate::proxy::hygiene::remove_listed;
 use crate::rules::{BodyAction, Mode, ResponseView};
-
-/// Name of the built-in that turns HTML error pages into problem documents.
-pub const HTML_ERRORS: &str = "html-errors";
-/// Name of the built-in that adds a missing `Retry-After`.
-pub const RETRY_AFTER_RULE: &str = "retry-after";
-/// Name of the built-in that replaces 5xx bodies leaking internals.
-pub const SCRUB: &str = "scrub";
-
-/// `x-candor-rule`: which rules changed a response.
-pub static X_CANDOR_RULE: HeaderName = HeaderName::from_static("x-candor-rule");
-/// `x-candor-original-status`: the upstream's status before a rewrite.
-pub static X_CANDOR_ORIGINAL_STATUS: HeaderName =
-    HeaderName::from_static("x-candor-original-status");
-
-static HTML_ERRORS_VALUE: HeaderValue = HeaderValue::from_static(HTML_ERRORS);
-static RETRY_AFTER_VALUE: HeaderValue = HeaderValue::from_static(RETRY_AFTER_RULE);
-static SCRUB_VALUE: HeaderValue = HeaderValue::from_static(SCRUB);
 
 /// A status code as a header value (`X-Candor-Original-Status`), from a table made once: a
 /// rewrite copies a reference count instead of formatting and allocating.
@@ -72,14 +57,42 @@ pub struct RequestInfo {
     pub request_id: Option<HeaderValue>,
 }
 
+/// What the normaliser decided for one response, as `candor explain` and `candor test` report
+/// it: left in the response's extensions by a [`NormalizeLayer`](super::NormalizeLayer) made
+/// `reporting`. A response without one had nothing decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Enforced rules and built-ins, in order.
+    pub applied: Vec<String>,
+    /// Shadow rules that matched.
+    pub shadows: Vec<String>,
+    /// Why a wanted body was not inspected.
+    pub skipped: Option<SkipReason>,
+    /// What became of the body.
+    pub body: BodyKind,
+}
+
+impl Report {
+    /// The report of `outcome` (its body kind is set once the outcome is applied).
+    pub fn of(outcome: &Outcome<'_>) -> Report {
+        let names = |list: &[Applied<'_>]| list.iter().map(|a| a.rule.to_owned()).collect();
+        Report {
+            applied: names(&outcome.applied),
+            shadows: names(&outcome.shadows),
+            skipped: outcome.skipped,
+            body: BodyKind::Keep,
+        }
+    }
+}
+
 /// What to do with a response before any body byte is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     /// Nothing could want it: forward untouched.
     Pass,
     /// Decide on the head alone; `Some(reason)` when the body was wanted but cannot be
-    /// inspected (`content_type`, `too_large`, `encoding`).
-    Head(Option<&'static str>),
+    /// inspected.
+    Head(Option<SkipReason>),
     /// Read the body (up to `inspect.max_body_bytes`) and decide on it.
     Inspect,
 }
@@ -110,6 +123,17 @@ pub enum BodyPlan {
     Empty,
 }
 
+impl BodyPlan {
+    /// The kind of body this plan sends.
+    pub fn kind(&self) -> BodyKind {
+        match self {
+            BodyPlan::Keep => BodyKind::Keep,
+            BodyPlan::Problem(_) => BodyKind::Problem,
+            BodyPlan::Empty => BodyKind::Empty,
+        }
+    }
+}
+
 /// Everything the normaliser decided for one response.
 #[derive(Debug, Clone)]
 pub struct Outcome<'a> {
@@ -126,7 +150,7 @@ pub struct Outcome<'a> {
     /// Headers to set (rule headers, `Retry-After`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Why a wanted body was not inspected.
-    pub skipped: Option<&'static str>,
+    pub skipped: Option<SkipReason>,
     /// Set when the body was scrubbed: what kind of internals it leaked (for the log).
     pub leak: Option<&'static str>,
 }
@@ -224,10 +248,10 @@ impl Normalizer {
         }
         if !self.inspectable_type(headers.get(CONTENT_TYPE)) {
             // Only count a skip when a rule (not just a possible scrub) wanted the body.
-            return Plan::Head(rules_need_body.then_some("content_type"));
+            return Plan::Head(rules_need_body.then_some(SkipReason::ContentType));
         }
         if body_len_hint > self.config.inspect.max_body_bytes as u64 {
-            return Plan::Head(Some("too_large"));
+            return Plan::Head(Some(SkipReason::TooLarge));
         }
         let mut encodings = headers.get_all(CONTENT_ENCODING).iter();
         if let Some(encoding) = encodings.next() {
@@ -236,7 +260,7 @@ impl Normalizer {
             if encodings.next().is_some()
                 || crate::inspect::decode::parse_codings(encoding.as_bytes()).is_err()
             {
-                return Plan::Head(Some("encoding"));
+                return Plan::Head(Some(SkipReason::Encoding));
             }
         }
         Plan::Inspect
@@ -261,7 +285,7 @@ impl Normalizer {
         status: StatusCode,
         headers: &HeaderMap,
         body: Option<&[u8]>,
-        skipped: Option<&'static str>,
+        skipped: Option<SkipReason>,
     ) -> Outcome<'a> {
         let config = &*self.config;
         let mut outcome = Outcome {
@@ -326,7 +350,7 @@ impl Normalizer {
                 if let Some(seconds) = decision.retry_after {
                     outcome
                         .headers
-                        .push((RETRY_AFTER, ratelimit::header_value(seconds)));
+                        .push((RETRY_AFTER, headers::retry_after(seconds)));
                     retry_after_set = true;
                 }
                 retry_after_set |= decision.headers.iter().any(|(n, _)| n == RETRY_AFTER);
@@ -345,8 +369,8 @@ impl Normalizer {
                 outcome.leak = Some(leak.kind);
                 outcome.body = problem(to, None);
                 outcome.applied.push(Applied {
-                    rule: SCRUB,
-                    rule_value: &SCRUB_VALUE,
+                    rule: Builtin::Scrub.name(),
+                    rule_value: Builtin::Scrub.header_value(),
                     from: to,
                     to,
                     mode: Mode::Enforce,
@@ -361,8 +385,8 @@ impl Normalizer {
                 let detail = body.filter(|_| to.is_client_error()).and_then(html::detail);
                 outcome.body = problem(to, detail);
                 outcome.applied.push(Applied {
-                    rule: HTML_ERRORS,
-                    rule_value: &HTML_ERRORS_VALUE,
+                    rule: Builtin::HtmlErrors.name(),
+                    rule_value: Builtin::HtmlErrors.header_value(),
                     from: to,
                     to,
                     mode: Mode::Enforce,
@@ -372,13 +396,13 @@ impl Normalizer {
 
         if !retry_after_set && config.retry_after.statuses.contains(&to) {
             let seconds = ratelimit::retry_after_from_reset(headers, SystemTime::now())
-                .unwrap_or_else(|| round_up_secs(config.retry_after.default));
+                .unwrap_or_else(|| headers::whole_seconds(config.retry_after.default));
             outcome
                 .headers
-                .push((RETRY_AFTER, ratelimit::header_value(seconds)));
+                .push((RETRY_AFTER, headers::retry_after(seconds)));
             outcome.applied.push(Applied {
-                rule: RETRY_AFTER_RULE,
-                rule_value: &RETRY_AFTER_VALUE,
+                rule: Builtin::RetryAfter.name(),
+                rule_value: Builtin::RetryAfter.header_value(),
                 from: to,
                 to,
                 mode: Mode::Enforce,
@@ -386,10 +410,6 @@ impl Normalizer {
         }
         outcome
     }
-}
-
-fn round_up_secs(d: std::time::Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// Headers that describe the upstream's representation and become false when its body is

@@ -1,22 +1,33 @@
-//! Running the normaliser on a canned exchange, without sockets: what `candor explain` prints and
-//! `candor test` checks. It takes the same steps as the layer (plan, decode, decide, apply), so
-//! what it reports is what the proxy does.
+//! Running a canned exchange through the real [`NormalizeLayer`], without sockets: what
+//! `candor explain` prints and `candor test` checks. The upstream is a `service_fn` that answers
+//! with the exchange's response, so what is reported is what the proxy does, by construction.
 
-use bytes::Bytes;
-use http::header::{HeaderMap, ACCEPT};
-use http::{Method, StatusCode};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use http::header::HeaderMap;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+use prometheus_client::registry::Registry;
+use tower::{Layer, Service, ServiceExt};
 
 use super::decode;
-use super::normalize::{apply_head, BodyPlan, Normalizer, Outcome, Plan, RequestInfo};
+use super::normalize::{Normalizer, Report};
+use super::NormalizeLayer;
 use crate::config::cases::{BodyKind, Exchange, RuleTest};
-use crate::proxy::hygiene::X_REQUEST_ID;
+use crate::metrics::Metrics;
 use crate::rules::ResponseView;
 
 /// What candor would send for an [`Exchange`].
 #[derive(Debug)]
-pub struct Simulation<'a> {
-    /// The decision.
-    pub outcome: Outcome<'a>,
+pub struct Simulation {
+    /// What the normaliser decided.
+    pub report: Report,
     /// The status sent.
     pub status: StatusCode,
     /// The headers sent (before hop-by-hop cleaning and the request id).
@@ -27,84 +38,72 @@ pub struct Simulation<'a> {
     pub body_kind: BodyKind,
 }
 
-/// Runs `exchange` through `normalizer`.
-pub fn simulate<'a>(normalizer: &'a Normalizer, exchange: &Exchange) -> Simulation<'a> {
-    let info = RequestInfo {
-        method: exchange.method.clone(),
-        uri: exchange.uri.clone(),
-        accept: exchange.request_headers.get(ACCEPT).cloned(),
-        request_id: exchange.request_headers.get(&X_REQUEST_ID).cloned(),
-    };
-    let body_may_exist = exchange.method != Method::HEAD
-        && !matches!(
-            exchange.status,
-            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-        )
-        && !exchange.body.is_empty();
-    let plan = normalizer.plan(
-        &info,
-        exchange.status,
-        &exchange.response_headers,
-        body_may_exist,
-        exchange.body.len() as u64,
-    );
-    let limit = normalizer.config().inspect.max_body_bytes;
-    let outcome = match plan {
-        Plan::Pass => normalizer.decide(
-            &info,
-            exchange.status,
-            &exchange.response_headers,
-            None,
-            None,
-        ),
-        Plan::Head(skipped) => normalizer.decide(
-            &info,
-            exchange.status,
-            &exchange.response_headers,
-            None,
-            skipped,
-        ),
-        Plan::Inspect => {
-            let (decoded, skipped) =
-                decode::for_inspection(&exchange.response_headers, &exchange.body, limit);
-            normalizer.decide(
-                &info,
-                exchange.status,
-                &exchange.response_headers,
-                decoded.as_deref(),
-                skipped,
-            )
+/// Runs `exchange` through a [`NormalizeLayer`] applying `normalizer`.
+pub fn simulate(normalizer: &Arc<Normalizer>, exchange: &Exchange) -> Simulation {
+    let upstream = tower::service_fn(|_request: Request<()>| {
+        let mut response = Response::new(Full::new(exchange.body.clone()));
+        *response.status_mut() = exchange.status;
+        *response.headers_mut() = exchange.response_headers.clone();
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    // The metrics of a simulation are thrown away: `explain` must not count what it explains.
+    let metrics = Metrics::register(&mut Registry::default());
+    let mut service = NormalizeLayer::new(normalizer.clone(), metrics)
+        .reporting()
+        .layer(upstream);
+    let mut request = Request::new(());
+    *request.method_mut() = exchange.method.clone();
+    *request.uri_mut() = exchange.uri.clone();
+    *request.headers_mut() = exchange.request_headers.clone();
+    let response = complete(async {
+        service.ready().await?;
+        let response = service.call(request).await?;
+        let (parts, mut body) = response.into_parts();
+        let mut bytes = BytesMut::new();
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            if let Ok(data) = frame?.into_data() {
+                bytes.extend_from_slice(&data);
+            }
         }
-    };
-    let mut status = exchange.status;
-    let mut headers = exchange.response_headers.clone();
-    let mut extensions = http::Extensions::new();
-    let debug = normalizer.config().server.debug_headers;
-    let plan = apply_head(
-        &mut outcome.clone(),
-        &mut status,
-        &mut headers,
-        &mut extensions,
-        debug,
-    );
-    let (body, body_kind) = match plan {
-        BodyPlan::Keep => (exchange.body.clone(), BodyKind::Keep),
-        BodyPlan::Problem(bytes) => (bytes, BodyKind::Problem),
-        BodyPlan::Empty => (Bytes::new(), BodyKind::Empty),
-    };
+        Ok::<_, tower::BoxError>(Response::from_parts(parts, bytes.freeze()))
+    });
+    // The only error the layer makes is a body that fails while it is read, and a `Full` body
+    // cannot fail.
+    let mut response = response.expect("a complete canned body is inspected without error");
+    let report = response
+        .extensions_mut()
+        .remove::<Report>()
+        .unwrap_or_default();
+    let body_kind = report.body;
+    let (parts, body) = response.into_parts();
     Simulation {
-        outcome,
-        status,
-        headers,
+        report,
+        status: parts.status,
+        headers: parts.headers,
         body,
         body_kind,
     }
 }
 
+/// Drives `future` to completion on this thread. Everything a canned exchange touches (a ready
+/// upstream, a complete body, a free inspection permit) is ready when first polled, so this
+/// polls once; anything that waits would be a bug in the layer's fast paths.
+fn complete<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => {
+            unreachable!("a canned exchange never waits: its upstream and body are ready")
+        }
+    }
+}
+
 /// Runs one `[[tests]]` entry; `Err` says what did not hold.
-pub fn run_test(normalizer: &Normalizer, test: &RuleTest) -> Result<(), String> {
+pub fn run_test(normalizer: &Arc<Normalizer>, test: &RuleTest) -> Result<(), String> {
     let sim = simulate(normalizer, &test.exchange);
-    let applied: Vec<&str> = sim.outcome.applied.iter().map(|a| a.rule).collect();
+    let applied: Vec<&str> = sim.report.applied.iter().map(String::as_str).collect();
     let mut failures = Vec::new();
     if let Some(want) = &test.expect.rule {
         let ok = match want {

@@ -12,7 +12,7 @@ use prometheus_client::metrics::MetricType;
 /// A histogram of durations with fixed upper bounds (seconds). Cheap to clone; clones observe
 /// into the same buckets.
 #[derive(Debug, Clone)]
-pub struct DurationHistogram {
+pub(crate) struct DurationHistogram {
     inner: Arc<Inner>,
 }
 
@@ -27,7 +27,7 @@ struct Inner {
 
 impl DurationHistogram {
     /// A histogram with the finite, ascending upper `bounds` (seconds) and `+Inf`.
-    pub fn new(bounds: &[f64]) -> Self {
+    pub(crate) fn new(bounds: &[f64]) -> Self {
         let bounds: Box<[f64]> = bounds.iter().copied().filter(|b| b.is_finite()).collect();
         let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
         DurationHistogram {
@@ -40,7 +40,7 @@ impl DurationHistogram {
     }
 
     /// Counts one duration.
-    pub fn observe(&self, elapsed: Duration) {
+    pub(crate) fn observe(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         // Prometheus buckets are inclusive (`le`): the first bound not below the value.
         let index = self.inner.bounds.partition_point(|bound| *bound < secs);

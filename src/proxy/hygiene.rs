@@ -1,92 +1,27 @@
 //! Header hygiene at the proxy's edges: which requests are refused before they reach the
 //! upstream, which headers never cross a hop, and what candor adds.
 //!
-//! hyper parses and frames messages but leaves proxy policy to us (`shared/reliability.md` §0,
-//! §1.2): it hands over requests without `Host` or with two, `CONNECT`, and absolute-form targets
-//! pointing anywhere; it copies whatever headers it is given. These functions are pure, so each
-//! rule here is unit-tested without sockets.
+//! hyper parses and frames messages but leaves proxy policy to us: it hands over requests without
+//! `Host` or with two, `CONNECT`, and absolute-form targets pointing anywhere; it copies whatever
+//! headers it is given. These functions are pure, so each rule here is unit-tested without
+//! sockets. A refusal is answered from the failure table (`failure::Refusal`).
 
 use std::net::IpAddr;
 
 use http::header::{
-    Entry, HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST,
-    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE, VIA,
+    Entry, HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE,
+    TRANSFER_ENCODING, UPGRADE, VIA,
 };
 use http::uri::{Authority, Uri};
 use http::{Method, Request, StatusCode, Version};
 
-/// `x-request-id`: correlates a request across client, candor's logs and the upstream.
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// `x-forwarded-for`: the client address chain.
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-/// `x-forwarded-proto`: the scheme of each hop.
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-/// `x-forwarded-host`: the Host the client asked for.
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+use crate::failure::Refusal;
+use crate::headers::{hop_by_hop_index, remove_listed, HOP_BY_HOP, TE_INDEX, UPGRADE_INDEX};
+pub use crate::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 
 /// Longest client-supplied request id that is kept; longer (or non-printable) ones are replaced,
 /// since the id is echoed into responses and logs.
 const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// Why a request is answered by candor itself instead of being forwarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Both `Content-Length` and `Transfer-Encoding`: the classic request-smuggling shape
-    /// (RFC 9112 §6.1 lets a server reject it; upstreams may frame it differently than hyper).
-    AmbiguousFraming,
-    /// `CONNECT`: candor is a reverse proxy, not a tunnel to arbitrary hosts.
-    Connect,
-    /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2).
-    MissingHost,
-    /// More than one `Host` field line (RFC 9112 §3.2).
-    DuplicateHost,
-    /// A `Host` (or absolute-form authority) that is not a valid `host[:port]`.
-    InvalidHost,
-    /// An absolute-form target naming another host than `Host`: a forward-proxy request, which a
-    /// reverse proxy does not serve.
-    ForeignTarget,
-    /// A declared body larger than `server.max_request_body_bytes`.
-    BodyTooLarge,
-    /// A `Transfer-Encoding` other than exactly `chunked` on one line: lists such as
-    /// `chunked, chunked` or `gzip, chunked` are framed differently by different servers
-    /// (shared/reliability.md §2), and candor decodes no transfer coding but chunked.
-    TransferEncoding,
-}
-
-impl Refusal {
-    /// The status candor answers with.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Refusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
-            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    /// A fixed explanation for the problem document.
-    pub fn detail(self) -> &'static str {
-        match self {
-            Refusal::AmbiguousFraming => {
-                "The request has both Content-Length and Transfer-Encoding."
-            }
-            Refusal::Connect => "CONNECT is not supported by this server.",
-            Refusal::MissingHost => "The request has no Host header.",
-            Refusal::DuplicateHost => "The request has more than one Host header.",
-            Refusal::InvalidHost => "The request's Host is not a valid host name.",
-            Refusal::ForeignTarget => "The request target names another host than Host.",
-            Refusal::BodyTooLarge => "The request body is larger than this server accepts.",
-            Refusal::TransferEncoding => "The request's Transfer-Encoding is not plain chunked.",
-        }
-    }
-
-    /// The `Allow` header a 405 must carry (RFC 9110 §15.5.6): every method but CONNECT is
-    /// forwarded.
-    pub fn allow(self) -> Option<HeaderValue> {
-        (self == Refusal::Connect).then(|| {
-            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE")
-        })
-    }
-}
 
 /// Checks what hyper accepts but a proxy must not forward. Returns the Host to send upstream
 /// when the request carries one: the absolute-form authority wins over the `Host` header
@@ -219,7 +154,7 @@ impl Peer {
 }
 
 /// Rewrites a checked request for the upstream, in place (rebuilding the URI and header map per
-/// request measurably costs CPU, `shared/perf.md`): origin-form target, HTTP/1.1, `Host`,
+/// request measurably costs CPU): origin-form target, HTTP/1.1, `Host`,
 /// hop-by-hop headers removed, forwarding headers appended, a request id ensured.
 pub fn prepare_request<B>(
     req: &mut Request<B>,
@@ -432,63 +367,6 @@ fn strip_fixed(headers: &mut HeaderMap, keep_upgrade: bool) {
     });
 }
 
-/// Removes the names of `list` that `headers` holds, found in one scan of its names: `index`
-/// gives a name's position in `list`, or `None` to leave it. Removing an absent name would
-/// still hash it and probe the map, and most heads hold few of a list's names.
-pub(crate) fn remove_listed<const N: usize>(
-    headers: &mut HeaderMap,
-    list: &[HeaderName; N],
-    index: impl Fn(&HeaderName) -> Option<usize>,
-) {
-    let mut present = [false; N];
-    let mut any = false;
-    for name in headers.keys() {
-        if let Some(i) = index(name) {
-            present[i] = true;
-            any = true;
-        }
-    }
-    if any {
-        for (name, _) in list.iter().zip(present).filter(|(_, p)| *p) {
-            headers.remove(name);
-        }
-    }
-}
-
-/// Hop-by-hop and framing fields. `Content-Length` is here because hyper re-derives it from the
-/// body; a copied stale length is how a rewritten body desynchronises a keep-alive connection.
-///
-/// `Trailer` is not here: RFC 9110 §6.6.2 makes it end-to-end (it announces the trailer fields,
-/// and hyper's server writes only the trailer fields it announces).
-static HOP_BY_HOP: [HeaderName; 8] = [
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    TE,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    PROXY_AUTHENTICATE,
-    PROXY_AUTHORIZATION,
-    CONTENT_LENGTH,
-];
-const TE_INDEX: usize = 2;
-const UPGRADE_INDEX: usize = 4;
-
-/// The position of `name` in [`HOP_BY_HOP`]: one match on the name's text (lower case in a
-/// `HeaderName`) instead of eight `HeaderName` comparisons for every field of every head.
-fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
-    match name.as_str() {
-        "keep-alive" => Some(0),
-        "proxy-connection" => Some(1),
-        "te" => Some(TE_INDEX),
-        "transfer-encoding" => Some(3),
-        "upgrade" => Some(UPGRADE_INDEX),
-        "proxy-authenticate" => Some(5),
-        "proxy-authorization" => Some(6),
-        "content-length" => Some(7),
-        _ => None,
-    }
-}
-
 /// An HTTP/1.1 protocol switch the upstream should see: `Upgrade` plus a `Connection: upgrade`
 /// option. `h2c` is never forwarded: candor speaks HTTP/1.1 upstream, and an h2c upgrade through
 /// a proxy is a known smuggling vector (Bishop Fox 2020).
@@ -596,17 +474,6 @@ mod tests {
             );
         }
         req
-    }
-
-    #[test]
-    fn hop_by_hop_index_matches_the_list() {
-        for (i, name) in HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
-        }
-        assert_eq!(hop_by_hop_index(&CONNECTION), None);
-        assert_eq!(hop_by_hop_index(&HeaderName::from_static("x-te")), None);
-        assert_eq!(HOP_BY_HOP[TE_INDEX], TE);
-        assert_eq!(HOP_BY_HOP[UPGRADE_INDEX], UPGRADE);
     }
 
     #[test]

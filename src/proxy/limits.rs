@@ -1,12 +1,10 @@
 //! Per-connection limits hyper does not enforce: how many client connections are open at once,
 //! and how long a write to a client that stopped reading may wait.
 //!
-//! Without the write timeout a client that never reads (a "slow read" attack,
-//! shared/reliability.md §3.5 L3) holds its connection, the upstream connection behind it and
-//! their buffers for as long as it likes; without the cap, enough idle connections exhaust
-//! file descriptors and memory.
+//! Without the write timeout a client that never reads (a "slow read" attack) holds its
+//! connection, the upstream connection behind it and their buffers for as long as it likes;
+//! without the cap, enough idle connections exhaust file descriptors and memory.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +13,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::guard::IdleTimer;
 
 /// Counts the client connections open across workers.
 #[derive(Debug, Default)]
@@ -78,10 +78,6 @@ impl Drop for Ticket {
     }
 }
 
-/// What a connection over the cap is told before it is closed: a complete, cheap 503 written
-/// without parsing anything, so a client and its retry logic see why (RFC 9110 §15.6.4).
-pub const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nproxy-status: candor; error=connection_limit_reached\r\nconnection: close\r\ncontent-length: 113\r\n\r\n{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"Too many connections; retry shortly.\"}";
-
 /// An I/O stream whose writes fail with `TimedOut` when they make no progress for `timeout`.
 ///
 /// The timer is allocated the first time a write has to wait and re-armed after each write that
@@ -113,57 +109,6 @@ impl<IO> WriteTimeout<IO> {
                 "the client did not read the response in time",
             ))
         })
-    }
-}
-
-/// A deadline that restarts whenever the stream it guards makes progress: `idle` after the
-/// last progress, a stall ends. The `Sleep` is allocated the first time the stream waits and
-/// re-armed rather than reallocated after each piece of progress. Used by body idle timeouts
-/// ([`crate::body::Guarded`]) and [`WriteTimeout`].
-#[derive(Debug)]
-pub struct IdleTimer {
-    idle: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Waiting since the last progress: the deadline already runs.
-    stalled: bool,
-}
-
-impl IdleTimer {
-    /// A timer for stalls longer than `idle`.
-    pub fn new(idle: Duration) -> Self {
-        IdleTimer {
-            idle,
-            timer: None,
-            stalled: false,
-        }
-    }
-
-    /// The longest stall allowed.
-    pub fn idle(&self) -> Duration {
-        self.idle
-    }
-
-    /// The stream made progress: its next wait starts a fresh deadline.
-    pub fn progress(&mut self) {
-        self.stalled = false;
-    }
-
-    /// The stream is waiting: ready once it has waited `idle` since its last progress.
-    pub fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = tokio::time::Instant::now() + self.idle;
-        let timer = match &mut self.timer {
-            Some(timer) => {
-                if !self.stalled {
-                    timer.as_mut().reset(deadline);
-                }
-                timer
-            }
-            None => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        self.stalled = true;
-        timer.as_mut().poll(cx)
     }
 }
 
@@ -252,15 +197,6 @@ mod tests {
         // The next period starts at what is open now.
         gate.restart_high();
         assert_eq!(gate.high(), 1);
-    }
-
-    #[test]
-    fn the_over_capacity_answer_is_well_framed() {
-        let text = std::str::from_utf8(OVER_CAPACITY).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("content-length: {}", body.len())));
-        let doc: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(doc["status"], 503);
     }
 
     #[tokio::test(start_paused = true)]

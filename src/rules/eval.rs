@@ -8,7 +8,6 @@
 //! [`super::explain`] walks the same checks, so what it reports is what evaluation did.
 
 use std::cell::OnceCell;
-use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -17,6 +16,7 @@ use serde_json::{Number, Value};
 use super::extract::{Extracted, Found};
 use super::plan::RulePlan;
 use super::{BodyAction, JsonOp, Mode, RetryAfterSource, Rule, RuleSet};
+use crate::headers::whole_seconds;
 use crate::problem::sanitize_detail;
 
 /// Largest `retry_after_from` value accepted, in seconds: what fits in ten digits. Anything
@@ -425,14 +425,6 @@ pub(super) fn detail_of(value: &Value) -> Option<String> {
         Value::Number(_) | Value::Bool(_) => sanitize_detail(&value.to_string()),
         _ => None,
     }
-}
-
-/// `Retry-After` carries whole seconds (RFC 9110 §10.2.3); round up so a client never comes
-/// back earlier than the rule says.
-fn whole_seconds(delay: Duration) -> u64 {
-    delay
-        .as_secs()
-        .saturating_add(u64::from(delay.subsec_nanos() > 0))
 }
 
 #[cfg(test)]

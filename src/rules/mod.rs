@@ -1,6 +1,6 @@
 //! The compiled rule set and its evaluation: the `rules` stage of the normalize flow.
 //!
-//! `[[rules]]` entries compile once, when the config loads (`compile.rs`): every regex is built,
+//! `[[rules]]` entries compile once, when the config loads (`config/rules.rs`): every regex is built,
 //! every JSON pointer split into tokens, every status and header parsed, and anything that could
 //! fail is rejected there. Evaluating the rules against a response is then pure and infallible:
 //! no I/O, not async, no error path. The normalize layer asks [`RuleSet::wants_status`] and
@@ -15,7 +15,6 @@
 //! | file | role |
 //! | --- | --- |
 //! | `mod.rs` | the compiled types |
-//! | `compile.rs` | specs → [`RuleSet`], with every config problem recorded |
 //! | `pointer.rs` | RFC 6901 [`JsonPointer`] |
 //! | `plan.rs` | what compilation precomputes for evaluation: status table, pointer slots |
 //! | `extract.rs`, `extract/walk.rs` | targeted JSON extraction: one parse, only the values rules point at |
@@ -27,7 +26,6 @@
 //! from TOML through [`crate::config::from_toml`], so they exercise the real schema.
 
 mod analysis;
-mod compile;
 mod eval;
 mod explain;
 mod extract;
@@ -54,6 +52,12 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// The set of `rules`, in evaluation order, with what evaluation looks up precomputed.
+    pub fn new(rules: Vec<Rule>) -> RuleSet {
+        let plan = Plan::build(&rules);
+        RuleSet { rules, plan }
+    }
+
     /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()

@@ -2,19 +2,17 @@
 //!
 //! Where it sits: the normalize layer reports each rewrite once, to
 //! [`Metrics::rewrite`](crate::metrics::Metrics::rewrite), which counts `candor_rewrites_total`
-//! and feeds the [`Recorder`] here in the same call. Everything else the page shows is read
-//! from the Prometheus counters that already exist (requests by status, upstream failures by
-//! kind, inspection skips by reason), never counted a second time. `run` calls
+//! and feeds its [`Recorder`](crate::metrics::Recorder) in the same call. Everything else the
+//! page shows is read from the Prometheus counters that already exist (requests by status,
+//! upstream failures by kind, inspection skips by reason), never counted a second time. `run` calls
 //! [`Status::set_config`] when the config is loaded; hot reload calls it again on every swap.
 //!
 //! | file | role |
 //! | --- | --- |
 //! | `mod.rs` | [`Status`], the [`Snapshot`] that `/status.json` serialises |
-//! | `recorder.rs` | the last 100 rewrites and the tallies by rule and by transition |
 //! | `page.html` | the self-contained page at `/` |
 //! | `top.rs` | `candor top`: the same view in a terminal |
 
-mod recorder;
 pub mod top;
 
 use std::collections::BTreeMap;
@@ -23,11 +21,9 @@ use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::builtin::Builtin;
 use crate::config::Config;
-use crate::inspect::normalize::{HTML_ERRORS, RETRY_AFTER_RULE, SCRUB};
 use crate::metrics::Metrics;
-
-pub use recorder::{Recorder, Rewrite, MAX_PATH, RECENT};
 
 /// The status page, served at `/` on the admin listener.
 pub const PAGE: &str = include_str!("page.html");
@@ -85,14 +81,15 @@ impl Status {
                 builtin: false,
             })
             .collect();
-        // Built-ins run after the rules, in this order (see `Normalizer::decide`).
-        for (name, enabled) in [
-            (SCRUB, config.scrub.enabled),
-            (HTML_ERRORS, config.html_errors.enabled),
-            (RETRY_AFTER_RULE, !config.retry_after.statuses.is_empty()),
-        ] {
+        // Built-ins run after the rules, in their order.
+        for builtin in Builtin::ORDER {
+            let enabled = match builtin {
+                Builtin::Scrub => config.scrub.enabled,
+                Builtin::HtmlErrors => config.html_errors.enabled,
+                Builtin::RetryAfter => !config.retry_after.statuses.is_empty(),
+            };
             rules.push(ConfiguredRule {
-                name: name.to_owned(),
+                name: builtin.name().to_owned(),
                 mode: if enabled { "enforce" } else { "off" }.to_owned(),
                 builtin: true,
             });
@@ -253,8 +250,9 @@ fn counts(pairs: Vec<(&'static str, u64)>) -> BTreeMap<String, u64> {
 /// ```
 ///
 /// `mode` is `enforce` or `shadow` for a rule; `enforce` or `off` for a built-in; `removed` for
-/// a rule no longer configured. `recent` holds the last [`RECENT`] rewrites, newest first, with
-/// `time` in RFC 3339 UTC to the millisecond and `path` clipped to [`MAX_PATH`] bytes. Counts are
+/// a rule no longer configured. `recent` holds the last [`RECENT`](crate::metrics::RECENT)
+/// rewrites, newest first, with `time` in RFC 3339 UTC to the millisecond and `path` clipped to
+/// [`MAX_PATH`](crate::metrics::MAX_PATH) bytes. Counts are
 /// since the process started; `rules` and `rewrites` count the same events as
 /// `candor_rewrites_total`, `requests` is `candor_requests_total`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,6 +368,7 @@ pub struct RecentRewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{FailureKind, Rewrite, SkipReason};
     use crate::rules::Mode;
     use http::{Method, StatusCode};
     use prometheus_client::registry::Registry;
@@ -427,8 +426,8 @@ mod tests {
         metrics.response(StatusCode::OK);
         metrics.response(StatusCode::GONE);
         metrics.response(StatusCode::GONE);
-        metrics.upstream_failure("timeout");
-        metrics.inspect_skipped("encoding");
+        metrics.upstream_failure(FailureKind::Timeout);
+        metrics.inspect_skipped(SkipReason::Encoding);
         for (rule, mode, to) in [
             ("gone", Mode::Enforce, StatusCode::GONE),
             ("gone", Mode::Enforce, StatusCode::GONE),

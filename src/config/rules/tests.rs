@@ -6,16 +6,17 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::*;
+use crate::pattern::MAX_PATTERN_LEN;
 
 /// Compiles `[[rules]]` TOML, returning the rules or the problems as `path: message` lines.
-fn compile(text: &str) -> Result<RuleSet, Vec<String>> {
+fn compile_toml(text: &str) -> Result<RuleSet, Vec<String>> {
     #[derive(serde::Deserialize)]
     struct Only {
         rules: Vec<RuleSpec>,
     }
     let only: Only = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
     let mut problems = Problems::default();
-    let set = RuleSet::compile(&only.rules, &mut problems, &|_| Some(7));
+    let set = compile(&only.rules, &mut problems, &|_| Some(7));
     if problems.is_empty() {
         Ok(set)
     } else {
@@ -60,7 +61,7 @@ fn valid_rules_compile() {
         "mode = \"shadow\"\nthen.status = 500",
     ];
     for body in cases {
-        let set = compile(&rule(body)).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        let set = compile_toml(&rule(body)).unwrap_or_else(|e| panic!("{body}: {e:?}"));
         assert_eq!(set.len(), 1, "{body}");
     }
 }
@@ -161,7 +162,7 @@ fn invalid_rules_name_the_field_and_problem() {
         ("then.headers = []", "rule does nothing"),
     ];
     for (body, want) in cases {
-        let errors = compile(&rule(body))
+        let errors = compile_toml(&rule(body))
             .err()
             .unwrap_or_else(|| panic!("{body}: accepted"));
         assert!(
@@ -179,7 +180,7 @@ fn invalid_rules_name_the_field_and_problem() {
 fn overlong_patterns_are_refused_before_compiling() {
     let long = "a".repeat(MAX_PATTERN_LEN + 1);
     for field in ["when.path", "when.body"] {
-        let errors = compile(&rule(&format!("{field} = \"{long}\"\nthen.status = 404")))
+        let errors = compile_toml(&rule(&format!("{field} = \"{long}\"\nthen.status = 404")))
             .err()
             .unwrap_or_default();
         assert!(
@@ -188,13 +189,13 @@ fn overlong_patterns_are_refused_before_compiling() {
         );
     }
     let ok = "a".repeat(MAX_PATTERN_LEN);
-    assert!(compile(&rule(&format!("when.path = \"{ok}\"\nthen.status = 404"))).is_ok());
+    assert!(compile_toml(&rule(&format!("when.path = \"{ok}\"\nthen.status = 404"))).is_ok());
 }
 
 #[test]
 fn every_problem_is_reported_not_just_the_first() {
     let text = rule("when.path = \"(\"\nwhen.body = \"(\"\nwhen.status = [1]\nthen.status = 1");
-    let errors = compile(&text).err().unwrap_or_default();
+    let errors = compile_toml(&text).err().unwrap_or_default();
     assert_eq!(errors.len(), 4, "{errors:?}");
 }
 
@@ -212,7 +213,7 @@ fn names_are_required_unique_and_label_safe() {
         ),
     ];
     for (text, want) in cases {
-        let errors = compile(text)
+        let errors = compile_toml(text)
             .err()
             .unwrap_or_else(|| panic!("{text}: accepted"));
         assert!(
@@ -220,12 +221,12 @@ fn names_are_required_unique_and_label_safe() {
             "{text}: {errors:?}"
         );
     }
-    assert!(compile(&format!(
+    assert!(compile_toml(&format!(
         "[[rules]]\nname = \"{}\"\nthen.status = 404",
         "a".repeat(64)
     ))
     .is_ok());
-    assert!(compile("[[rules]]\nname = \"A.b_c-9\"\nthen.status = 404").is_ok());
+    assert!(compile_toml("[[rules]]\nname = \"A.b_c-9\"\nthen.status = 404").is_ok());
 }
 
 #[test]
@@ -233,7 +234,7 @@ fn compiled_rules_keep_what_evaluation_needs() {
     let text = rule(
         "mode = \"shadow\"\nwhen.status = [200, \"4xx\"]\nwhen.method = [\"get\"]\nwhen.json = [{ pointer = \"/code\", equals = 1042 }]\nthen.status_from = \"/s\"\nthen.status = 502\nthen.retry_after = \"1500ms\"\nthen.headers = [{ name = \"X-Foo\", value = \"bar\" }]",
     );
-    let set = compile(&text).unwrap_or_else(|e| panic!("{e:?}"));
+    let set = compile_toml(&text).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(set.shadow_count(), 1);
     let r = set.get("r").unwrap_or_else(|| panic!("rule r"));
     assert_eq!(r.mode, Mode::Shadow);

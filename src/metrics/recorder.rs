@@ -1,7 +1,7 @@
 //! The record behind the status page: the last [`RECENT`] rewrites and running tallies by rule
 //! and by status transition.
 //!
-//! Fed only by [`crate::metrics::Metrics::rewrite`], the same call that counts
+//! Fed only by [`Metrics::rewrite`](super::Metrics::rewrite), the same call that counts
 //! `candor_rewrites_total`, so the page and the metric can never disagree. Nothing here runs for a
 //! response no rule rewrites: the pass-through path never touches the recorder.
 

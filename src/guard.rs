@@ -1,93 +1,19 @@
-//! The response body type that leaves candor.
+//! Body guards: a byte limit and an idle timeout around a streaming body, and the idle deadline
+//! they (and the client write timeout) share.
 //!
-//! One enum instead of a boxed body: the pass-through variant is the upstream's body itself, so a
-//! response no rule wants streams through with no copy, no buffering and no dynamic dispatch.
-//! Responses candor makes or rewrites carry their bytes in a `Full`.
+//! hyper bounds neither a body's size nor its pauses; without them a client trickling a request
+//! body, or an upstream that stalls mid-body, holds a connection and its buffers forever. A leaf
+//! module: the upstream client, the proxy front and the failure ladder all use these types.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
 use pin_project_lite::pin_project;
-
-use crate::proxy::limits::IdleTimer;
-use crate::upstream::UpstreamBody;
-
-/// Errors a body can yield mid-stream; `tower::BoxError` like the rest of the request path.
-pub type BoxError = tower::BoxError;
-
-pin_project! {
-    /// A response body: the upstream's, streamed untouched, or bytes candor wrote.
-    #[project = ProxyBodyProj]
-    pub enum ProxyBody {
-        /// The upstream's body, streamed as it arrives.
-        Upstream { #[pin] body: UpstreamBody },
-        /// A complete body candor produced (problem documents, rewritten bodies).
-        Full { #[pin] body: Full<Bytes> },
-        /// No body at all (204, 304, HEAD, `then.body = "empty"`).
-        Empty,
-    }
-}
-
-impl ProxyBody {
-    /// A complete body of `bytes`.
-    pub fn full(bytes: Bytes) -> Self {
-        ProxyBody::Full {
-            body: Full::new(bytes),
-        }
-    }
-
-    /// The empty body.
-    pub fn empty() -> Self {
-        ProxyBody::Empty
-    }
-}
-
-impl From<Bytes> for ProxyBody {
-    fn from(bytes: Bytes) -> Self {
-        ProxyBody::full(bytes)
-    }
-}
-
-impl From<UpstreamBody> for ProxyBody {
-    fn from(body: UpstreamBody) -> Self {
-        ProxyBody::Upstream { body }
-    }
-}
-
-impl Body for ProxyBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project() {
-            ProxyBodyProj::Upstream { body } => body.poll_frame(cx),
-            ProxyBodyProj::Full { body } => body.poll_frame(cx).map_err(|never| match never {}),
-            ProxyBodyProj::Empty => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Upstream { body } => body.is_end_stream(),
-            ProxyBody::Full { body } => body.is_end_stream(),
-            ProxyBody::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Upstream { body } => body.size_hint(),
-            ProxyBody::Full { body } => body.size_hint(),
-            ProxyBody::Empty => SizeHint::with_exact(0),
-        }
-    }
-}
+use tower::BoxError;
 
 /// Which side of the proxy a guarded body comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,14 +39,12 @@ pub enum BodyError {
         /// Which body.
         side: Side,
         /// The timeout.
-        idle: std::time::Duration,
+        idle: Duration,
     },
 }
 
 pin_project! {
-    /// A body with a byte limit and an idle timeout: hyper has neither (shared/reliability.md
-    /// §1.2), and without them a client trickling a body, or an upstream that stalls mid-body,
-    /// holds a connection and its buffers forever.
+    /// A body with a byte limit and an idle timeout (see the module docs).
     ///
     /// The idle deadline ([`IdleTimer`]) runs only while the body is waiting.
     #[derive(Debug)]
@@ -137,7 +61,7 @@ pin_project! {
 impl<B> Guarded<B> {
     /// Guards `inner`: at most `limit` data bytes (`u64::MAX`: no limit), and no pause longer
     /// than `idle`.
-    pub fn new(inner: B, side: Side, limit: u64, idle: std::time::Duration) -> Self {
+    pub fn new(inner: B, side: Side, limit: u64, idle: Duration) -> Self {
         Guarded {
             inner,
             side,
@@ -192,5 +116,56 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A deadline that restarts whenever the stream it guards makes progress: `idle` after the
+/// last progress, a stall ends. The `Sleep` is allocated the first time the stream waits and
+/// re-armed rather than reallocated after each piece of progress. Used by [`Guarded`] and the
+/// client write timeout.
+#[derive(Debug)]
+pub struct IdleTimer {
+    idle: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Waiting since the last progress: the deadline already runs.
+    stalled: bool,
+}
+
+impl IdleTimer {
+    /// A timer for stalls longer than `idle`.
+    pub fn new(idle: Duration) -> Self {
+        IdleTimer {
+            idle,
+            timer: None,
+            stalled: false,
+        }
+    }
+
+    /// The longest stall allowed.
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// The stream made progress: its next wait starts a fresh deadline.
+    pub fn progress(&mut self) {
+        self.stalled = false;
+    }
+
+    /// The stream is waiting: ready once it has waited `idle` since its last progress.
+    pub fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = tokio::time::Instant::now() + self.idle;
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if !self.stalled {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.stalled = true;
+        timer.as_mut().poll(cx)
     }
 }
