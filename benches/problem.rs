@@ -16,9 +16,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
-use candor::body::ProxyBody;
 use candor::builtin::html;
 use candor::problem::{sanitize_detail, Problem, CONTENT_TYPE_PROBLEM, MAX_DETAIL_CHARS};
+use candor::proxy::StackBody;
 
 /// The origin's HTML 404 page from the load comparison (`benches/compare/`).
 const HTML_404: &[u8] = include_bytes!("compare/www/html404.html");
@@ -93,7 +93,7 @@ fn bench(c: &mut Criterion) {
         "into_response/502 failure: detail, instance, request_id",
         |b| {
             b.iter(|| {
-                let response: Response<ProxyBody> =
+                let response: Response<StackBody> =
                     Problem::new(black_box(StatusCode::BAD_GATEWAY))
                         .detail(black_box("The upstream refused the connection."))
                         .instance(black_box("/users/7"))

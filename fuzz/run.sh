@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh [SECONDS] [--merge] [--jobs N] [TARGET...]
 #
-# SECONDS per target (default 60), with -rss_limit_mb=2048 -timeout=10 (shared/reliability.md §5).
+# SECONDS per target (default 60), with -rss_limit_mb=2048 -timeout=10 (the bounds the fuzzing section of tests/README.md gives).
 # Targets run N at a time (default 1) under `nice -n 10`. New corpus entries go to a scratch
 # directory; with --merge they are minimised into fuzz/corpus/<target>/ (`-merge=1` keeps only
 # inputs that add coverage; the seed-* files are always kept), to be committed.

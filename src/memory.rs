@@ -21,8 +21,7 @@
 //! Memory freed without connections closing (a large inspected body on a connection that stays
 //! open) waits for the next burst; upstream connections close on the pool's idle timer, after
 //! the client burst that opened them, and their buffers wait too.
-//! Other allocators (mimalloc, jemalloc) were measured for this and did worse at rest and
-//! after the burst (issue 6's notes).
+//! Other allocators (mimalloc, jemalloc) did worse at rest and after the burst.
 //!
 //! The opposite mistake costs CPU: by default glibc gives back the top of a worker's heap as
 //! soon as more than 128 KiB there is free, and under load that top rises and falls by more

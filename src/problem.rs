@@ -1,6 +1,6 @@
 //! RFC 9457 problem documents: the one way candor writes an error body.
 //!
-//! Every response candor makes itself (an upstream failure, a refused request, and later a rule's
+//! Every response candor makes itself (an upstream failure, a refused request, a rule's
 //! `body = "problem"`) goes through [`Problem`], so the shape is the same everywhere and no code
 //! path can leak upstream text or internal error messages into a body by accident: the only
 //! free-text member, `detail`, is set by the caller from fixed strings or bounded, validated
@@ -15,11 +15,6 @@ use serde::Serialize;
 
 /// The media type of a problem document (RFC 9457 §3).
 pub const CONTENT_TYPE_PROBLEM: &str = "application/problem+json";
-
-/// Marks a response candor wrote itself (a failure or a refusal), so the normaliser, which
-/// exists to fix the upstream's responses, leaves it alone.
-#[derive(Debug, Clone, Copy)]
-pub struct Generated;
 
 /// Longest `detail` candor copies out of an upstream body, in characters.
 pub const MAX_DETAIL_CHARS: usize = 300;
@@ -132,7 +127,6 @@ impl<'a> Problem<'a> {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_PROBLEM));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response.extensions_mut().insert(Generated);
         response
     }
 }

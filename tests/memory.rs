@@ -78,8 +78,8 @@ fn reset_peak_rss() -> bool {
 const CHILD: &str = "CANDOR_MEMORY_CHILD";
 
 /// The most a request head may take: candor caps hyper's `max_buf_size` at 64 KiB
-/// (`candor::proxy::MAX_HEAD_BYTES`).
-const H: usize = candor::proxy::MAX_HEAD_BYTES;
+/// (`candor::headers::MAX_HEAD_BYTES`).
+const H: usize = candor::headers::MAX_HEAD_BYTES;
 /// The inspection limit of `config/candor.toml`.
 const L: usize = 262_144;
 const MIB: usize = 1 << 20;

@@ -17,7 +17,7 @@ What it does, in one run:
    pass everything else through byte for byte.
 3. Memory: the RSS one 10 MiB /huge response adds, and the RSS 1,000 idle keep-alive connections
    add (each opened, one request on it, then held), read from /proc.
-4. Load, as shared/bench/ab.py measures it: paired, interleaved rounds, the order of the proxies
+4. Load: paired, interleaved rounds, the order of the proxies
    rotated every round; `wrk -t1 -c64` on cpu 0 with the origin, the proxy under test alone on
    cpu 1. Proxy CPU per request = busy jiffies of cpu 1 (user, nice, system, irq, softirq from
    /proc/stat) / requests. The ratio to nginx is the median of the per-round ratios, so slow
@@ -59,7 +59,7 @@ ALL_ROUTES = ROUTES + ["/huge"]
 ACCEPT = "application/json"
 PROBLEM = "application/problem+json"
 
-# The issue's targets (issue 6), checked against candor's figures.
+# The performance targets (benches/README.md), checked against candor's figures.
 CPU_TARGET = {"/ok": 0.95, "/err": 1.0, "/html404": 1.0, "/big": 1.0}
 RPS_MIN = 0.90  # throughput within 10 % of nginx's
 BIG_PEAK_MIB = 12.0
@@ -701,7 +701,7 @@ def main():
     md.append("CPU µs/req = busy jiffies of the proxy's core per request (median over rounds); × nginx = median of "
               "the per-round ratios (min–max). process µs/req = the proxy's own utime + stime per request: it "
               "leaves out softirq work done on its behalf, and also anything else that ran on its core. The "
-              "targets apply to candor (issue 6).")
+              "targets apply to candor (benches/README.md).")
     md.append("")
     md.append("| route | proxy | CPU µs/req | × nginx CPU | process µs/req | req/s | × nginx req/s | p50 ms | p99 ms "
               "| non-2xx / errors | CPU target | req/s target |")
@@ -765,7 +765,7 @@ def main():
         md.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(m.get('base_kb', float('nan')) / 1024, '.1f')} |")
     md.append("")
     if verdicts:
-        md.append("| issue 6 target (candor) | measured | pass/fail |")
+        md.append("| target (candor) | measured | pass/fail |")
         md.append("|---|---:|---|")
         for label, value, ok in verdicts:
             md.append(f"| {label} | {value} | {verdict(ok)} |")

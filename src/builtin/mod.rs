@@ -8,7 +8,7 @@
 //! | `[scrub]` | a 5xx body showing internals (stack traces, paths, SQL, private addresses) is replaced by a problem document and logged | [`scrub::Scrubber`], [`scrub::excerpt`] |
 //!
 //! Nothing here does I/O, allocates without bound or fails at request time: the only fallible
-//! step, compiling the scrub patterns, happens when the config loads (STYLE.md, *Errors*).
+//! step, compiling the scrub patterns, happens when the config loads.
 
 pub mod accept;
 pub mod html;

@@ -1,5 +1,5 @@
-//! The `exchange` fuzz target: Envoy's capture fuzzing (`shared/reliability.md` §1.1, §4.3 item
-//! 3) for candor. An input is a list of events, replayed against a real candor (`crate::run`
+//! The `exchange` fuzz target: Envoy's capture fuzzing (a recorded exchange of client and
+//! upstream events, replayed and mutated) for candor. An input is a list of events, replayed against a real candor (`crate::run`
 //! on 127.0.0.1:0, one worker, short timeouts, no upstream pooling) between a raw TCP client
 //! and a raw fake upstream, all in this process. One candor serves every input; a lock keeps
 //! inputs from overlapping.

@@ -2,7 +2,7 @@
 //!
 //! The normalize layer needs to look at a response body before it can decide whether a rule
 //! applies, but it must never hold an unbounded body in memory nor lose, reorder or truncate a
-//! byte of one it decides not to rewrite (reliability.md §0 items 2 and 5, §3.4 row B1).
+//! byte of one it decides not to rewrite (catalogue row B1, tests/README.md).
 //! [`collect_bounded`] reads at most `limit` bytes and ends in one of three ways:
 //!
 //! - [`Collected::Complete`]: the body ended within the limit; the rules see all of it.
@@ -30,7 +30,7 @@ use tower::BoxError;
 /// frames of their own.
 ///
 /// A kept frame costs about a hundred bytes of bookkeeping whatever its length, so a body sent
-/// as 1-byte chunks (reliability.md §3.4 row B1) would otherwise cost a hundred times its size.
+/// as 1-byte chunks (catalogue row B1) would otherwise cost a hundred times its size.
 /// Merging only frames below this size bounds the bookkeeping to a few percent of `limit`,
 /// while larger frames are kept as they came, without a copy.
 const COALESCE_BELOW: usize = 4096;

@@ -6,8 +6,8 @@
 //! would. Decoded output is only ever for the rules: what candor forwards is either the
 //! upstream's bytes untouched or a body it wrote itself.
 //!
-//! Compression is the biggest amplifier an upstream has (reliability.md §0 item 6, §3.4 rows
-//! B3 and B4): 100 MiB of zeros is 172 bytes of brotli. So every decoding step, intermediate
+//! Compression is the biggest amplifier an upstream has (catalogue rows B3 and B4,
+//! tests/README.md): 100 MiB of zeros is 172 bytes of brotli. So every decoding step, intermediate
 //! or final, stops as soon as its output passes `limit`, and reports [`DecodeError::TooLarge`]
 //! instead of inflating further; a bomb costs about `limit` bytes of output and the decoder's
 //! fixed state. Anything that is not a complete, valid encoding (truncated, bad checksum,

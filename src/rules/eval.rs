@@ -402,7 +402,7 @@ pub(super) fn status_of(value: &Value) -> Option<StatusCode> {
 
 /// A `retry_after_from` value: a non-negative JSON integer or a string of 1 to 10 ASCII digits,
 /// at most [`MAX_RETRY_AFTER_SECS`]. Anything else (negative, fractional, exponent, text, CR/LF)
-/// is dropped rather than copied into a header (reliability.md B8).
+/// is dropped rather than copied into a header (catalogue row B8, tests/README.md).
 pub(super) fn seconds_of(value: &Value) -> Option<u64> {
     let seconds = match value {
         // `as_u64` is `None` for negatives and for anything serde_json parsed as a float,

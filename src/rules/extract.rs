@@ -1,6 +1,6 @@
 //! Targeted JSON extraction: parse a body once and keep only the values rules point at.
 //!
-//! A whole `serde_json::Value` costs 12–24× the body's size in heap (reliability.md §0.5), and
+//! A whole `serde_json::Value` costs 12–24× the body's size in heap, and
 //! rules look at a handful of fields. So compilation gathers every pointer any rule uses into a
 //! trie ([`ExtractorBuilder`]), and evaluation walks the body once with a `DeserializeSeed` over
 //! `serde_json::Deserializer::from_slice` that builds a `Value` only at the trie's leaves and
