@@ -139,7 +139,7 @@ fn upstream_url_may_come_from_env_alone() {
 
 #[test]
 fn bad_env_values_name_the_variable() {
-    let cases: [(Vars, &[&str]); 6] = [
+    let cases: [(Vars<'_>, &[&str]); 6] = [
         (
             &[("CANDOR__UPSTREAM__URLL", "http://x:1")],
             &["CANDOR__UPSTREAM__URLL = \"http://x:1\"", "upstream.urll", "unknown field `urll`"],

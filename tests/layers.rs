@@ -127,8 +127,9 @@ fn connect(kind: io::ErrorKind) -> BoxError {
 
 #[tokio::test(start_paused = true)]
 async fn every_failure_class_is_answered_once_from_the_table() {
-    // (upstream, status, Proxy-Status error, failure kind counted)
-    let rows: Vec<(&str, Upstream, u16, Option<&str>, Option<&str>)> = vec![
+    // (name, upstream, status, Proxy-Status error, failure kind counted)
+    type Row = (&'static str, Upstream, u16, Option<&'static str>, Option<&'static str>);
+    let rows: Vec<Row> = vec![
         (
             "refused",
             Upstream::Fails(|| connect(io::ErrorKind::ConnectionRefused)),

@@ -39,9 +39,15 @@ fn the_module_graph_has_no_cycle() {
         .map(|(a, b)| (top(a), top(b)))
         .filter(|(a, b)| a != b)
         .collect();
-    let mut cycles = Vec::new();
-    if let Some(cycle) = find_cycle(&graph) {
-        cycles.push(format!("top level: {}", cycle.join(" -> ")));
+    let mut found: Vec<String> = cycles(&graph)
+        .iter()
+        .map(|cycle| format!("top level: {}", cycle.join(" -> ")))
+        .collect();
+    for group in groups(&graph) {
+        found.push(format!(
+            "top level: these import each other: {}",
+            group.join(", ")
+        ));
     }
 
     // Inside each folder module: its files, each with its subtree; the folder's own `mod.rs`
@@ -65,15 +71,15 @@ fn the_module_graph_has_no_cycle() {
             .filter_map(|(a, b)| Some((child(a)?, child(b)?)))
             .filter(|(a, b)| a != b)
             .collect();
-        if let Some(cycle) = find_cycle(&inner) {
-            cycles.push(format!("in {}: {}", show(folder), cycle.join(" -> ")));
+        for cycle in cycles(&inner) {
+            found.push(format!("in {}: {}", show(folder), cycle.join(" -> ")));
         }
     }
     assert!(
-        cycles.is_empty(),
+        found.is_empty(),
         "import cycles (an item used by two modules belongs in the lower one, or in a leaf of \
          its own):\n{}\n\nedges:\n{}",
-        cycles.join("\n"),
+        found.join("\n"),
         graph
             .iter()
             .map(|(a, b)| format!("  {a} -> {b}"))
@@ -118,6 +124,22 @@ fn the_scan_reads_use_trees_and_finds_cycles() {
     assert_eq!(
         find_cycle(&cyclic),
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+    // Two separate groups give two cycles; an edge between them joins no group.
+    let two: BTreeSet<_> = [
+        edge("a", "b"),
+        edge("b", "a"),
+        edge("b", "c"),
+        edge("c", "d"),
+        edge("d", "c"),
+    ]
+    .into();
+    assert_eq!(
+        cycles(&two),
+        vec![
+            vec!["a".to_owned(), "b".into(), "a".into()],
+            vec!["c".to_owned(), "d".into(), "c".into()]
+        ]
     );
 }
 
@@ -337,51 +359,115 @@ fn resolve(modules: &BTreeSet<Module>, path: &Module) -> Module {
 
 /// A cycle of `edges` as `a -> b -> … -> a`, if there is one.
 fn find_cycle(edges: &BTreeSet<(String, String)>) -> Option<Vec<String>> {
+    cycles(edges).into_iter().next()
+}
+
+/// The modules of each group of more than one that import each other.
+fn groups(edges: &BTreeSet<(String, String)>) -> Vec<Vec<String>> {
+    let nodes: BTreeSet<&str> = edges.iter().map(|(a, _)| a.as_str()).collect();
+    let mut done = BTreeSet::new();
+    let mut found = Vec::new();
+    for node in nodes {
+        if done.contains(node) {
+            continue;
+        }
+        let group: Vec<String> = edges
+            .iter()
+            .map(|(a, _)| a.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|other| {
+                *other == node || (reaches(edges, node, other) && reaches(edges, other, node))
+            })
+            .map(str::to_owned)
+            .collect();
+        done.extend(group.iter().cloned());
+        if group.len() > 1 {
+            found.push(group);
+        }
+    }
+    found
+}
+
+/// Whether `to` can be reached from `from` along `edges`.
+fn reaches(edges: &BTreeSet<(String, String)>, from: &str, to: &str) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from];
+    while let Some(node) = stack.pop() {
+        for (_, b) in edges.iter().filter(|(a, _)| a == node) {
+            if b == to {
+                return true;
+            }
+            if seen.insert(b.as_str()) {
+                stack.push(b);
+            }
+        }
+    }
+    false
+}
+
+/// One cycle through each strongly connected group of `edges` (every group of modules that
+/// import each other, directly or not), as `a -> b -> … -> a`.
+fn cycles(edges: &BTreeSet<(String, String)>) -> Vec<Vec<String>> {
     let mut next: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (a, b) in edges {
         next.entry(a).or_default().push(b);
     }
-    // 0: not seen, 1: on the current path, 2: done.
-    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
-    fn visit<'a>(
-        node: &'a str,
-        next: &BTreeMap<&'a str, Vec<&'a str>>,
-        state: &mut BTreeMap<&'a str, u8>,
-        path: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        state.insert(node, 1);
-        path.push(node);
-        for &to in next.get(node).map(Vec::as_slice).unwrap_or(&[]) {
-            match state.get(to).copied().unwrap_or(0) {
-                1 => {
-                    let from = path.iter().position(|&n| n == to).unwrap();
-                    let mut cycle: Vec<String> =
-                        path[from..].iter().map(|s| s.to_string()).collect();
-                    cycle.push(to.to_owned());
-                    return Some(cycle);
+    let reaches = |from: &str| {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![from];
+        while let Some(node) = stack.pop() {
+            for &to in next.get(node).map(Vec::as_slice).unwrap_or(&[]) {
+                if seen.insert(to) {
+                    stack.push(to);
                 }
-                0 => {
-                    if let Some(cycle) = visit(to, next, state, path) {
-                        return Some(cycle);
-                    }
-                }
-                _ => {}
             }
         }
-        path.pop();
-        state.insert(node, 2);
-        None
-    }
-    let nodes: Vec<&str> = next.keys().copied().collect();
-    for node in nodes {
-        if state.get(node).copied().unwrap_or(0) == 0 {
-            let mut path = Vec::new();
-            if let Some(cycle) = visit(node, &next, &mut state, &mut path) {
-                return Some(cycle);
+        seen
+    };
+    let reach: BTreeMap<&str, BTreeSet<&str>> = next.keys().map(|&n| (n, reaches(n))).collect();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut found = Vec::new();
+    for (&node, from_node) in &reach {
+        if done.contains(node) || !from_node.contains(node) {
+            continue;
+        }
+        // The group: every module that reaches `node` and that `node` reaches.
+        let group: BTreeSet<&str> = from_node
+            .iter()
+            .copied()
+            .filter(|other| reach.get(other).is_some_and(|r| r.contains(node)))
+            .collect();
+        done.extend(&group);
+        // A shortest way back to `node` inside the group, breadth first.
+        let mut parent: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([node]);
+        'search: while let Some(at) = queue.pop_front() {
+            for &to in next.get(at).map(Vec::as_slice).unwrap_or(&[]) {
+                if !group.contains(to) {
+                    continue;
+                }
+                if to == node {
+                    parent.insert(node, at);
+                    break 'search;
+                }
+                if !parent.contains_key(to) {
+                    parent.insert(to, at);
+                    queue.push_back(to);
+                }
             }
         }
+        let mut cycle = vec![node.to_owned()];
+        let mut at = parent[node];
+        while at != node {
+            cycle.push(at.to_owned());
+            at = parent[at];
+        }
+        cycle.push(node.to_owned());
+        cycle.reverse();
+        found.push(cycle);
     }
-    None
+    found
 }
 
 fn show(module: &Module) -> String {

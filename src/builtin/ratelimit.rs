@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn header_order_and_fall_through() {
-        let table: &[(&str, Fields, Option<u64>)] = &[
+        let table: &[(&str, Fields<'_>, Option<u64>)] = &[
             ("none", &[], None),
             (
                 "standard first",
@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn draft_ratelimit_field() {
-        let table: &[(&str, Values, Option<u64>)] = &[
+        let table: &[(&str, Values<'_>, Option<u64>)] = &[
             ("single policy", &[b"\"default\";r=0;t=30"], Some(30)),
             (
                 "remaining quota still gives t",

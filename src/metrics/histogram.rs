@@ -70,7 +70,7 @@ impl DurationHistogram {
 }
 
 impl EncodeMetric for DurationHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
         let (buckets, count, sum) = self.snapshot();
         encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }

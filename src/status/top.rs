@@ -55,7 +55,7 @@ pub enum TopError {
     /// The body was unreadable or too large.
     #[error("reading the answer: {0}")]
     Body(String),
-    /// No answer within [`POLL_TIMEOUT`].
+    /// No answer within the poll timeout (2 s).
     #[error("no answer within {}s", POLL_TIMEOUT.as_secs())]
     Timeout,
     /// An answer, but not a 200.
