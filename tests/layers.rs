@@ -128,7 +128,13 @@ fn connect(kind: io::ErrorKind) -> BoxError {
 #[tokio::test(start_paused = true)]
 async fn every_failure_class_is_answered_once_from_the_table() {
     // (name, upstream, status, Proxy-Status error, failure kind counted)
-    type Row = (&'static str, Upstream, u16, Option<&'static str>, Option<&'static str>);
+    type Row = (
+        &'static str,
+        Upstream,
+        u16,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
     let rows: Vec<Row> = vec![
         (
             "refused",

@@ -30,9 +30,11 @@ async fn an_upstream_that_never_answers_gets_504_after_the_upstream_timeout_in_p
         Default::default(),
     )
     .unwrap();
-    let listeners =
-        Listeners::bind_to("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap())
-            .unwrap();
+    let listeners = Listeners::bind_to(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
     let addr = listeners.proxy_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(candor::serve(
