@@ -27,25 +27,25 @@ use crate::status::{self, Status};
 
 /// Liveness and readiness as the admin endpoints report them.
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     ready: AtomicBool,
 }
 
 impl Health {
     /// Marks candor ready (config loaded, proxy listener accepting) or not (starting, draining).
-    pub fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
     }
 
     /// Whether `/readyz` answers 200.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 }
 
 /// Serves the admin endpoints until `stop` flips, moving to a new socket when a reload brings one
 /// (`server.admin_listen` changed).
-pub async fn serve(
+pub(crate) async fn serve(
     mut loaded: watch::Receiver<Arc<Loaded>>,
     registry: Arc<Registry>,
     health: Arc<Health>,

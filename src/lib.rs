@@ -9,9 +9,9 @@
 //! | --- | --- |
 //! | [`headers`] | shared HTTP vocabulary: header names, the head limit, hop-by-hop fields, `Retry-After` |
 //! | [`guard`] | body guards: the byte limit and idle timeout around a streaming body |
-//! | [`pattern`] | regexes compiled within candor's size limits |
+//! | `pattern` | regexes compiled within candor's size limits |
 //! | [`problem`] | RFC 9457 problem documents |
-//! | [`logging`] | JSON log lines |
+//! | `logging` | JSON log lines |
 //! | [`rules`] | the compiled rule set and its pure evaluation |
 //! | [`builtin`] | the built-in normalisations: HTML errors, scrubbing, `Retry-After` |
 //! | [`config`] | the TOML schema, loading with environment overrides, validation and compilation |
@@ -19,13 +19,13 @@
 //! | [`upstream`] | the pooled HTTP/1.1 upstream client as a tower `Service` |
 //! | [`inspect`] | bounded body collection and decoding, the `NormalizeLayer` |
 //! | [`failure`] | the one table from cause to status and the rescue layer: the only place an error becomes a response |
-//! | [`listener`] | binding sockets, following the live ones |
+//! | `listener` | binding sockets, following the live ones |
 //! | [`status`] | what the status page, `/status.json` and `candor top` show |
-//! | [`reload`] | the live configuration ([`reload::Loaded`]) and hot reload |
+//! | `reload` | the live configuration (`Loaded`) and hot reload ([`Reload`]) |
 //! | [`proxy`] | workers: accept loop, the front's phases, header hygiene, the stack |
-//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the status page and `/status.json` |
+//! | `admin` | `/healthz`, `/readyz`, `/metrics`, the status page and `/status.json` |
 //! | [`memory`] | the allocator's thresholds, and handing freed heap back to the operating system |
-//! | [`demo`] | the embedded legacy upstream behind `candor demo` |
+//! | `demo` | the embedded legacy upstream behind `candor demo` |
 //! | [`cli`] | the `candor` command line |
 //!
 //! [`serve`] runs candor on the caller's runtime (one worker), so a test can pause time;
@@ -37,25 +37,25 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod builtin;
 pub mod cli;
 pub mod config;
-pub mod demo;
+pub(crate) mod demo;
 pub mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guard;
 pub mod headers;
 pub mod inspect;
-pub mod listener;
-pub mod logging;
+pub(crate) mod listener;
+pub(crate) mod logging;
 pub mod memory;
 pub mod metrics;
-pub mod pattern;
+pub(crate) mod pattern;
 pub mod problem;
 pub mod proxy;
-pub mod reload;
+pub(crate) mod reload;
 pub mod rules;
 pub mod status;
 pub mod upstream;

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 const ACCEPT_BACK_OFF: Duration = Duration::from_millis(50);
 
 /// Binds a listening socket the way every candor listener is bound.
-pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,

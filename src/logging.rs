@@ -18,7 +18,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// The JSON line format (`log.format = "json"`).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct JsonLines;
+pub(crate) struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines
 where

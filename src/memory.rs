@@ -87,7 +87,7 @@ fn set_thresholds() {}
 
 /// Trims after each burst of `gate`'s connections ends, until `stop` turns true (or its sender
 /// is gone).
-pub async fn trim_after_bursts(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn trim_after_bursts(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(CHECK_PERIOD);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -7,11 +7,11 @@
 pub const MAX_PATTERN_LEN: usize = 4096;
 
 /// Cap on one pattern's compiled program and on its lazy DFA cache (1 MiB).
-pub const SIZE_LIMIT: usize = 1 << 20;
+pub(crate) const SIZE_LIMIT: usize = 1 << 20;
 
 /// Why a pattern was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum PatternError {
+pub(crate) enum PatternError {
     /// Longer than [`MAX_PATTERN_LEN`].
     #[error("regex too long ({len} bytes, at most 4096)")]
     TooLong {
@@ -24,7 +24,7 @@ pub enum PatternError {
 }
 
 /// A text regex (`when.path`, `when.header`, JSON `matches`).
-pub fn text(pattern: &str) -> Result<regex::Regex, PatternError> {
+pub(crate) fn text(pattern: &str) -> Result<regex::Regex, PatternError> {
     short_enough(pattern)?;
     regex::RegexBuilder::new(pattern)
         .size_limit(SIZE_LIMIT)
@@ -34,7 +34,7 @@ pub fn text(pattern: &str) -> Result<regex::Regex, PatternError> {
 }
 
 /// A bytes regex (`when.body`, scrub patterns).
-pub fn bytes(pattern: &str) -> Result<regex::bytes::Regex, PatternError> {
+pub(crate) fn bytes(pattern: &str) -> Result<regex::bytes::Regex, PatternError> {
     short_enough(pattern)?;
     regex::bytes::RegexBuilder::new(pattern)
         .size_limit(SIZE_LIMIT)
@@ -52,7 +52,7 @@ fn short_enough(pattern: &str) -> Result<(), PatternError> {
 
 /// One-line form of a regex error: the crate's own message spans several lines with a caret
 /// diagram, whose last line (`error: unclosed group`) is the part that explains.
-pub fn describe(error: &regex::Error) -> String {
+pub(crate) fn describe(error: &regex::Error) -> String {
     match error {
         regex::Error::CompiledTooBig(limit) => {
             format!(

@@ -32,7 +32,7 @@ use crate::status::Status;
 /// A validated configuration as every worker receives it: published at start and after each
 /// reload on a watch channel the workers and the admin listener follow.
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The configuration.
     pub config: Arc<Config>,
     /// Its rules and built-ins, compiled once for all workers.

@@ -17,7 +17,7 @@ const HANG: Duration = Duration::from_secs(60);
 
 /// One demo endpoint: the request and what the legacy API does wrong there.
 #[derive(Debug, Clone, Copy)]
-pub struct Case {
+pub(crate) struct Case {
     /// Request method.
     pub method: &'static str,
     /// Request path.
@@ -27,7 +27,7 @@ pub struct Case {
 }
 
 /// Every endpoint the demo exercises, in table order.
-pub const CASES: &[Case] = &[
+pub(crate) const CASES: &[Case] = &[
     Case {
         method: "GET",
         path: "/users/42",
@@ -86,7 +86,7 @@ pub const CASES: &[Case] = &[
 ];
 
 /// Serves the legacy API on `listener` forever.
-pub async fn serve(listener: TcpListener) {
+pub(crate) async fn serve(listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;

@@ -5,7 +5,7 @@
 //! given config file. Only the upstream is replaced (by the embedded API) and `upstream.timeout`
 //! shortened to one second so the hanging endpoint answers promptly.
 
-pub mod legacy;
+pub(crate) mod legacy;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,7 +33,7 @@ const DIRECT_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Runs the demo. With `once`, prints the table and returns; otherwise keeps both servers up
 /// until `shutdown` completes.
-pub async fn run(
+pub(crate) async fn run(
     config_path: &Path,
     once: bool,
     shutdown: impl Future<Output = ()>,
@@ -102,7 +102,7 @@ fn bind_candor(once: bool, server: &config::Server) -> Result<Listeners, crate::
 
 /// One line of the table.
 #[derive(Debug)]
-pub struct Row {
+pub(crate) struct Row {
     case: Case,
     upstream: Option<StatusCode>,
     candor: Option<StatusCode>,

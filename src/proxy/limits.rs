@@ -18,7 +18,7 @@ use crate::guard::IdleTimer;
 
 /// Counts the client connections open across workers.
 #[derive(Debug, Default)]
-pub struct Gate {
+pub(crate) struct Gate {
     open: AtomicUsize,
     /// The most open at once since [`Gate::restart_high`] (`memory` trims after bursts).
     high: AtomicUsize,
@@ -27,7 +27,7 @@ pub struct Gate {
 
 impl Gate {
     /// A gate reporting the open connections in `gauge`.
-    pub fn new(gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+    pub(crate) fn new(gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
         Gate {
             open: AtomicUsize::new(0),
             high: AtomicUsize::new(0),
@@ -36,7 +36,7 @@ impl Gate {
     }
 
     /// Admits a connection if fewer than `max` are open; the ticket lets it out when dropped.
-    pub fn admit(self: &Arc<Self>, max: usize) -> Option<Ticket> {
+    pub(crate) fn admit(self: &Arc<Self>, max: usize) -> Option<Ticket> {
         let admitted = self
             .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
@@ -50,24 +50,24 @@ impl Gate {
 
     /// The most connections open at once since [`Gate::restart_high`] (or since the gate was
     /// made).
-    pub fn high(&self) -> usize {
+    pub(crate) fn high(&self) -> usize {
         self.high.load(Ordering::Acquire)
     }
 
     /// Starts the next high-point period at the count open now.
-    pub fn restart_high(&self) {
+    pub(crate) fn restart_high(&self) {
         self.high.store(self.open(), Ordering::Release);
     }
 
     /// Connections open now.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
     }
 }
 
 /// One admitted connection; dropping it frees the place.
 #[derive(Debug)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     gate: Arc<Gate>,
 }
 
@@ -83,23 +83,18 @@ impl Drop for Ticket {
 /// The timer is allocated the first time a write has to wait and re-armed after each write that
 /// goes through, so a client that reads promptly costs nothing.
 #[derive(Debug)]
-pub struct WriteTimeout<IO> {
+pub(crate) struct WriteTimeout<IO> {
     io: IO,
     idle: IdleTimer,
 }
 
 impl<IO> WriteTimeout<IO> {
     /// Wraps `io`.
-    pub fn new(io: IO, timeout: Duration) -> Self {
+    pub(crate) fn new(io: IO, timeout: Duration) -> Self {
         WriteTimeout {
             io,
             idle: IdleTimer::new(timeout),
         }
-    }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &IO {
-        &self.io
     }
 
     fn on_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -2,7 +2,7 @@
 //! `stack.rs`, the only place layers are composed.
 //!
 //! Flow of one request: hyper-util's auto server (HTTP/1.1 and h2c) parses it over a
-//! [`framing::FramingWatch`]ed socket and calls [`Front`], which runs the phases of
+//! `FramingWatch`ed socket and calls [`Front`], which runs the phases of
 //! `front.rs` around the tower [`Stack`].
 //!
 //! | file | owns |
@@ -14,10 +14,10 @@
 //! | `framing/` | spotting requests whose framing hyper and an upstream could read differently |
 //! | `limits.rs` | the connection gate and the client write timeout |
 
-pub mod framing;
+pub(crate) mod framing;
 mod front;
 pub mod hygiene;
-pub mod limits;
+pub(crate) mod limits;
 mod stack;
 
 use std::sync::Arc;

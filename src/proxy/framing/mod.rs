@@ -57,7 +57,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// The [`FramingWatch`] writes it while hyper reads; the connection's service reads it through
 /// [`FramingVerdict::next_request_is_suspect`].
 #[derive(Debug)]
-pub struct FramingVerdict {
+pub(crate) struct FramingVerdict {
     /// Index of the first head seen with both `Content-Length` and `Transfer-Encoding`;
     /// [`NO_SUSPECT`] when none.
     suspect: AtomicU64,
@@ -82,7 +82,7 @@ impl FramingVerdict {
     /// Call it exactly once per HTTP/1 request of this connection, in the order hyper hands
     /// them over (hyper's HTTP/1 server calls the service once per parsed head, one at a time),
     /// so the count lines up with the tracker's head index.
-    pub fn next_request_is_suspect(&self) -> bool {
+    pub(crate) fn next_request_is_suspect(&self) -> bool {
         // Requests on one connection are served one after another; the counter needs no
         // ordering with anything else.
         let index = self.asked.fetch_add(1, Ordering::Relaxed);
@@ -90,7 +90,8 @@ impl FramingVerdict {
     }
 
     /// The index of the first request head seen with both framing fields, if any.
-    pub fn suspect_index(&self) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn suspect_index(&self) -> Option<u64> {
         match self.suspect.load(Ordering::Acquire) {
             NO_SUSPECT => None,
             index => Some(index),
@@ -109,7 +110,7 @@ impl FramingVerdict {
 /// Reads pass through unchanged while a small tracker follows them; writes are delegated
 /// verbatim.
 #[derive(Debug)]
-pub struct FramingWatch<IO> {
+pub(crate) struct FramingWatch<IO> {
     io: IO,
     tracker: Tracker,
     verdict: Arc<FramingVerdict>,
@@ -117,7 +118,7 @@ pub struct FramingWatch<IO> {
 
 impl<IO> FramingWatch<IO> {
     /// Wraps `io` and returns the verdict its connection's service should consult.
-    pub fn new(io: IO) -> (Self, Arc<FramingVerdict>) {
+    pub(crate) fn new(io: IO) -> (Self, Arc<FramingVerdict>) {
         let verdict = Arc::new(FramingVerdict::new());
         let watch = Self {
             io,
@@ -125,11 +126,6 @@ impl<IO> FramingWatch<IO> {
             verdict: Arc::clone(&verdict),
         };
         (watch, verdict)
-    }
-
-    /// The wrapped IO, e.g. to read socket addresses or options.
-    pub fn get_ref(&self) -> &IO {
-        &self.io
     }
 }
 
