@@ -1,38 +1,19 @@
 //! The allocator: handing freed heap back to the operating system, and not too soon.
 //!
-//! glibc's allocator keeps what a thread frees in that thread's arena for reuse and returns
-//! pages to the kernel only from the top of a heap. After a burst of connections (each holds
-//! hyper's read and write buffers, tens of KiB) the pages in the middle of the worker's arena
-//! stay resident although nothing uses them: measured on the load comparison's machine, 1,000
-//! keep-alive connections left candor at 45 MiB RSS after they had all closed, against 9 MiB
-//! before them. That is what a pod's memory limit and the comparison's peak RSS count, and it
-//! never came back down. `malloc_trim(0)` walks the arenas' free lists and releases every whole
-//! free page (45 MiB -> 11 MiB in the same measurement).
+//! glibc keeps what a thread frees in that thread's arena and returns pages to the kernel only
+//! from the top of a heap, so after a burst of connections (each holds hyper's buffers, tens of
+//! KiB) the middle of a worker's arena stays resident: 1,000 closed keep-alive connections left
+//! 45 MiB. [`trim`] (`malloc_trim(0)`) releases every whole free page (45 → 11 MiB). It holds
+//! each arena's lock while it walks (up to 0.8 ms under load) and the pages fault back in when
+//! reused, so candor trims after a burst, not on a clock: when the open client connections have
+//! fallen by [`BURST`] from their high point since the last trim (the connection gate keeps that
+//! high point), looked at every [`CHECK_PERIOD`]. A steady load never trims.
 //!
-//! nginx gets the same effect from freeing its per-connection pools back to the system; with
-//! hyper's buffers owned by hyper, trimming is the lever we have. It is not free: under load
-//! the walk and its `madvise` calls took 0.2-0.8 ms per call (uprobes on `malloc_trim` and its
-//! return, 64 busy connections), holding each arena's lock, and the released pages fault back in
-//! as soon as requests reuse them. So candor trims after a burst, not on a clock: when the open
-//! client connections have fallen by [`BURST`] or more from their high point since the last
-//! trim, looked at every [`CHECK_PERIOD`] (the high point itself is kept by the connection gate,
-//! so a burst shorter than the period counts too). A steady load never trims.
-//!
-//! Memory freed without connections closing (a large inspected body on a connection that stays
-//! open) waits for the next burst; upstream connections close on the pool's idle timer, after
-//! the client burst that opened them, and their buffers wait too.
-//! Other allocators (mimalloc, jemalloc) did worse at rest and after the burst.
-//!
-//! The opposite mistake costs CPU: by default glibc gives back the top of a worker's heap as
-//! soon as more than 128 KiB there is free, and under load that top rises and falls by more
-//! than that with every few responses. With 64 connections fetching 64 KiB bodies candor made
-//! one `madvise` per 116 responses and took 0.63 page faults per response to fault the pages
-//! back in (nginx: 0.005). [`tune`] raises that threshold to [`KEEP_TOP`]. Measured with the
-//! same load (`perf stat -e page-faults`, thresholds set through `GLIBC_TUNABLES`): 256 KiB
-//! 0.87 faults per response, 1 MiB 0.08, 2 MiB 0.03, 4 MiB 0.001. The threshold is also what a
-//! worker keeps after a burst, because `malloc_trim` returns the free top of glibc's main
-//! arena only, not of a thread's: at 4 MiB per worker the burst test below left 6.3 MiB
-//! resident. 1 MiB takes nine tenths of the faults away and keeps at most 1 MiB per worker.
+//! The opposite mistake costs CPU: by default glibc gives back a heap's top as soon as 128 KiB
+//! there is free, and under load that top rises and falls with every few responses (0.63 page
+//! faults per 64 KiB response). [`tune`], which the binary calls, keeps [`KEEP_TOP`] (1 MiB:
+//! 0.08 faults per response); it is also what each worker keeps after a burst, since
+//! `malloc_trim` returns only the main arena's top.
 
 use std::sync::{Arc, Once};
 use std::time::Duration;

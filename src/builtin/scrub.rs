@@ -25,9 +25,8 @@ const SET_SIZE_LIMIT: usize = 2 << 20;
 
 /// Cap on the combined set's lazy DFA cache (per thread, grown only as a body needs it), before
 /// added patterns. Ordinary bodies need a few hundred KiB; a hostile body built from fragments
-/// of every pattern needs about 4 MiB, and with less the set falls back to an engine 25 to 200
-/// times slower (a 256 KiB body: 1 ms with 4 MiB, 25 ms with 2 MiB, 215 ms with 1 MiB, release
-/// build).
+/// of every pattern needs about 4 MiB, and with less the set falls back to an engine up to 200
+/// times slower.
 const SET_DFA_LIMIT: usize = 8 << 20;
 
 /// The `kind` of a match from a pattern the config added.
