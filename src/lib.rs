@@ -34,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod failure;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inspect;
