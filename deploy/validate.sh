@@ -278,8 +278,14 @@ EOF
   for source in $sources; do
     [[ -e "$work/context/$source" ]] || { echo "COPY $source: not in the build context (.dockerignore)"; return 1; }
   done
-  (cd "$work/context" && cargo fetch --locked --offline --quiet) || return
-  echo "$(find "$work/context" -type f | wc -l) files in the context, $(wc -w <<<"$sources") COPY sources present, cargo fetch --locked accepts it" >"$work/detail"
+  # Online and for this platform only, as the builder fetches: with --offline the check depended on
+  # what the local cache held (an empty one failed it), and fetching for every platform also wants
+  # the 21 of the lock's 208 crates that only other platforms use (r-efi, for UEFI), which no build
+  # here downloads. --locked still refuses a stale lock file, and cargo a missing declared target.
+  local host
+  host="$(rustc -vV | sed -n 's/^host: //p')"
+  (cd "$work/context" && cargo fetch --locked --quiet --target "$host") || return
+  echo "$(find "$work/context" -type f | wc -l) files in the context, $(wc -w <<<"$sources") COPY sources present, cargo fetch --locked --target $host accepts it" >"$work/detail"
 }
 check "Docker build context" "" docker_context
 

@@ -93,12 +93,13 @@ for target in "${targets[@]}"; do
     cp "$log" "artifacts/$target/last-run.log"
   fi
   if [ "$merge" = 1 ] && [ "$rc" = 0 ]; then
-    # Minimise: merge the committed corpus and the new inputs into a fresh directory.
+    # Minimise: merge the committed corpus and the new inputs into a fresh directory, keeping an
+    # input only for an edge no other reaches (hit counts would keep thousands more).
     merged="$logs/$target.merged"
     mkdir -p "$merged"
     cp corpus/"$target"/seed-* "$merged"/ 2>/dev/null
     nice -n 10 cargo +nightly fuzz run -O "$target" "$merged" "corpus/$target" "$logs/$target.new" -- \
-      -merge=1 -rss_limit_mb=2048 -timeout=10 >"$logs/$target.merge.log" 2>&1 &&
+      -merge=1 -use_counters=0 -rss_limit_mb=2048 -timeout=10 >"$logs/$target.merge.log" 2>&1 &&
       rm -f corpus/"$target"/* && cp "$merged"/* corpus/"$target"/ &&
       echo "fuzz: $target: corpus merged: $(ls corpus/"$target" | wc -l) files"
   fi

@@ -43,6 +43,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod demo;
 pub mod failure;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guard;

@@ -3,7 +3,9 @@
 //!
 //! Each entry takes the fuzzer's bytes and must not panic on any input; it panics only when one
 //! of its oracles finds candor breaking a promise, with the promise in the message. Not part of
-//! candor's API (hidden from the docs); nothing on the request path calls it.
+//! candor's API (hidden from the docs); nothing on the request path calls it, and the product
+//! does not contain it: it is compiled only with the `fuzzing` feature, which `fuzz/` and the
+//! test builds turn on.
 //!
 //! | entry | exercises | oracles |
 //! | --- | --- | --- |
