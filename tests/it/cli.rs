@@ -1,9 +1,8 @@
 //! The `candor` binary: `check` messages and exit codes, `--version`, `run` with environment
 //! overrides, SIGTERM, and memory while streaming large bodies.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::harness::*;
@@ -138,128 +137,25 @@ fn check_names_an_unreadable_file() {
     assert!(stderr.contains("/nonexistent/candor.toml"), "{stderr}");
 }
 
-/// A running `candor run` child and the addresses it printed.
-struct Running {
-    child: Child,
-    addr: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    path: PathBuf,
-    /// Every log line after `ready`, as JSON.
-    logs: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Running {
-    fn start(config: &str, env: &[(&str, &str)]) -> Running {
-        Running::start_with(config, env, &[])
-    }
-
-    fn start_with(config: &str, env: &[(&str, &str)], flags: &[&str]) -> Running {
-        let path = temp_config(config);
-        let mut child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&path)
-            .args(flags)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        // Not a terminal, so candor logs JSON lines (`log.format = "auto"`).
-        let ready: serde_json::Value = loop {
-            let line = lines
-                .next()
-                .expect("candor exited before it was ready")
-                .unwrap();
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-                panic!("not a JSON log line: {line}");
-            };
-            if event["message"] == "ready" {
-                break event;
-            }
-        };
-        // Keep draining stderr so the child never blocks on a full pipe.
-        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if let Ok(event) = serde_json::from_str(&line) {
-                    sink.lock().unwrap().push(event);
-                }
-            }
-        });
-        let field =
-            |name: &str| -> std::net::SocketAddr { ready[name].as_str().unwrap().parse().unwrap() };
-        Running {
-            addr: field("listen"),
-            admin: field("admin"),
-            child,
-            path,
-            logs,
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits (with a deadline) for a log line with this message.
-    async fn log_line(&self, message: &str) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let found = self
-                .logs
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|e| e["message"] == message)
-                .cloned();
-            if let Some(found) = found {
-                return found;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {message:?} log line"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
-
-    fn terminate(mut self) -> i32 {
-        self.signal("TERM");
-        self.child.wait().unwrap().code().unwrap_or(-1)
-    }
-
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `candor run` on a config written from `text` (`CandorProcess::run`: the log format is
+/// candor's choice, every log line is kept).
+fn running(text: &str, env: &[(&str, &str)], flags: &[&str]) -> CandorProcess {
+    let path = temp_config(text);
+    let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+    CandorProcess::run(&name, &path, flags, env)
 }
 
 #[tokio::test]
 async fn run_applies_environment_overrides_and_exits_0_on_sigterm() {
     let up = upstream(|_req| async { response(200, "from the env upstream") }).await;
-    let running = Running::start(
+    let running = running(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
          [upstream]\nurl = \"http://127.0.0.1:9\"\n",
         &[
             ("CANDOR__UPSTREAM__URL", &up.url()),
             ("CANDOR__SERVER__WORKERS", "1"),
         ],
+        &[],
     );
     let (status, _, body) = get(running.addr, "/x").await;
     assert_eq!(status, 200);
@@ -288,12 +184,13 @@ async fn large_bodies_stream_with_flat_memory() {
         r
     })
     .await;
-    let running = Running::start(
+    let running = running(
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nworkers = 1\n\
              [upstream]\nurl = \"{}\"\n",
             up.url()
         ),
+        &[],
         &[],
     );
     let chunks =
@@ -466,11 +363,11 @@ async fn sighup_reloads_and_healthcheck_follows_readiness() {
         )
     };
     // --no-watch: only SIGHUP reloads, so the change below waits for the signal.
-    let running = Running::start_with(&text(409), &[], &["--no-watch"]);
+    let running = running(&text(409), &[], &["--no-watch"]);
     assert_eq!(get(running.addr, "/").await.0, 409);
     assert_eq!(healthcheck(running.admin), 0);
 
-    std::fs::write(&running.path, text(410)).unwrap();
+    std::fs::write(&running.config, text(410)).unwrap();
     assert_eq!(
         get(running.addr, "/").await.0,
         409,
@@ -506,7 +403,7 @@ async fn logs_are_json_lines_with_an_access_line_per_request() {
          then.status = 404\n",
         up.url()
     );
-    let running = Running::start(&config, &[]);
+    let running = running(&config, &[], &[]);
     let (status, _, _) =
         request(running.addr, "GET", "/users/7", &[("x-request-id", "rq-9")]).await;
     assert_eq!(status, 404);

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,17 +134,22 @@ pub struct CandorProcess {
     child: Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    /// Where its log goes (JSON lines).
+    /// The config file it was started with.
+    pub config: PathBuf,
+    /// Where its log goes.
     pub log: PathBuf,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// Every JSON log line after `ready`, when [`CandorProcess::run`] started it.
+    events: Option<Arc<Mutex<Vec<serde_json::Value>>>>,
 }
 
 impl CandorProcess {
-    /// Starts `candor run --config config` with `env` (`CANDOR__…` overrides); `name` names the
-    /// log file under the target's temporary directory.
+    /// Starts `candor run --no-watch --log-format json --config config` with `env` (`CANDOR__…`
+    /// overrides) and without `RUST_LOG`; `name` names the log file under the target's
+    /// temporary directory.
     pub fn start(name: &str, config: &str, env: &[(&str, String)]) -> CandorProcess {
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args([
                 "run",
                 "--no-watch",
@@ -154,7 +159,27 @@ impl CandorProcess {
                 config,
             ])
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env_remove("RUST_LOG")
+            .env_remove("RUST_LOG");
+        CandorProcess::spawn(name, command, Path::new(config), false)
+    }
+
+    /// Starts `candor run --config config` with `flags`, `env` and `RUST_LOG=info`, leaving the
+    /// log format to candor: every line it writes before `ready` must be JSON (its `auto`
+    /// format, off a terminal), and every JSON line after it is kept for [`Self::log_line`].
+    pub fn run(name: &str, config: &Path, flags: &[&str], env: &[(&str, &str)]) -> CandorProcess {
+        let mut command = Command::new(BIN);
+        command
+            .args(["run", "--config"])
+            .arg(config)
+            .args(flags)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info");
+        CandorProcess::spawn(name, command, config, true)
+    }
+
+    fn spawn(name: &str, mut command: Command, config: &Path, json_only: bool) -> CandorProcess {
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -168,19 +193,26 @@ impl CandorProcess {
                 _ => panic!("candor exited before it was ready; log: {}", log.display()),
             };
             let _ = writeln!(file, "{line}");
-            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
-                if event["message"] == "ready" {
-                    break event;
-                }
+            match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(event) if event["message"] == "ready" => break event,
+                Ok(_) => {}
+                Err(_) if json_only => panic!("not a JSON log line: {line}"),
+                Err(_) => {}
             }
         };
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let keep = tail.clone();
+        let events = json_only.then(|| Arc::new(Mutex::new(Vec::new())));
+        let (keep, sink) = (tail.clone(), events.clone());
         // Drains stderr so that candor never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut file = std::io::BufWriter::new(file);
             for line in lines.map_while(Result::ok) {
                 let _ = writeln!(file, "{line}");
+                if let Some(sink) = &sink {
+                    if let Ok(event) = serde_json::from_str(&line) {
+                        sink.lock().unwrap().push(event);
+                    }
+                }
                 let mut tail = keep.lock().unwrap();
                 if tail.len() == 40 {
                     tail.pop_front();
@@ -198,8 +230,50 @@ impl CandorProcess {
             addr: field("listen"),
             admin: field("admin"),
             child,
+            config: config.to_owned(),
             log,
             tail,
+            events,
+        }
+    }
+
+    /// Sends signal `name` (`TERM`, `HUP`, …).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, and the exit code it then ends with (-1 for none).
+    pub fn terminate(mut self) -> i32 {
+        self.signal("TERM");
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    /// Waits (with a deadline) for a JSON log line with this message (see [`Self::run`]).
+    pub async fn log_line(&self, message: &str) -> serde_json::Value {
+        let events = self
+            .events
+            .as_ref()
+            .expect("log lines are kept for `CandorProcess::run`");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = events
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|e| e["message"] == message)
+                .cloned();
+            if let Some(found) = found {
+                return found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {message:?} log line"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
