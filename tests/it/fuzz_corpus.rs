@@ -133,7 +133,7 @@ fn seeds_pass_their_oracles() {
 
 /// Writes `fuzz/corpus/<target>/seed-<name>` for every seed below.
 #[test]
-#[ignore = "writes the seed corpus: cargo test --test fuzz_corpus -- --ignored write_seeds"]
+#[ignore = "writes the seed corpus: cargo test --test it -- --ignored fuzz_corpus::write_seeds"]
 fn write_seeds() {
     for (target, seeds) in seeds() {
         let dir = fuzz_dir().join("corpus").join(target);
