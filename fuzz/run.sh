@@ -8,10 +8,10 @@
 # directory; with --merge they are minimised into fuzz/corpus/<target>/ (`-merge=1` keeps only
 # inputs that add coverage; the seed-* files are always kept), to be committed.
 # A crash leaves its input in fuzz/artifacts/<target>/ and makes the script exit 1; turn it into a
-# regression test by copying it to fuzz/regressions/<target>/ (tests/fuzz_corpus.rs replays it).
+# regression test by copying it to fuzz/regressions/<target>/ (tests/it/fuzz_corpus.rs replays it).
 # FUZZ_LOGS=DIR keeps each target's libFuzzer log there.
 # Without a nightly toolchain or cargo-fuzz the script says so and exits 0: the committed corpus
-# is still replayed on stable by `cargo test --test fuzz_corpus`.
+# is still replayed on stable by `cargo test --test it fuzz_corpus::`.
 set -uo pipefail
 cd "$(dirname "$0")"
 # The sanitizer build has flags of its own: keep it in fuzz/target, whatever the caller's target.

@@ -1,6 +1,6 @@
-//! Soak with integrity (reliability.md §3.5 rows L7 and L8, §4.3 item 4, §5 "Integrity soak" and
-//! "Faulty soak"): the built `candor` binary with the example config in front of a scriptable
-//! origin, 64 keep-alive client connections, bodies of every size of §5 in `Content-Length`,
+//! Soak with integrity (catalogue rows L7 and L8: the integrity soak and the faulty soak): the
+//! built `candor` binary with the example config in front of a scriptable origin, 64 keep-alive
+//! client connections, bodies of every size the soak draws (0 B to 8 MiB) in `Content-Length`,
 //! chunked and close-delimited framing, JSON, text, HTML and binary, some of them rewritten by
 //! the rules. Every pass-through body is checked against `X-Body-SHA256` and the digest the
 //! client expects; every rewrite against the problem document it must be; every exchange has a
@@ -22,16 +22,17 @@
 //! CANDOR_SOAK=full cargo test --release --test soak -- --nocapture --test-threads 1
 //! ```
 
-mod load;
+#[path = "it/harness/mod.rs"]
+mod harness;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use load::client::{self, Plan, Verdict};
-use load::origin::Origin;
-use load::process::CandorProcess;
-use load::spec::{Exchange, FaultMix, L};
+use harness::load::client::{self, Plan, Verdict};
+use harness::load::origin::Origin;
+use harness::load::spec::{Exchange, FaultMix, L};
+use harness::CandorProcess;
 
 /// One soak at a time: they would share the two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -222,7 +223,8 @@ async fn soak(
 const BODY_IDLE_TIMEOUT: Option<(&str, &str)> = Some(("CANDOR__UPSTREAM__BODY_IDLE_TIMEOUT", "2s"));
 
 /// Counts, timeouts and deadlines for this build: debug builds run a smoke test with hyper's
-/// debug assertions on (reliability.md §0 item 1); release builds run the CI sizes.
+/// debug assertions on (they catch misuse of its API that an optimised build lets through);
+/// release builds run the CI sizes.
 struct Sizes {
     clean: u64,
     faulty: u64,

@@ -1,5 +1,5 @@
 //! Fuzz target `exchange`: an event list replayed against a live candor between a raw client and a raw upstream.
-//! The entry and its oracles are in `candor::fuzzing`; `tests/fuzz_corpus.rs` replays this
+//! The entry and its oracles are in `candor::fuzzing`; `tests/it/fuzz_corpus.rs` replays this
 //! target's corpus through the same entry on stable.
 #![no_main]
 

@@ -1,5 +1,5 @@
 //! Fuzz target `inspect`: collection, decoding and the normaliser on one response, as the normalize layer runs them.
-//! The entry and its oracles are in `candor::fuzzing`; `tests/fuzz_corpus.rs` replays this
+//! The entry and its oracles are in `candor::fuzzing`; `tests/it/fuzz_corpus.rs` replays this
 //! target's corpus through the same entry on stable.
 #![no_main]
 

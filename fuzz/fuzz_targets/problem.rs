@@ -1,5 +1,5 @@
 //! Fuzz target `problem`: problem documents, `sanitize_detail` and header hygiene in both directions.
-//! The entry and its oracles are in `candor::fuzzing`; `tests/fuzz_corpus.rs` replays this
+//! The entry and its oracles are in `candor::fuzzing`; `tests/it/fuzz_corpus.rs` replays this
 //! target's corpus through the same entry on stable.
 #![no_main]
 

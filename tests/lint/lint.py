@@ -1,7 +1,7 @@
 """Lint the exchanges the integration suite captured (tests/lint/run.sh calls this).
 
 Each capture file holds one TCP connection in HTTPolice's `combined` format; its preamble names
-the test and the side (see tests/common/capture.rs). Every exchange is checked by HTTPolice, and
+the test and the side (see tests/it/harness/capture.rs). Every exchange is checked by HTTPolice, and
 every message again by httplint (RFC 9110-era checks HTTPolice predates). Each notice is
 attributed to the party that wrote the message:
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Protocol lint: runs the integration tests with CANDOR_CAPTURE_DIR set, so the harness records
-# every exchange it makes (tests/common/capture.rs), then checks each one with HTTPolice and
+# every exchange it makes (tests/it/harness/capture.rs), then checks each one with HTTPolice and
 # httplint (tests/lint/lint.py). Fails on any error-level notice that the reviewed silence list
 # (tests/lint/silence.txt) does not cover. .ci/run calls it after `cargo test`, whose build it
 # reuses.
@@ -13,12 +13,14 @@ cd "$(dirname "$0")/../.."
 # HTTPolice 0.9.0 is the last release (the project is archived) and crashes on import with
 # bitstring 4; httplint is pinned so that a new release cannot add notices behind our back.
 PIP_PACKAGES=(httpolice==0.9.0 'bitstring<4' httplint==2026.10.4)
-# Test files whose exchanges are not captured, and why:
-#   passthrough          its own raw client and upstream (no harness helper records them); its
-#                        generated upstream responses are linted by nothing else either
-#   rules_memory,        they count the test process's allocations, which recording would add to
-#   inspect_bomb_memory
-EXCLUDED=(passthrough rules_memory inspect_bomb_memory)
+# Modules of the `it` test binary that are not run for the capture, and why:
+#   passthrough          its raw client and raw upstream record nothing; its generated upstream
+#                        responses are linted by nothing else either
+#   config_load,         no exchanges: they load configs and replay the fuzz corpus in-process
+#   fuzz_corpus
+# The other test binaries are not run either: `memory` counts the process's allocations, which
+# recording would add to, and `soak` has its own client and origin, which record nothing.
+EXCLUDED=(passthrough config_load fuzz_corpus)
 
 TOOLS="${CANDOR_LINT_TOOLS:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/candor-lint}"
 VENV="$TOOLS/venv"
@@ -47,20 +49,17 @@ if [[ ! -f "$VENV/.pins" || "$(cat "$VENV/.pins")" != "$want" ]]; then
   echo "$want" >"$VENV/.pins"
 fi
 
-# Capture: every integration test file that uses the harness (only its helpers record
-# exchanges), but the excluded ones. Files with their own clients (soak, fuzz_corpus, …) would
-# only run again for nothing.
-tests=()
-for file in tests/*.rs; do
-  name="$(basename "$file" .rs)"
-  grep -qE '^mod (common|support);' "$file" || continue
-  [[ " ${EXCLUDED[*]} " == *" $name "* ]] || tests+=(--test "$name")
+# Capture: the `it` binary, whose harness clients and hyper upstreams record what they exchange,
+# less the excluded modules (`--skip module::`).
+skips=()
+for module in "${EXCLUDED[@]}"; do
+  skips+=(--skip "$module::")
 done
 rm -rf "$CAPTURES" "$OUT/failing.txt" "$OUT/report.html"
 mkdir -p "$CAPTURES"
-echo "capturing: $((${#tests[@]} / 2)) test files (${EXCLUDED[*]} excluded)"
-if ! CANDOR_CAPTURE_DIR="$CAPTURES" cargo test --locked --no-fail-fast -q "${tests[@]}" \
-  >"$OUT/tests.log" 2>&1; then
+echo "capturing: the it tests (modules ${EXCLUDED[*]} excluded)"
+if ! CANDOR_CAPTURE_DIR="$CAPTURES" cargo test --locked --no-fail-fast -q --test it -- \
+  "${skips[@]}" >"$OUT/tests.log" 2>&1; then
   # `cargo test` in .ci/run is the judge of the tests; here a failure only means that test's
   # exchanges may be missing from what is linted.
   grep -E '^test result|FAILED|panicked' "$OUT/tests.log" >&2 || true
