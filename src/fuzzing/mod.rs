@@ -1,5 +1,5 @@
 //! Fuzzing entry points: what the cargo-fuzz targets in `fuzz/` call, and what
-//! `tests/fuzz_corpus.rs` replays on stable for every committed corpus file.
+//! `tests/it/fuzz_corpus.rs` replays on stable for every committed corpus file.
 //!
 //! Each entry takes the fuzzer's bytes and must not panic on any input; it panics only when one
 //! of its oracles finds candor breaking a promise, with the promise in the message. Not part of
@@ -42,7 +42,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// Bugs the fuzzers found that are not fixed yet. The oracles tolerate them unless [`strict`]
 /// is on, so that fuzzing can go past them; each has a `fuzz/regressions/<target>/known-*`
-/// input that fails under strict mode (`tests/fuzz_corpus.rs`, `known_bugs_still_reproduce`).
+/// input that fails under strict mode (`tests/it/fuzz_corpus.rs`, `known_bugs_still_reproduce`).
 /// When one is fixed, drop its entry and its tolerance, and rename its input without `known-`.
 /// Fixed so far: "connection-obs-text" (`fuzz/regressions/problem/connection-obs-text`).
 pub const KNOWN_BUGS: &[&str] = &[];
