@@ -7,27 +7,34 @@
 //! `Retry-After`), and [`Failure::respond`] writes the RFC 9457 document. Requests the proxy front
 //! refuses and connections over the cap are answered from the same table. Internal error text
 //! goes to the log, never to the client (CWE-209).
+//!
+//! | file | owns |
+//! | --- | --- |
+//! | `mod.rs` | [`Failure`], [`Refusal`], the table, [`classify`] |
+//! | `rescue.rs` | [`RescueLayer`]: the outermost layer of the stack |
 
-use std::future::Future;
+mod rescue;
+#[cfg(test)]
+mod tests;
+
 use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONNECTION, RETRY_AFTER};
-use http::{Request, Response, StatusCode};
-use pin_project_lite::pin_project;
-use tower::{BoxError, Layer, Service};
+use http::{Response, StatusCode};
+use tower::BoxError;
 
 use crate::config::Failures;
 use crate::guard::{BodyError, Side};
-use crate::headers::{self, PROXY_STATUS, X_REQUEST_ID};
+use crate::headers::{self, PROXY_STATUS};
 use crate::inspect::InspectError;
-use crate::metrics::{FailureKind, Metrics};
+use crate::metrics::FailureKind;
 use crate::problem::Problem;
 use crate::upstream::UpstreamError;
+
+pub use rescue::{Rescue, RescueLayer, ResponseFuture};
 
 /// Why a request was answered by candor instead of the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,197 +395,6 @@ fn classify_hyper(err: &hyper::Error) -> Failure {
     Failure::Reset
 }
 
-/// Turns errors from the inner service into problem responses. See the module docs.
-#[derive(Debug, Clone)]
-pub struct RescueLayer {
-    shared: Arc<RescueShared>,
-}
-
-#[derive(Debug)]
-struct RescueShared {
-    failures: Failures,
-    metrics: Metrics,
-}
-
-impl RescueLayer {
-    /// A rescue layer answering with `failures` and counting into `metrics`.
-    pub fn new(failures: Failures, metrics: Metrics) -> Self {
-        RescueLayer {
-            shared: Arc::new(RescueShared { failures, metrics }),
-        }
-    }
-}
-
-impl<S> Layer<S> for RescueLayer {
-    type Service = Rescue<S>;
-
-    fn layer(&self, inner: S) -> Rescue<S> {
-        Rescue {
-            inner,
-            shared: self.shared.clone(),
-            unready: None,
-        }
-    }
-}
-
-/// The service made by [`RescueLayer`]: never fails, never waits longer than its inner service.
-#[derive(Debug)]
-pub struct Rescue<S> {
-    inner: S,
-    shared: Arc<RescueShared>,
-    /// The error the inner service's `poll_ready` returned: the next request is answered with
-    /// it instead of being called on a service that said it cannot take one.
-    unready: Option<BoxError>,
-}
-
-impl<S: Clone> Clone for Rescue<S> {
-    fn clone(&self) -> Self {
-        Rescue {
-            inner: self.inner.clone(),
-            shared: self.shared.clone(),
-            unready: None,
-        }
-    }
-}
-
-impl<S, B, RB> Service<Request<B>> for Rescue<S>
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-    S::Error: Into<BoxError>,
-    RB: From<Bytes>,
-{
-    type Response = Response<RB>;
-    type Error = std::convert::Infallible;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.unready.is_some() {
-            return Poll::Ready(Ok(()));
-        }
-        match self.inner.poll_ready(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(err)) => {
-                self.unready = Some(err.into());
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        // What the problem document needs is taken now, as cheap clones of shared bytes: the
-        // request moves on below.
-        let context = FailureContext {
-            uri: req.uri().clone(),
-            request_id: req.headers().get(&X_REQUEST_ID).cloned(),
-            shared: self.shared.clone(),
-        };
-        match self.unready.take() {
-            Some(err) => ResponseFuture::Unready {
-                failed: Some((err, context)),
-            },
-            None => ResponseFuture::Called {
-                inner: self.inner.call(req),
-                context: Some(context),
-            },
-        }
-    }
-}
-
-#[derive(Debug)]
-struct FailureContext {
-    uri: http::Uri,
-    request_id: Option<HeaderValue>,
-    shared: Arc<RescueShared>,
-}
-
-impl FailureContext {
-    /// Classifies `err`, counts and logs it once, and answers it.
-    fn answer<RB: From<Bytes>>(self, err: BoxError) -> Response<RB> {
-        let failure = classify(&err);
-        let request_id = self
-            .request_id
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        match failure.kind() {
-            Some(kind) => {
-                self.shared.metrics.upstream_failure(kind);
-                let message = if err.is::<InspectError>() {
-                    "upstream body failed while it was inspected"
-                } else {
-                    "upstream request failed"
-                };
-                tracing::warn!(
-                    kind = kind.as_str(),
-                    request_id,
-                    path = self.uri.path(),
-                    error = %error_chain(&*err),
-                    "{message}"
-                );
-            }
-            None => tracing::debug!(
-                request_id,
-                error = %error_chain(&*err),
-                "request body failed while forwarding"
-            ),
-        }
-        failure.respond(
-            &self.shared.failures,
-            self.uri.path(),
-            self.request_id.as_ref(),
-        )
-    }
-}
-
-pin_project! {
-    /// Response future of [`Rescue`].
-    #[project = ResponseFutureProj]
-    pub enum ResponseFuture<F> {
-        /// The inner service has the request.
-        Called {
-            #[pin]
-            inner: F,
-            context: Option<FailureContext>,
-        },
-        /// The inner service was not ready: answered with its readiness error.
-        Unready { failed: Option<(BoxError, FailureContext)> },
-    }
-}
-
-impl<F, RB, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-    E: Into<BoxError>,
-    RB: From<Bytes>,
-{
-    type Output = Result<Response<RB>, std::convert::Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ResponseFutureProj::Called { inner, context } => {
-                let result = match inner.poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(result) => result,
-                };
-                Poll::Ready(Ok(match result {
-                    Ok(response) => response,
-                    Err(err) => context
-                        .take()
-                        .expect("a rescue future is not polled after it completed")
-                        .answer(err.into()),
-                }))
-            }
-            ResponseFutureProj::Unready { failed } => {
-                let (err, context) = failed
-                    .take()
-                    .expect("a rescue future is not polled after it completed");
-                Poll::Ready(Ok(context.answer(err)))
-            }
-        }
-    }
-}
-
 /// `err: cause: cause` for logs.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
@@ -589,130 +405,4 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failures() -> Failures {
-        Failures {
-            connect: StatusCode::BAD_GATEWAY,
-            timeout: StatusCode::GATEWAY_TIMEOUT,
-            retry_after: Duration::from_millis(4500),
-        }
-    }
-
-    #[test]
-    fn status_table() {
-        let cfg = failures();
-        use FailureKind as K;
-        let cases = [
-            (Failure::Refused, 502, Some(K::Connect)),
-            (Failure::Unreachable, 502, Some(K::Connect)),
-            (Failure::Dns, 502, Some(K::Connect)),
-            (Failure::ConnectTimeout, 504, Some(K::ConnectTimeout)),
-            (Failure::ResponseTimeout, 504, Some(K::Timeout)),
-            (Failure::Reset, 502, Some(K::Reset)),
-            (Failure::Protocol, 502, Some(K::Protocol)),
-            (Failure::Incomplete, 502, Some(K::Incomplete)),
-            (Failure::ClientBody, 400, None),
-            (Failure::RequestTooLarge, 413, None),
-            (Failure::ClientTimeout, 408, None),
-            (Failure::Refusal(Refusal::Connect), 405, None),
-            (Failure::Refusal(Refusal::BodyTooLarge), 413, None),
-            (Failure::Refusal(Refusal::MissingHost), 400, None),
-            (Failure::OverCapacity, 503, None),
-            (Failure::Other, 502, Some(K::Other)),
-        ];
-        for (failure, status, kind) in cases {
-            assert_eq!(failure.status(&cfg), status, "{failure:?}");
-            assert_eq!(failure.kind(), kind, "{failure:?}");
-            let r: Response<Bytes> = failure.respond(&cfg, "/x", None);
-            match failure.proxy_status_error() {
-                Some(error) => assert_eq!(
-                    r.headers()[&PROXY_STATUS],
-                    format!("candor; error={error}").as_str()
-                ),
-                None => assert!(r.headers().get(&PROXY_STATUS).is_none()),
-            }
-        }
-    }
-
-    #[test]
-    fn every_503_carries_retry_after_rounded_up() {
-        let mut cfg = failures();
-        cfg.connect = StatusCode::SERVICE_UNAVAILABLE;
-        let r: Response<Bytes> = Failure::Refused.respond(&cfg, "/", None);
-        assert_eq!(r.status(), 503);
-        assert_eq!(r.headers()[RETRY_AFTER], "5");
-        let r: Response<Bytes> = Failure::ResponseTimeout.respond(&cfg, "/", None);
-        assert!(r.headers().get(RETRY_AFTER).is_none());
-        let r: Response<Bytes> = Failure::OverCapacity.respond(&cfg, "/", None);
-        assert_eq!(r.headers()[RETRY_AFTER], "1");
-    }
-
-    #[test]
-    fn refusals_close_and_a_refused_connect_lists_the_methods() {
-        let cfg = failures();
-        let r: Response<Bytes> = Failure::Refusal(Refusal::Connect).respond(&cfg, "/", None);
-        assert_eq!(r.headers()[CONNECTION], "close");
-        assert!(r.headers()[ALLOW].to_str().unwrap().contains("GET"));
-        let r: Response<Bytes> = Failure::Refusal(Refusal::DuplicateHost).respond(&cfg, "/", None);
-        assert_eq!(r.headers()[CONNECTION], "close");
-        assert!(r.headers().get(ALLOW).is_none());
-    }
-
-    #[test]
-    fn the_over_capacity_answer_is_well_framed() {
-        let text = std::str::from_utf8(over_capacity()).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(
-            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
-            "{head}"
-        );
-        assert!(head.contains(&format!("content-length: {}", body.len())));
-        assert!(head.contains("retry-after: 1\r\n"), "{head}");
-        assert!(head.contains("proxy-status: candor; error=connection_limit_reached\r\n"));
-        assert!(head.contains("connection: close\r\n"));
-        let doc: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(doc["status"], 503);
-        assert_eq!(doc["detail"], "Too many connections; retry shortly.");
-        assert!(doc.get("instance").is_none(), "{doc}");
-    }
-
-    #[test]
-    fn classify_reads_typed_causes() {
-        let refused: BoxError = Box::new(UpstreamError::Connect(io::Error::from(
-            io::ErrorKind::ConnectionRefused,
-        )));
-        assert_eq!(classify(&refused), Failure::Refused);
-        let unreachable: BoxError = Box::new(UpstreamError::Connect(io::Error::from(
-            io::ErrorKind::HostUnreachable,
-        )));
-        assert_eq!(classify(&unreachable), Failure::Unreachable);
-        let timeout: BoxError = Box::new(UpstreamError::ConnectTimeout);
-        assert_eq!(classify(&timeout), Failure::ConnectTimeout);
-        let unasked: BoxError = Box::new(UpstreamError::UnaskedUpgrade);
-        assert_eq!(classify(&unasked), Failure::Protocol);
-        let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
-        assert_eq!(classify(&elapsed), Failure::ResponseTimeout);
-        let other: BoxError = "something new".into();
-        assert_eq!(classify(&other), Failure::Other);
-        let stalled: BoxError = Box::new(BodyError::Idle {
-            side: Side::Response,
-            idle: Duration::from_secs(1),
-        });
-        assert_eq!(classify(&stalled), Failure::ResponseTimeout);
-        let too_large: BoxError = Box::new(BodyError::TooLarge { limit: 1 });
-        assert_eq!(classify(&too_large), Failure::RequestTooLarge);
-        let cut: BoxError = Box::new(InspectError::Body("reset".into()));
-        assert_eq!(classify(&cut), Failure::Incomplete);
-        let stalled_inspection: BoxError =
-            Box::new(InspectError::Body(Box::new(BodyError::Idle {
-                side: Side::Response,
-                idle: Duration::from_secs(1),
-            })));
-        assert_eq!(classify(&stalled_inspection), Failure::ResponseTimeout);
-    }
 }
