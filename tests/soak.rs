@@ -12,8 +12,9 @@
 //! as a complete answer; a clean exchange may only fail as a 502 for a request that never
 //! reached the origin (refused); nothing hangs.
 //!
-//! Sizes: CI runs 50,000 clean and 20,000 faulty exchanges. `CANDOR_SOAK=full` runs the
-//! issue's 200,000 clean and 1,000,000 faulty ones (`CANDOR_SOAK_CLEAN`, `CANDOR_SOAK_FAULTY`
+//! Sizes: CI runs 50,000 clean and 50,000 faulty exchanges (an optimised build; `cargo test`'s
+//! debug build runs 5,000 and 3,000 as a smoke test). `CANDOR_SOAK=full` runs 200,000 clean and
+//! 1,000,000 faulty ones (`CANDOR_SOAK_CLEAN`, `CANDOR_SOAK_FAULTY`
 //! set other counts). `CANDOR_SOAK_SEED` picks the seed (printed with every run) and
 //! `CANDOR_SOAK_IDS=3,17` replays single exchanges of it, one connection, to reproduce a failure:
 //!
