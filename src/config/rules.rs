@@ -10,7 +10,7 @@ use http::{HeaderValue, Method};
 
 use super::error::{show_str, FieldPath, Problems};
 use super::spec::{BodySpec, JsonConditionSpec, ModeSpec, RuleSpec, ThenSpec, WhenSpec};
-use super::values::{self as validate, DurationKind};
+use super::values::{self, DurationKind};
 use crate::headers::hop_by_hop_index;
 use crate::pattern::{self, PatternError};
 use crate::rules::{
@@ -155,8 +155,7 @@ fn when(problems: &mut Problems, at: &FieldPath, spec: &WhenSpec) -> Option<When
     let before = problems.list.len();
     let mut out = When::default();
     for (i, item) in spec.status.iter().flat_map(|l| l.0.iter()).enumerate() {
-        if let Some(status) =
-            validate::status_item(problems, &at.key("status").index(i), item, true)
+        if let Some(status) = values::status_item(problems, &at.key("status").index(i), item, true)
         {
             out.status.push(status);
         }
@@ -183,7 +182,7 @@ fn when(problems: &mut Problems, at: &FieldPath, spec: &WhenSpec) -> Option<When
         .and_then(|p| regex(problems, &at.key("content_type"), p));
     for (i, h) in spec.header.iter().flatten().enumerate() {
         let item = at.key("header").index(i);
-        let name = validate::header_name(problems, &item.key("name"), &h.name);
+        let name = values::header_name(problems, &item.key("name"), &h.name);
         let matches = h
             .matches
             .as_ref()
@@ -303,7 +302,7 @@ fn then(problems: &mut Problems, at: &FieldPath, spec: Option<&ThenSpec>) -> Opt
     // 1xx codes are interim responses (RFC 9110 §15.2) and cannot replace a final one.
     let status = spec
         .status
-        .and_then(|s| validate::status(problems, &at.key("status"), s, 200..=599, "200..=599"));
+        .and_then(|s| values::status(problems, &at.key("status"), s, 200..=599, "200..=599"));
     let status_from = spec
         .status_from
         .as_ref()
@@ -317,7 +316,7 @@ fn then(problems: &mut Problems, at: &FieldPath, spec: Option<&ThenSpec>) -> Opt
             );
             None
         }
-        (Some(d), None) => validate::duration(
+        (Some(d), None) => values::duration(
             problems,
             &at.key("retry_after"),
             d,
@@ -349,7 +348,7 @@ fn then(problems: &mut Problems, at: &FieldPath, spec: Option<&ThenSpec>) -> Opt
     let mut headers = Vec::new();
     for (i, h) in spec.headers.iter().flatten().enumerate() {
         let item = at.key("headers").index(i);
-        let Some(name) = validate::header_name(problems, &item.key("name"), &h.name) else {
+        let Some(name) = values::header_name(problems, &item.key("name"), &h.name) else {
             continue;
         };
         if forbidden_header(&name) {

@@ -141,42 +141,38 @@ impl Failure {
     /// The RFC 9209 §2.3 error type for `Proxy-Status`, or `None` for a refusal, which is the
     /// client's request judged, not a proxy error.
     pub fn proxy_status_error(self) -> Option<&'static str> {
-        Some(match self {
-            Failure::Refused => "connection_refused",
-            Failure::Unreachable => "destination_unavailable",
-            Failure::Dns => "dns_error",
-            Failure::ConnectTimeout => "connection_timeout",
-            Failure::ResponseTimeout => "http_response_timeout",
-            Failure::Reset => "connection_terminated",
-            Failure::Protocol => "http_protocol_error",
-            Failure::Incomplete => "http_response_incomplete",
-            Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => {
-                "http_request_error"
-            }
-            Failure::OverCapacity => "connection_limit_reached",
-            Failure::Other => "proxy_internal_error",
-            Failure::Refusal(_) => return None,
-        })
+        self.proxy_status_names().map(|(error, _)| error)
     }
 
-    /// The `Proxy-Status` value, made once per error type.
+    /// The `Proxy-Status` value, made from a static string (no formatting per response).
     fn proxy_status(self) -> Option<HeaderValue> {
-        Some(HeaderValue::from_static(match self {
-            Failure::Refused => "candor; error=connection_refused",
-            Failure::Unreachable => "candor; error=destination_unavailable",
-            Failure::Dns => "candor; error=dns_error",
-            Failure::ConnectTimeout => "candor; error=connection_timeout",
-            Failure::ResponseTimeout => "candor; error=http_response_timeout",
-            Failure::Reset => "candor; error=connection_terminated",
-            Failure::Protocol => "candor; error=http_protocol_error",
-            Failure::Incomplete => "candor; error=http_response_incomplete",
+        self.proxy_status_names()
+            .map(|(_, value)| HeaderValue::from_static(value))
+    }
+
+    /// The error type and the whole `Proxy-Status` value, each written once.
+    fn proxy_status_names(self) -> Option<(&'static str, &'static str)> {
+        macro_rules! error {
+            ($type:literal) => {
+                ($type, concat!("candor; error=", $type))
+            };
+        }
+        Some(match self {
+            Failure::Refused => error!("connection_refused"),
+            Failure::Unreachable => error!("destination_unavailable"),
+            Failure::Dns => error!("dns_error"),
+            Failure::ConnectTimeout => error!("connection_timeout"),
+            Failure::ResponseTimeout => error!("http_response_timeout"),
+            Failure::Reset => error!("connection_terminated"),
+            Failure::Protocol => error!("http_protocol_error"),
+            Failure::Incomplete => error!("http_response_incomplete"),
             Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => {
-                "candor; error=http_request_error"
+                error!("http_request_error")
             }
-            Failure::OverCapacity => "candor; error=connection_limit_reached",
-            Failure::Other => "candor; error=proxy_internal_error",
+            Failure::OverCapacity => error!("connection_limit_reached"),
+            Failure::Other => error!("proxy_internal_error"),
             Failure::Refusal(_) => return None,
-        }))
+        })
     }
 
     /// The one status table. Connect failures and timeouts are configurable

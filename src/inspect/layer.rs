@@ -364,7 +364,6 @@ fn finish<B>(
             rules: rules.join(", "),
         });
     }
-    let report = shared.report.then(|| Report::of(&outcome));
     let debug_headers = config.server.debug_headers;
     let plan = apply_head(
         &mut outcome,
@@ -373,9 +372,8 @@ fn finish<B>(
         &mut parts.extensions,
         debug_headers,
     );
-    if let Some(mut report) = report {
-        report.body = plan.kind();
-        parts.extensions.insert(report);
+    if shared.report {
+        parts.extensions.insert(Report::of(&outcome, plan.kind()));
     }
     let body = match plan {
         BodyPlan::Keep => body,

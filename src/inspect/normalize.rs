@@ -73,14 +73,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// The report of `outcome` (its body kind is set once the outcome is applied).
-    pub fn of(outcome: &Outcome<'_>) -> Report {
+    /// The report of `outcome`, once applied: `body` is what the application made of the body.
+    pub fn of(outcome: &Outcome<'_>, body: BodyKind) -> Report {
         let names = |list: &[Applied<'_>]| list.iter().map(|a| a.rule.to_owned()).collect();
         Report {
             applied: names(&outcome.applied),
             shadows: names(&outcome.shadows),
             skipped: outcome.skipped,
-            body: BodyKind::Keep,
+            body,
         }
     }
 }
