@@ -120,6 +120,9 @@ fn bench(c: &mut Criterion) {
     let view = ResponseView {
         method: &Method::GET,
         path: "/users/7",
+        query: "",
+        request_headers: candor::rules::no_headers(),
+        request_id: "",
         status: StatusCode::OK,
         headers: &headers,
         body: Some(&body),

@@ -130,6 +130,11 @@ struct RewriteLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -151,6 +156,7 @@ pub struct Metrics {
     failure_counters: Arc<[Counter; 7]>,
     duration: DurationHistogram,
     rewrites: Family<RewriteLabels, Counter>,
+    template_failures: Family<RuleLabels, Counter>,
     /// The counter of each [`SkipReason`], by its position in [`SkipReason::ALL`].
     skip_counters: Arc<[Counter; 4]>,
     reloads: Family<ResultLabels, Counter>,
@@ -225,6 +231,12 @@ impl Metrics {
             "Responses a rule or built-in rewrote (mode enforce) or would have (mode shadow), by rule and status from -> to",
             rewrites.clone(),
         );
+        let template_failures = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "template_failures",
+            "Headers and problem members a rule could not fill for a response (left out, the rest of the rewrite applied), by rule",
+            template_failures.clone(),
+        );
         let inspect_skipped = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "inspect_skipped",
@@ -293,6 +305,7 @@ impl Metrics {
             failure_counters,
             duration,
             rewrites,
+            template_failures,
             skip_counters,
             recorder: Arc::default(),
             reloads,
@@ -384,6 +397,16 @@ impl Metrics {
                 mode,
             })
             .clone()
+    }
+
+    /// Counts a header or member `rule` could not fill. Rare (a body that does not have what the
+    /// rule expects), so the locked family lookup is fine here.
+    pub fn template_failure(&self, rule: &str) {
+        self.template_failures
+            .get_or_create(&RuleLabels {
+                rule: rule.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a response whose wanted body was not inspected.

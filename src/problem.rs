@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// The media type of a problem document (RFC 9457 §3).
 pub const CONTENT_TYPE_PROBLEM: &str = "application/problem+json";
@@ -52,21 +52,43 @@ pub fn sanitize_detail(text: &str) -> Option<String> {
 
 /// An RFC 9457 problem details document.
 ///
-/// `type` is always `about:blank`: the status code and `title` carry the meaning, as RFC 9457
-/// §4.2.1 prescribes for documents that add no semantics of their own.
-#[derive(Debug, Clone, Serialize)]
+/// `type` is `about:blank` unless a rule names one: the status code and `title` then carry the
+/// meaning, as RFC 9457 §4.2.1 prescribes for documents that add no semantics of their own.
+#[derive(Debug, Clone)]
 pub struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    title: &'static str,
+    kind: &'a str,
+    title: &'a str,
     status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     instance: Option<&'a str>,
     /// Extension member (RFC 9457 §3.2): correlates the response with candor's logs.
-    #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    /// Extension members a rule copied from the upstream body (`then.problem.members`); their
+    /// names never collide with the members above (`check` refuses them).
+    members: &'a [(&'a str, serde_json::Value)],
+}
+
+impl Serialize for Problem<'_> {
+    /// The standard members first, then the extensions, absent ones left out.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", self.kind)?;
+        map.serialize_entry("title", self.title)?;
+        map.serialize_entry("status", &self.status)?;
+        if let Some(detail) = &self.detail {
+            map.serialize_entry("detail", detail)?;
+        }
+        if let Some(instance) = self.instance {
+            map.serialize_entry("instance", instance)?;
+        }
+        if let Some(id) = self.request_id {
+            map.serialize_entry("request_id", id)?;
+        }
+        for (name, value) in self.members {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 impl<'a> Problem<'a> {
@@ -79,7 +101,26 @@ impl<'a> Problem<'a> {
             detail: None,
             instance: None,
             request_id: None,
+            members: &[],
         }
+    }
+
+    /// Sets `type` (a URI reference, checked when the config loaded).
+    pub fn kind(mut self, kind: &'a str) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Sets `title`.
+    pub fn title(mut self, title: &'a str) -> Self {
+        self.title = title;
+        self
+    }
+
+    /// Sets the extension members copied from the upstream body.
+    pub fn members(mut self, members: &'a [(&'a str, serde_json::Value)]) -> Self {
+        self.members = members;
+        self
     }
 
     /// Sets the human-readable explanation.
@@ -159,6 +200,24 @@ mod tests {
         let cut = sanitize_detail(&long).unwrap();
         assert_eq!(cut.chars().count(), MAX_DETAIL_CHARS + 1);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn a_rule_sets_type_title_and_extension_members() {
+        let members = [
+            ("errors", serde_json::json!([{"field": "email"}])),
+            ("currentVersion", serde_json::json!(5)),
+        ];
+        let doc = Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+            .kind("https://errors.example.com/validation")
+            .title("Your request is not valid")
+            .members(&members);
+        let v: serde_json::Value = serde_json::from_slice(&doc.to_bytes()).unwrap();
+        assert_eq!(v["type"], "https://errors.example.com/validation");
+        assert_eq!(v["title"], "Your request is not valid");
+        assert_eq!(v["status"], 422);
+        assert_eq!(v["errors"][0]["field"], "email");
+        assert_eq!(v["currentVersion"], 5);
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! them. `candor test` runs them (like `promtool test rules`); `check` only validates them.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{Method, StatusCode, Uri};
 
 use super::error::{show_str, FieldPath, Problems};
 use super::spec::TestSpec;
 use super::values::{header_name, status};
 use crate::builtin::Builtin;
-use crate::rules::RuleSet;
+use crate::rules::{JsonCondition, RuleSet};
 
 /// One compiled `[[tests]]` entry.
 #[derive(Debug, Clone)]
@@ -48,7 +48,14 @@ pub struct Expect {
     pub status: Option<StatusCode>,
     /// What the body must become.
     pub body: Option<BodyKind>,
+    /// Headers that must have exactly this value, or (`None`) must be absent.
+    pub headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// Conditions on the JSON body sent, each with how it was written (for messages).
+    pub json: Vec<(JsonCondition, String)>,
 }
+
+/// The `expect.headers` value meaning "this header must not be sent".
+pub const ABSENT: &str = "<absent>";
 
 /// The kind of body candor sends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -188,6 +195,27 @@ fn one(
             }
         };
     }
+    for (name, value) in spec.expect.headers.iter().flatten() {
+        let path = at.key("expect").key("headers").key(name);
+        let Some(name) = header_name(problems, &path, name) else {
+            continue;
+        };
+        if value == ABSENT {
+            expect.headers.push((name, None));
+            continue;
+        }
+        match HeaderValue::from_str(value) {
+            Ok(value) => expect.headers.push((name, Some(value))),
+            Err(_) => problems.push(&path, Some(show_str(value)), "invalid header value"),
+        }
+    }
+    for (i, c) in spec.expect.json.iter().flatten().enumerate() {
+        let path = at.key("expect").key("json").index(i);
+        if let Some(condition) = super::rules::json_condition(problems, &path, c) {
+            let written = written(c);
+            expect.json.push((condition, written));
+        }
+    }
     if problems.list.len() != before {
         return None;
     }
@@ -224,4 +252,29 @@ fn headers(
         }
     }
     map
+}
+
+/// An `expect.json` entry as a short text: `/errors/0/field equals "email"`.
+fn written(spec: &super::spec::JsonConditionSpec) -> String {
+    let op = [
+        ("equals", spec.equals.as_ref().map(|v| v.0.to_string())),
+        ("is_null", spec.is_null.map(|b| b.to_string())),
+        ("matches", spec.matches.as_ref().map(|p| show_str(p))),
+        (
+            "one_of",
+            spec.one_of.as_ref().map(|l| {
+                let list: Vec<String> = l.iter().map(|v| v.0.to_string()).collect();
+                format!("[{}]", list.join(", "))
+            }),
+        ),
+        ("exists", spec.exists.map(|b| b.to_string())),
+        ("gt", spec.gt.map(|n| n.to_string())),
+        ("gte", spec.gte.map(|n| n.to_string())),
+        ("lt", spec.lt.map(|n| n.to_string())),
+        ("lte", spec.lte.map(|n| n.to_string())),
+    ]
+    .into_iter()
+    .find_map(|(name, value)| value.map(|v| format!("{name} {v}")))
+    .unwrap_or_default();
+    format!("{} {op}", spec.pointer)
 }

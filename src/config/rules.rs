@@ -9,17 +9,34 @@ use http::header::{HeaderName, CONNECTION, TRAILER};
 use http::{HeaderValue, Method};
 
 use super::error::{show_str, FieldPath, Problems};
-use super::spec::{BodySpec, JsonConditionSpec, ModeSpec, RuleSpec, ThenSpec, WhenSpec};
+use super::spec::{
+    BodySpec, HeaderMatchSpec, JsonConditionSpec, ModeSpec, ProblemSpec, RuleSpec, ThenSpec,
+    WhenSpec,
+};
 use super::values::{self, DurationKind};
 use crate::headers::hop_by_hop_index;
 use crate::pattern::{self, PatternError};
 use crate::rules::{
-    BodyAction, HeaderMatch, JsonCondition, JsonOp, JsonPointer, Mode, RetryAfterSource, Rule,
-    RuleSet, Then, When,
+    BodyAction, HeaderFill, HeaderMatch, HeaderSet, HeaderTest, JsonCondition, JsonOp,
+    JsonPointer, Member, Mode, ProblemShape, RetryAfterSource, Rule, RuleSet, Template, Then,
+    When,
 };
 
 /// Rule names become metric labels; this keeps them short and label-safe.
 const MAX_NAME_LEN: usize = 64;
+
+/// Longest `then.problem.title`, in characters: a short summary, as RFC 9457 §3.1.3 has it.
+const MAX_TITLE_CHARS: usize = 200;
+
+/// Longest `then.problem.type`, in bytes.
+const MAX_TYPE_LEN: usize = 2048;
+
+/// Longest `then.problem.members` name, and most members per rule.
+const MAX_MEMBER_NAME_LEN: usize = 64;
+const MAX_MEMBERS: usize = 32;
+
+/// Member names a problem document already has (RFC 9457 §3.1, and candor's `request_id`).
+const RESERVED_MEMBERS: [&str; 6] = ["type", "title", "status", "detail", "instance", "request_id"];
 
 /// Whether a rule may not set `name`: the hop-by-hop and framing fields (RFC 9110 §7.6.1), plus
 /// `Connection` and `Trailer`, would corrupt the response rather than describe it.
@@ -180,17 +197,12 @@ fn when(problems: &mut Problems, at: &FieldPath, spec: &WhenSpec) -> Option<When
         .content_type
         .as_ref()
         .and_then(|p| regex(problems, &at.key("content_type"), p));
-    for (i, h) in spec.header.iter().flatten().enumerate() {
-        let item = at.key("header").index(i);
-        let name = values::header_name(problems, &item.key("name"), &h.name);
-        let matches = h
-            .matches
-            .as_ref()
-            .map(|p| regex(problems, &item.key("matches"), p));
-        if let (Some(name), Some(matches)) = (name, matches.map_or(Some(None), |m| m.map(Some))) {
-            out.header.push(HeaderMatch { name, matches });
-        }
-    }
+    out.query = spec
+        .query
+        .as_ref()
+        .and_then(|p| regex(problems, &at.key("query"), p));
+    out.request_header = header_matches(problems, &at.key("request_header"), &spec.request_header);
+    out.header = header_matches(problems, &at.key("header"), &spec.header);
     for (i, c) in spec.json.iter().flatten().enumerate() {
         if let Some(condition) = json_condition(problems, &at.key("json").index(i), c) {
             out.json.push(condition);
@@ -203,10 +215,43 @@ fn when(problems: &mut Problems, at: &FieldPath, spec: &WhenSpec) -> Option<When
     (problems.list.len() == before).then_some(out)
 }
 
+/// Compiles a `when.header` or `when.request_header` list.
+fn header_matches(
+    problems: &mut Problems,
+    at: &FieldPath,
+    spec: &Option<Vec<HeaderMatchSpec>>,
+) -> Vec<HeaderMatch> {
+    let mut out = Vec::new();
+    for (i, h) in spec.iter().flatten().enumerate() {
+        let item = at.index(i);
+        let name = values::header_name(problems, &item.key("name"), &h.name);
+        let test = match (&h.matches, h.absent) {
+            (Some(p), Some(true)) => {
+                problems.push(
+                    &item.key("absent"),
+                    Some("true".into()),
+                    format!(
+                        "conflicts with matches = {} (a header that must be absent has no value to match; use one of the two)",
+                        show_str(p)
+                    ),
+                );
+                None
+            }
+            (Some(p), _) => regex(problems, &item.key("matches"), p).map(HeaderTest::Matches),
+            (None, Some(true)) => Some(HeaderTest::Absent),
+            (None, _) => Some(HeaderTest::Present),
+        };
+        if let (Some(name), Some(test)) = (name, test) {
+            out.push(HeaderMatch { name, test });
+        }
+    }
+    out
+}
+
 /// The operator keys of a `when.json` entry, for messages.
 const JSON_OPS: &str = "equals, is_null, matches, one_of, exists, gt, gte, lt, lte";
 
-fn json_condition(
+pub(super) fn json_condition(
     problems: &mut Problems,
     at: &FieldPath,
     spec: &JsonConditionSpec,
@@ -359,15 +404,22 @@ fn then(problems: &mut Problems, at: &FieldPath, spec: Option<&ThenSpec>) -> Opt
             );
             continue;
         }
-        match HeaderValue::from_str(&h.value) {
-            Ok(value) => headers.push((name, value)),
-            Err(_) => problems.push(
-                &item.key("value"),
-                Some(show_str(&h.value)),
-                "invalid header value (visible ASCII, spaces and tabs only)",
-            ),
+        if let Some(value) = header_fill(problems, &item.key("value"), &h.value) {
+            headers.push(HeaderSet { name, value });
         }
     }
+    let problem = match &spec.problem {
+        Some(_) if body != BodyAction::Problem => {
+            problems.push(
+                &at.key("problem"),
+                None,
+                "only used with then.body = \"problem\"",
+            );
+            None
+        }
+        Some(p) => Some(problem_shape(problems, &at.key("problem"), p)),
+        None => Some(ProblemShape::default()),
+    };
     if problems.list.len() != before {
         return None;
     }
@@ -387,7 +439,120 @@ fn then(problems: &mut Problems, at: &FieldPath, spec: Option<&ThenSpec>) -> Opt
         body,
         detail_from,
         headers,
+        problem: problem?,
     })
+}
+
+/// Compiles a `then.headers` value: a fixed header value when it has no placeholder, else a
+/// template whose fixed text must itself be valid in a header.
+fn header_fill(problems: &mut Problems, at: &FieldPath, text: &str) -> Option<HeaderFill> {
+    let template = match Template::parse(text) {
+        Ok(template) => template,
+        Err(error) => {
+            problems.push(at, Some(show_str(text)), error.to_string());
+            return None;
+        }
+    };
+    let invalid = |problems: &mut Problems| {
+        problems.push(
+            at,
+            Some(show_str(text)),
+            "invalid header value (visible ASCII, spaces and tabs only)",
+        );
+    };
+    if let Some(literal) = template.as_literal() {
+        return match HeaderValue::from_str(&literal) {
+            Ok(value) => Some(HeaderFill::Static(value)),
+            Err(_) => {
+                invalid(problems);
+                None
+            }
+        };
+    }
+    let literal_ok = template.parts().iter().all(|part| match part {
+        crate::rules::template::Part::Literal(text) => HeaderValue::from_str(text).is_ok(),
+        _ => true,
+    });
+    if !literal_ok {
+        invalid(problems);
+        return None;
+    }
+    Some(HeaderFill::Template(template))
+}
+
+/// Compiles `then.problem`.
+fn problem_shape(problems: &mut Problems, at: &FieldPath, spec: &ProblemSpec) -> ProblemShape {
+    let kind = spec.kind.as_ref().and_then(|text| {
+        let ok = values::uri_reference(text) && text.len() <= MAX_TYPE_LEN;
+        if !ok {
+            problems.push(
+                &at.key("type"),
+                Some(show_str(text)),
+                "not a URI reference (expected an absolute URI like \"https://errors.example.com/validation\" or a relative one like \"/errors/validation\", at most 2048 bytes)",
+            );
+        }
+        ok.then(|| text.clone())
+    });
+    let title = spec.title.as_ref().and_then(|text| {
+        let ok = !text.trim().is_empty()
+            && text.chars().count() <= MAX_TITLE_CHARS
+            && !text.chars().any(char::is_control);
+        if !ok {
+            problems.push(
+                &at.key("title"),
+                Some(show_str(text)),
+                "invalid title (1 to 200 characters, no control characters)",
+            );
+        }
+        ok.then(|| text.clone())
+    });
+    let mut members = Vec::new();
+    let list = spec.members.iter().flatten();
+    if spec.members.as_ref().is_some_and(|m| m.len() > MAX_MEMBERS) {
+        problems.push(
+            &at.key("members"),
+            None,
+            format!("too many members (at most {MAX_MEMBERS})"),
+        );
+    }
+    for (name, text) in list {
+        let path = at.key("members").key(name);
+        if RESERVED_MEMBERS.contains(&name.as_str()) {
+            problems.push(
+                &path,
+                Some(show_str(name)),
+                "reserved member name (type, title, status, detail, instance and request_id are set by candor; use then.detail_from, then.problem.type or then.problem.title)",
+            );
+            continue;
+        }
+        if !is_member_name(name) {
+            problems.push(
+                &path,
+                Some(show_str(name)),
+                "invalid member name (RFC 9457 §3.2: a letter, then letters, digits or '_', at most 64 characters)",
+            );
+            continue;
+        }
+        if let Some(pointer) = pointer(problems, &path, text) {
+            members.push(Member {
+                name: name.clone(),
+                pointer,
+            });
+        }
+    }
+    ProblemShape {
+        kind,
+        title,
+        members,
+    }
+}
+
+/// Whether `name` matches `^[A-Za-z][A-Za-z0-9_]{0,63}$`.
+fn is_member_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    matches!(bytes.first(), Some(b) if b.is_ascii_alphabetic())
+        && bytes.len() <= MAX_MEMBER_NAME_LEN
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
 #[cfg(test)]

@@ -136,6 +136,10 @@ pub struct ExpectSpec {
     pub status: Option<i64>,
     /// `"keep"`, `"problem"` or `"empty"`.
     pub body: Option<String>,
+    /// Exact values of headers candor sends; `"<absent>"` for one that must not be there.
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Tests on the JSON body candor sends, written as in `when.json`.
+    pub json: Option<Vec<JsonConditionSpec>>,
 }
 
 /// `[server]`.
@@ -354,6 +358,10 @@ pub struct WhenSpec {
     pub method: Option<StringListSpec>,
     /// Regex on the request path.
     pub path: Option<String>,
+    /// Regex on the raw query string.
+    pub query: Option<String>,
+    /// Request header conditions.
+    pub request_header: Option<Vec<HeaderMatchSpec>>,
     /// Regex on the response content type.
     pub content_type: Option<String>,
     /// Response header conditions.
@@ -373,6 +381,9 @@ pub struct HeaderMatchSpec {
     /// Regex on the header value; absent means the header only has to be present.
     #[serde(default)]
     pub matches: Option<String>,
+    /// `true`: the header must not be there at all.
+    #[serde(default)]
+    pub absent: Option<bool>,
 }
 
 /// `{ pointer = "/status", <op> = … }` in `when.json`; exactly one op must be set.
@@ -426,8 +437,23 @@ pub struct ThenSpec {
     pub body: BodySpec,
     /// JSON pointer to the problem document's `detail`.
     pub detail_from: Option<String>,
-    /// Headers to set on the response.
+    /// Headers to set on the response; values are templates.
     pub headers: Option<Vec<HeaderSetSpec>>,
+    /// The problem document's `type`, `title` and copied members.
+    pub problem: Option<ProblemSpec>,
+}
+
+/// `then.problem`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProblemSpec {
+    /// `type`: an absolute URI or a relative reference.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// `title`.
+    pub title: Option<String>,
+    /// Member name → JSON pointer into the upstream body.
+    pub members: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `then.body = "keep" | "problem" | "empty"`.

@@ -135,3 +135,71 @@ pub(crate) fn header_name(
     }
     parsed
 }
+
+/// Whether `text` is an RFC 3986 URI reference (an absolute URI or a relative reference):
+/// non-empty, only the characters RFC 3986 §2 allows (`%` only before two hex digits), and a
+/// scheme, when one is written, of a letter then letters, digits, `+`, `-` or `.`.
+///
+/// A syntax check, not a resolver: it is what RFC 9457 asks of a problem `type` and is all a
+/// config needs, so it stays a few lines instead of a URL-parsing dependency.
+pub(crate) fn uri_reference(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b);
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !allowed(b) {
+            return false;
+        }
+        i += 1;
+    }
+    // A `:` before any `/`, `?` or `#` ends a scheme, which must be well formed; a relative
+    // reference cannot have one there (RFC 3986 §4.2).
+    let head = text.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((scheme, _)) = head.split_once(':') {
+        let mut chars = scheme.bytes();
+        let first = chars.next().is_some_and(|b| b.is_ascii_alphabetic());
+        if !first || !chars.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+            return false;
+        }
+    }
+    !text.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri_reference;
+
+    #[test]
+    fn uri_references_are_checked_by_syntax() {
+        for ok in [
+            "about:blank",
+            "https://errors.example.com/validation",
+            "/errors/validation",
+            "errors/validation#field",
+            "urn:example:validation",
+            "https://e.example/a%20b?x=1",
+        ] {
+            assert!(uri_reference(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "1http://x",
+            "https://x/\u{e9}",
+            "a%2",
+            "a%zz",
+            "line\nbreak",
+            ":nothing",
+        ] {
+            assert!(!uri_reference(bad), "{bad:?}");
+        }
+    }
+}

@@ -428,6 +428,9 @@ fn check(set: &RuleSet, case: &Case) {
     let view = ResponseView {
         method: &case.method,
         path: &case.path,
+        query: "",
+        request_headers: crate::rules::no_headers(),
+        request_id: "",
         status: case.status,
         headers: &case.headers,
         body: case.body.as_deref(),
@@ -524,7 +527,7 @@ fn decision_is_safe(decision: &Decision<'_>) {
             "Retry-After header for {seconds}"
         );
     }
-    for (name, value) in decision.headers {
+    for (name, value) in &decision.headers {
         assert!(
             !FORBIDDEN.contains(&name.as_str()),
             "rule {} sets {name}",
@@ -542,6 +545,16 @@ fn decision_is_safe(decision: &Decision<'_>) {
     if let Some(detail) = &decision.detail {
         super::problem::detail_is_sanitised(detail);
     }
+    let copied: usize = decision
+        .members
+        .iter()
+        .map(|(name, value)| name.len() + 4 + value.to_string().len())
+        .sum();
+    assert!(
+        copied <= crate::rules::MAX_MEMBERS_BYTES,
+        "rule {} copied {copied} bytes of members",
+        decision.rule.name
+    );
     if let Some(status) = decision.status {
         assert!(
             (200..=599).contains(&status.as_u16()),
@@ -558,6 +571,8 @@ fn same(a: &Decision<'_>, b: &Decision<'_>) -> bool {
         && a.body == b.body
         && a.detail == b.detail
         && a.headers == b.headers
+        && a.members == b.members
+        && a.unfilled == b.unfilled
 }
 
 fn same_evaluation(a: &crate::rules::Evaluation<'_>, b: &crate::rules::Evaluation<'_>) -> bool {

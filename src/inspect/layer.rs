@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::header::ACCEPT;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -30,7 +29,6 @@ use super::normalize::{
     apply_head, BodyPlan, Normalizer, Outcome, Plan, Report, RequestInfo, Rewritten,
 };
 use crate::builtin::scrub;
-use crate::headers::X_REQUEST_ID;
 use crate::metrics::{Metrics, Rewrite, SkipReason};
 
 /// Longest excerpt of a scrubbed body written to the log.
@@ -120,12 +118,7 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         // Cheap clones of shared bytes; the request itself moves on.
-        let info = RequestInfo {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            accept: req.headers().get(ACCEPT).cloned(),
-            request_id: req.headers().get(&X_REQUEST_ID).cloned(),
-        };
+        let info = RequestInfo::of(&req, &self.shared.normalizer);
         ResponseFuture::Waiting {
             inner: self.inner.call(req),
             info: Some(info),
@@ -315,10 +308,7 @@ where
 }
 
 fn request_id(info: &RequestInfo) -> &str {
-    info.request_id
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    info.request_id()
 }
 
 /// Records what happened and applies the outcome to the response.
@@ -355,6 +345,19 @@ fn finish<B>(
             request_id = rewrite.request_id,
             "response rewritten"
         );
+    }
+    for unfilled in &outcome.unfilled {
+        if let Some(applied) = outcome.applied.first() {
+            metrics.template_failure(applied.rule);
+            // The reason only: the value is body text, which is not logged unchecked.
+            tracing::warn!(
+                rule = applied.rule,
+                field = %unfilled.target,
+                reason = unfilled.error.as_str(),
+                request_id = request_id(info),
+                "rule could not fill a header or member; left it out"
+            );
+        }
     }
     let config = shared.normalizer.config();
     if config.log.access_log && outcome.changes_response() {

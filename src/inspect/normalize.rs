@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::headers::{self, remove_listed, X_CANDOR_ORIGINAL_STATUS, X_CANDOR_RULE};
 use crate::metrics::SkipReason;
 use crate::problem::{Problem, CONTENT_TYPE_PROBLEM};
-use crate::rules::{BodyAction, Mode, ResponseView};
+use crate::rules::{BodyAction, Mode, ResponseView, Unfilled};
 
 /// A status code as a header value (`X-Candor-Original-Status`), from a table made once: a
 /// rewrite copies a reference count instead of formatting and allocating.
@@ -55,6 +55,55 @@ pub struct RequestInfo {
     pub accept: Option<HeaderValue>,
     /// The request id candor sent upstream.
     pub request_id: Option<HeaderValue>,
+    /// The request headers rules test (`when.request_header`), and only those: empty, without
+    /// allocating, when no rule tests any.
+    pub headers: HeaderMap,
+}
+
+impl RequestInfo {
+    /// What the normaliser keeps of a request: cheap clones of shared bytes.
+    pub fn of<B>(req: &http::Request<B>, normalizer: &Normalizer) -> RequestInfo {
+        let mut headers = HeaderMap::new();
+        for name in normalizer.config.rules.request_headers() {
+            for value in req.headers().get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        RequestInfo {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            accept: req.headers().get(http::header::ACCEPT).cloned(),
+            request_id: req.headers().get(&headers::X_REQUEST_ID).cloned(),
+            headers,
+        }
+    }
+
+    /// The request id as text, empty when there is none.
+    pub fn request_id(&self) -> &str {
+        self.request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The view rules evaluate, with the response's `status`, `headers` and `body`.
+    fn view<'v>(
+        &'v self,
+        status: StatusCode,
+        headers: &'v HeaderMap,
+        body: Option<&'v [u8]>,
+    ) -> ResponseView<'v> {
+        ResponseView {
+            method: &self.method,
+            path: self.uri.path(),
+            query: self.uri.query().unwrap_or(""),
+            request_headers: &self.headers,
+            request_id: self.request_id(),
+            status,
+            headers,
+            body,
+        }
+    }
 }
 
 /// What the normaliser decided for one response, as `candor explain` and `candor test` report
@@ -153,6 +202,8 @@ pub struct Outcome<'a> {
     pub skipped: Option<SkipReason>,
     /// Set when the body was scrubbed: what kind of internals it leaked (for the log).
     pub leak: Option<&'static str>,
+    /// The applied rule's headers and members that could not be filled (logged and counted).
+    pub unfilled: Vec<Unfilled<'a>>,
 }
 
 impl Outcome<'_> {
@@ -229,13 +280,7 @@ impl Normalizer {
         if status.is_informational() || !self.wants(status) {
             return Plan::Pass;
         }
-        let view = ResponseView {
-            method: &req.method,
-            path: req.uri.path(),
-            status,
-            headers,
-            body: None,
-        };
+        let view = req.view(status, headers, None);
         let config = &self.config;
         let rules_need_body = config.rules.wants_status(status) && config.rules.needs_body(&view);
         let scrub_needs_body = config.scrub.enabled && status.is_server_error();
@@ -297,6 +342,7 @@ impl Normalizer {
             headers: Vec::new(),
             skipped,
             leak: None,
+            unfilled: Vec::new(),
         };
         if status.is_informational() || !self.wants(status) {
             return outcome;
@@ -314,13 +360,7 @@ impl Normalizer {
 
         let mut retry_after_set = headers.contains_key(RETRY_AFTER);
         if config.rules.wants_status(status) {
-            let view = ResponseView {
-                method: &req.method,
-                path,
-                status,
-                headers,
-                body,
-            };
+            let view = req.view(status, headers, body);
             let evaluation = config.rules.evaluate(&view);
             for shadow in &evaluation.shadows {
                 outcome.shadows.push(Applied {
@@ -344,16 +384,33 @@ impl Normalizer {
                 outcome.body = match decision.body {
                     BodyAction::Keep => BodyPlan::Keep,
                     BodyAction::Empty => BodyPlan::Empty,
-                    BodyAction::Problem => problem(to, decision.detail.clone()),
+                    BodyAction::Problem => {
+                        let shape = &decision.rule.then.problem;
+                        let mut doc = Problem::new(to)
+                            .instance(path)
+                            .request_id(req.request_id.as_ref())
+                            .members(&decision.members);
+                        if let Some(kind) = &shape.kind {
+                            doc = doc.kind(kind);
+                        }
+                        if let Some(title) = &shape.title {
+                            doc = doc.title(title);
+                        }
+                        if let Some(detail) = &decision.detail {
+                            doc = doc.detail(detail.as_str());
+                        }
+                        BodyPlan::Problem(doc.to_bytes())
+                    }
                 };
-                outcome.headers.extend(decision.headers.iter().cloned());
+                retry_after_set |= decision.headers.iter().any(|(n, _)| n == RETRY_AFTER);
+                outcome.headers.extend(decision.headers);
                 if let Some(seconds) = decision.retry_after {
                     outcome
                         .headers
                         .push((RETRY_AFTER, headers::retry_after(seconds)));
                     retry_after_set = true;
                 }
-                retry_after_set |= decision.headers.iter().any(|(n, _)| n == RETRY_AFTER);
+                outcome.unfilled = decision.unfilled;
             }
         }
 

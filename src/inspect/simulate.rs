@@ -138,6 +138,32 @@ pub fn run_test(normalizer: &Arc<Normalizer>, test: &RuleTest) -> Result<(), Str
             ));
         }
     }
+    for (name, want) in &test.expect.headers {
+        let got = sim.headers.get(name);
+        let shown = |v: Option<&http::HeaderValue>| match v {
+            Some(v) => format!("{:?}", String::from_utf8_lossy(v.as_bytes())),
+            None => "<absent>".to_owned(),
+        };
+        if got != want.as_ref() {
+            failures.push(format!(
+                "expected header {name} {}, got {}",
+                shown(want.as_ref()),
+                shown(got)
+            ));
+        }
+    }
+    if !test.expect.json.is_empty() {
+        match serde_json::from_slice::<serde_json::Value>(&sim.body) {
+            Ok(doc) => {
+                for (condition, written) in &test.expect.json {
+                    if !condition.holds_in(&doc) {
+                        failures.push(format!("expected json {written}: does not hold"));
+                    }
+                }
+            }
+            Err(_) => failures.push("expected a JSON body, got one that is not JSON".to_owned()),
+        }
+    }
     if failures.is_empty() {
         Ok(())
     } else {
@@ -150,9 +176,17 @@ pub fn traces(normalizer: &Normalizer, exchange: &Exchange) -> Vec<String> {
     let limit = normalizer.config().inspect.max_body_bytes;
     let (decoded, _) = decode::for_inspection(&exchange.response_headers, &exchange.body, limit);
     let body = decoded.filter(|b| b.len() <= limit);
+    let request_id = exchange
+        .request_headers
+        .get(&crate::headers::X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let view = ResponseView {
         method: &exchange.method,
         path: exchange.uri.path(),
+        query: exchange.uri.query().unwrap_or(""),
+        request_headers: &exchange.request_headers,
+        request_id,
         status: exchange.status,
         headers: &exchange.response_headers,
         body: body.as_deref(),

@@ -6,7 +6,7 @@
 //! about what two different regexes might both match.
 
 use super::plan::StatusTable;
-use super::{JsonOp, Mode, Rule, RuleSet};
+use super::{HeaderMatch, JsonOp, Mode, Rule, RuleSet};
 
 /// A rule that can never match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,14 +49,10 @@ fn always_wins_over(earlier: &Rule, later: &Rule) -> bool {
         && (e.method.is_empty()
             || (!l.method.is_empty() && l.method.iter().all(|m| e.method.contains(m))))
         && same_regex(e.path.as_ref(), l.path.as_ref())
+        && same_regex(e.query.as_ref(), l.query.as_ref())
         && same_regex(e.content_type.as_ref(), l.content_type.as_ref())
-        && e.header.iter().all(|h| {
-            l.header.iter().any(|k| {
-                k.name == h.name
-                    && k.matches.as_ref().map(regex::Regex::as_str)
-                        == h.matches.as_ref().map(regex::Regex::as_str)
-            })
-        })
+        && implied(&e.header, &l.header)
+        && implied(&e.request_header, &l.request_header)
         && e.json.iter().all(|c| {
             l.json
                 .iter()
@@ -70,6 +66,14 @@ fn always_wins_over(earlier: &Rule, later: &Rule) -> bool {
         // An uninspected body fails every rule that needs it: if only the earlier one needs it
         // (say, for `then.status_from`), the later one can still match such a response.
         && (!earlier.needs_body() || later.needs_body())
+}
+
+/// Whether every header test of the earlier rule is also one of the later rule's, written
+/// identically.
+fn implied(earlier: &[HeaderMatch], later: &[HeaderMatch]) -> bool {
+    earlier
+        .iter()
+        .all(|h| later.iter().any(|k| k.name == h.name && k.test.same(&h.test)))
 }
 
 /// Whether two JSON tests are written identically.
@@ -125,6 +129,13 @@ mod tests {
             ("when.header = [{ name = \"X-A\" }]\nthen.status = 500", "when.header = [{ name = \"x-a\" }, { name = \"x-b\" }]\nthen.status = 404", true),
             ("when.header = [{ name = \"x-a\" }]\nthen.status = 500", "when.header = [{ name = \"x-a\", matches = \"1\" }]\nthen.status = 404", false),
             ("when.header = [{ name = \"x-a\", matches = \"1\" }]\nthen.status = 500", "when.header = [{ name = \"x-a\", matches = \"1\" }]\nthen.status = 404", true),
+            ("when.header = [{ name = \"x-a\", absent = true }]\nthen.status = 500", "when.header = [{ name = \"x-a\", absent = true }]\nthen.status = 404", true),
+            ("when.header = [{ name = \"x-a\", absent = true }]\nthen.status = 500", "when.header = [{ name = \"x-a\" }]\nthen.status = 404", false),
+            // Request conditions likewise.
+            ("when.request_header = [{ name = \"authorization\", absent = true }]\nthen.status = 401", "when.status = [403]\nwhen.request_header = [{ name = \"authorization\", absent = true }]\nthen.status = 404", true),
+            ("when.request_header = [{ name = \"authorization\", absent = true }]\nthen.status = 401", "when.request_header = [{ name = \"cookie\", absent = true }]\nthen.status = 404", false),
+            ("when.query = 'a=1'\nthen.status = 500", "when.query = 'a=1'\nwhen.status = [200]\nthen.status = 404", true),
+            ("when.query = 'a=1'\nthen.status = 500", "then.status = 404", false),
             // JSON: same pointer and same test.
             ("when.json = [{ pointer = \"/code\", equals = 1042 }]\nthen.status = 500", "when.json = [{ pointer = \"/s\", exists = true }, { pointer = \"/code\", equals = 1042 }]\nthen.status = 404", true),
             ("when.json = [{ pointer = \"/code\", equals = 1042 }]\nthen.status = 500", "when.json = [{ pointer = \"/code\", equals = 1043 }]\nthen.status = 404", false),

@@ -15,13 +15,28 @@ use serde_json::{Number, Value};
 
 use super::extract::{Extracted, Found};
 use super::plan::RulePlan;
-use super::{BodyAction, JsonOp, Mode, RetryAfterSource, Rule, RuleSet};
+use super::template::{FillError, RequestParts};
+use super::{
+    BodyAction, HeaderFill, HeaderMatch, HeaderTest, JsonCondition, JsonOp, Mode,
+    RetryAfterSource, Rule, RuleSet,
+};
 use crate::headers::whole_seconds;
 use crate::problem::sanitize_detail;
 
 /// Largest `retry_after_from` value accepted, in seconds: what fits in ten digits. Anything
 /// longer is more likely a timestamp or garbage than a delay worth telling a client.
 pub(super) const MAX_RETRY_AFTER_SECS: u64 = 9_999_999_999;
+
+/// Most JSON the `then.problem.members` of one document may copy, in bytes (names, values and
+/// separators): a problem document is an error body, and 16 KiB holds any sensible list of field
+/// errors while keeping what one rewrite can copy out of a body small.
+pub const MAX_MEMBERS_BYTES: usize = 16 * 1024;
+
+/// A header map with nothing in it, for views of exchanges whose request headers no rule reads.
+pub fn no_headers() -> &'static HeaderMap {
+    static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(HeaderMap::new)
+}
 
 /// The parts of a response (and its request) rules look at.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +45,12 @@ pub struct ResponseView<'a> {
     pub method: &'a Method,
     /// The request path, without the query.
     pub path: &'a str,
+    /// The raw query string, empty when there is none.
+    pub query: &'a str,
+    /// The request headers rules test ([`RuleSet::request_headers`]); others may be missing.
+    pub request_headers: &'a HeaderMap,
+    /// The request id candor sent upstream, empty when there is none.
+    pub request_id: &'a str,
     /// The upstream's status.
     pub status: StatusCode,
     /// The upstream's response headers.
@@ -61,8 +82,43 @@ pub struct Decision<'r> {
     pub body: BodyAction,
     /// The problem document's `detail`, sanitised (only with [`BodyAction::Problem`]).
     pub detail: Option<String>,
-    /// Headers to set, replacing any of the same name.
-    pub headers: &'r [(HeaderName, HeaderValue)],
+    /// Headers to set, replacing any of the same name: the fixed ones and the templates that
+    /// filled.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The extension members copied into the problem document, in the rule's order (only with
+    /// [`BodyAction::Problem`]); at most [`MAX_MEMBERS_BYTES`] of JSON.
+    pub members: Vec<(&'r str, Value)>,
+    /// Headers and members the rule wanted but could not fill for this response: each was left
+    /// out, the rest of the rewrite applies.
+    pub unfilled: Vec<Unfilled<'r>>,
+}
+
+/// A header or member a rule could not fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unfilled<'r> {
+    /// Which one.
+    pub target: Target<'r>,
+    /// Why.
+    pub error: FillError,
+}
+
+/// What an [`Unfilled`] was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'r> {
+    /// A `then.headers` entry.
+    Header(&'r HeaderName),
+    /// A `then.problem.members` entry.
+    Member(&'r str),
+}
+
+impl std::fmt::Display for Target<'_> {
+    /// `header location` or `member errors`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Header(name) => write!(f, "header {name}"),
+            Target::Member(name) => write!(f, "member {name}"),
+        }
+    }
 }
 
 impl Decision<'_> {
@@ -208,20 +264,54 @@ pub(super) enum Failure<'c> {
     Method,
     /// `when.path`.
     Path,
+    /// `when.query`.
+    Query,
+    /// `when.request_header[i]`.
+    RequestHeader(usize, HeaderFailure),
     /// `when.content_type`, and the response has no `content-type`.
     ContentTypeAbsent,
     /// `when.content_type`, and the value does not match.
     ContentType,
-    /// `when.header[i]`: the header is absent.
-    HeaderAbsent(usize),
-    /// `when.header[i]`: no value of it matches.
-    HeaderMismatch(usize),
+    /// `when.header[i]`.
+    Header(usize, HeaderFailure),
     /// The rule needs the body and it was not inspected.
     NotInspected,
     /// `when.json[i]`, with what its pointer found.
     Json(usize, Lookup<'c>),
     /// `when.body`.
     Body,
+}
+
+/// How a header condition failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HeaderFailure {
+    /// It must be there and is not.
+    Absent,
+    /// It must not be there and is.
+    Present,
+    /// No value of it matches.
+    Mismatch,
+}
+
+/// The first of `tests` that does not hold in `headers`.
+fn check_headers(tests: &[HeaderMatch], headers: &HeaderMap) -> Result<(), (usize, HeaderFailure)> {
+    for (i, header) in tests.iter().enumerate() {
+        let mut values = headers.get_all(&header.name).iter().peekable();
+        let present = values.peek().is_some();
+        match &header.test {
+            HeaderTest::Present if !present => return Err((i, HeaderFailure::Absent)),
+            HeaderTest::Absent if present => return Err((i, HeaderFailure::Present)),
+            HeaderTest::Present | HeaderTest::Absent => {}
+            HeaderTest::Matches(_) if !present => return Err((i, HeaderFailure::Absent)),
+            // A repeated header holds when any of its values matches.
+            HeaderTest::Matches(re) => {
+                if !values.any(|v| text(v).is_some_and(|v| re.is_match(v))) {
+                    return Err((i, HeaderFailure::Mismatch));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Tests the conditions that need only the response head.
@@ -236,6 +326,11 @@ pub(super) fn check_head(rule: &Rule, view: &ResponseView<'_>) -> Result<(), Fai
     if when.path.as_ref().is_some_and(|re| !re.is_match(view.path)) {
         return Err(Failure::Path);
     }
+    if when.query.as_ref().is_some_and(|re| !re.is_match(view.query)) {
+        return Err(Failure::Query);
+    }
+    check_headers(&when.request_header, view.request_headers)
+        .map_err(|(i, why)| Failure::RequestHeader(i, why))?;
     if let Some(re) = &when.content_type {
         // The value as sent, parameters and all (`application/json; charset=utf-8`).
         let value = view
@@ -246,19 +341,7 @@ pub(super) fn check_head(rule: &Rule, view: &ResponseView<'_>) -> Result<(), Fai
             return Err(Failure::ContentType);
         }
     }
-    for (i, header) in when.header.iter().enumerate() {
-        let mut values = view.headers.get_all(&header.name).iter().peekable();
-        if values.peek().is_none() {
-            return Err(Failure::HeaderAbsent(i));
-        }
-        // A repeated header holds when any of its values matches.
-        if let Some(re) = &header.matches {
-            if !values.any(|v| text(v).is_some_and(|v| re.is_match(v))) {
-                return Err(Failure::HeaderMismatch(i));
-            }
-        }
-    }
-    Ok(())
+    check_headers(&when.header, view.headers).map_err(|(i, why)| Failure::Header(i, why))
 }
 
 /// A header value as text; obs-text that is not UTF-8 matches no text regex.
@@ -292,13 +375,26 @@ pub(super) fn check<'c>(
     Ok(())
 }
 
+impl JsonCondition {
+    /// Whether this condition holds in a whole parsed document (`[[tests]]` `expect.json`, over
+    /// the body candor sends), with the same semantics as in a rule.
+    pub fn holds_in(&self, doc: &Value) -> bool {
+        match self.pointer.resolve(doc) {
+            Some(value) => op_holds(&self.op, value),
+            None => matches!(self.op, JsonOp::Exists(false)),
+        }
+    }
+}
+
 /// Whether a JSON condition holds for what its pointer found. Without JSON, none does.
 fn holds(op: &JsonOp, found: Lookup<'_>) -> bool {
     match found {
         Lookup::Found(Found::Value(value)) => op_holds(op, value),
         // Only the kind of container was kept, which is all these tests need: compilation
         // keeps whole values for `equals`/`one_of` against arrays and tables.
-        Lookup::Found(Found::Array | Found::Object) => match op {
+        // A value too large to keep whole is only ever a member's: a condition on the same
+        // pointer or under it makes it unbounded (`extract`), so no condition sees this.
+        Lookup::Found(Found::Array | Found::Object | Found::TooLarge) => match op {
             JsonOp::Exists(exists) => *exists,
             JsonOp::IsNull(null) => !*null,
             _ => false,
@@ -374,13 +470,87 @@ pub(super) fn decide<'r>(
         Some(RetryAfterSource::From(_)) => read(plan.retry_after_from).and_then(seconds_of),
         None => None,
     };
+    let request = RequestParts {
+        path: context.view.path,
+        query: context.view.query,
+        method: context.view.method.as_str(),
+        request_id: context.view.request_id,
+    };
+    let mut unfilled = Vec::new();
+    let mut headers = Vec::with_capacity(rule.then.headers.len());
+    for (set, slots) in rule.then.headers.iter().zip(&plan.headers) {
+        let filled = match &set.value {
+            HeaderFill::Static(value) => Ok(value.clone()),
+            HeaderFill::Template(template) => template.fill(&set.name, &request, |i| {
+                slots.get(i).and_then(|slot| context.lookup(*slot).value())
+            }),
+        };
+        match filled {
+            Ok(value) => headers.push((set.name.clone(), value)),
+            Err(error) => unfilled.push(Unfilled {
+                target: Target::Header(&set.name),
+                error,
+            }),
+        }
+    }
+    let mut members = Vec::new();
+    if rule.then.body == BodyAction::Problem {
+        let mut budget = MAX_MEMBERS_BYTES;
+        for (member, slot) in rule.then.problem.members.iter().zip(&plan.members) {
+            // A missing pointer leaves the member out: the document says what the body said.
+            let value = match context.lookup(*slot) {
+                Lookup::Found(Found::Value(value)) => value,
+                Lookup::Found(Found::TooLarge) => {
+                    unfilled.push(Unfilled {
+                        target: Target::Member(&member.name),
+                        error: FillError::MembersTooLarge,
+                    });
+                    continue;
+                }
+                _ => continue,
+            };
+            // `"name":value,`: the name is letters, digits and `_`, so needs no escaping.
+            let size = member.name.len() + 4 + json_len(value);
+            if size > budget {
+                unfilled.push(Unfilled {
+                    target: Target::Member(&member.name),
+                    error: FillError::MembersTooLarge,
+                });
+                continue;
+            }
+            budget -= size;
+            members.push((member.name.as_str(), value.clone()));
+        }
+    }
     Decision {
         rule,
         status,
         retry_after,
         body: rule.then.body,
         detail: read(plan.detail_from).and_then(detail_of),
-        headers: &rule.then.headers,
+        headers,
+        members,
+        unfilled,
+    }
+}
+
+/// The length of `value` as compact JSON, counted without writing it anywhere.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail; an error would count as huge.
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 

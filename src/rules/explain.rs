@@ -10,12 +10,13 @@ use std::fmt;
 use serde_json::Value;
 
 use super::eval::{
-    check, decide, detail_of, seconds_of, status_of, text, Context, Failure, Lookup,
-    MAX_RETRY_AFTER_SECS,
+    check, decide, detail_of, seconds_of, status_of, text, Context, Failure, HeaderFailure,
+    Lookup, MAX_RETRY_AFTER_SECS,
 };
 use super::extract::Found;
 use super::plan::RulePlan;
-use super::{BodyAction, JsonOp, Mode, RetryAfterSource, Rule, RuleSet};
+use super::{BodyAction, HeaderFill, HeaderMatch, HeaderTest, JsonOp, Mode, RetryAfterSource};
+use super::{Rule, RuleSet};
 use super::{Decision, JsonPointer, ResponseView};
 
 /// Longest rendering of a value taken from a response, in characters.
@@ -61,10 +62,9 @@ impl RuleSet {
                     if rule.mode == Mode::Enforce {
                         winner = Some(&rule.name);
                     }
-                    Outcome::Matched {
-                        decision: decide(rule, plan, &context),
-                        notes: notes(rule, plan, &context),
-                    }
+                    let decision = decide(rule, plan, &context);
+                    let notes = notes(rule, plan, &context, &decision);
+                    Outcome::Matched { decision, notes }
                 }
             };
             traces.push(RuleTrace { rule, outcome });
@@ -124,6 +124,10 @@ impl fmt::Display for Decision<'_> {
             let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
             write!(f, ", headers {}", names.join(", "))?;
         }
+        if !self.members.is_empty() {
+            let names: Vec<&str> = self.members.iter().map(|(n, _)| *n).collect();
+            write!(f, ", members {}", names.join(", "))?;
+        }
         Ok(())
     }
 }
@@ -153,25 +157,27 @@ fn describe(failure: &Failure<'_>, rule: &Rule, view: &ResponseView<'_>) -> Stri
             quote(view.path),
             pattern(when.path.as_ref().map(regex::Regex::as_str))
         ),
+        Failure::Query => format!(
+            "when.query: {} does not match {}",
+            quote(view.query),
+            pattern(when.query.as_ref().map(regex::Regex::as_str))
+        ),
+        Failure::RequestHeader(i, why) => header_failure(
+            "request_header",
+            i,
+            why,
+            when.request_header.get(i),
+            view.request_headers,
+        ),
+        Failure::Header(i, why) => {
+            header_failure("header", i, why, when.header.get(i), view.headers)
+        }
         Failure::ContentTypeAbsent => "when.content_type: no content-type header".into(),
         Failure::ContentType => format!(
             "when.content_type: {} does not match {}",
             header_shown(view.headers.get(http::header::CONTENT_TYPE)),
             pattern(when.content_type.as_ref().map(regex::Regex::as_str))
         ),
-        Failure::HeaderAbsent(i) => match when.header.get(i) {
-            Some(h) => format!("when.header[{i}] {}: absent", h.name),
-            None => format!("when.header[{i}]: absent"),
-        },
-        Failure::HeaderMismatch(i) => match when.header.get(i) {
-            Some(h) => format!(
-                "when.header[{i}] {}: {} does not match {}",
-                h.name,
-                header_shown(view.headers.get(&h.name)),
-                pattern(h.matches.as_ref().map(regex::Regex::as_str))
-            ),
-            None => format!("when.header[{i}]: no match"),
-        },
         Failure::NotInspected => "body not inspected".into(),
         Failure::Json(i, found) => match when.json.get(i) {
             Some(c) => format!(
@@ -182,6 +188,34 @@ fn describe(failure: &Failure<'_>, rule: &Rule, view: &ResponseView<'_>) -> Stri
             None => format!("when.json[{i}]: does not hold"),
         },
         Failure::Body => "when.body: no match".into(),
+    }
+}
+
+/// The line for a failed `when.header` or `when.request_header` entry.
+fn header_failure(
+    field: &str,
+    i: usize,
+    why: HeaderFailure,
+    test: Option<&HeaderMatch>,
+    headers: &http::HeaderMap,
+) -> String {
+    let Some(h) = test else {
+        return format!("when.{field}[{i}]: does not hold");
+    };
+    match (why, &h.test) {
+        (HeaderFailure::Absent, _) => format!("when.{field}[{i}] {}: absent", h.name),
+        (HeaderFailure::Present, _) => format!(
+            "when.{field}[{i}] {}: present ({}), expected absent",
+            h.name,
+            header_shown(headers.get(&h.name))
+        ),
+        (HeaderFailure::Mismatch, HeaderTest::Matches(re)) => format!(
+            "when.{field}[{i}] {}: {} does not match {}",
+            h.name,
+            header_shown(headers.get(&h.name)),
+            pattern(Some(re.as_str()))
+        ),
+        (HeaderFailure::Mismatch, _) => format!("when.{field}[{i}] {}: no match", h.name),
     }
 }
 
@@ -218,9 +252,29 @@ fn json_failure(op: &JsonOp, found: Lookup<'_>) -> String {
     }
 }
 
-/// Notes on a matched rule's `*_from` pointers whose values could not be used.
-fn notes(rule: &Rule, plan: &RulePlan, context: &Context<'_, '_>) -> Vec<String> {
+/// Notes on a matched rule: its `*_from` pointers whose values could not be used, and what each
+/// header template and copied member became.
+fn notes(
+    rule: &Rule,
+    plan: &RulePlan,
+    context: &Context<'_, '_>,
+    decision: &Decision<'_>,
+) -> Vec<String> {
     let mut notes = Vec::new();
+    for set in &rule.then.headers {
+        if let HeaderFill::Template(_) = set.value {
+            let filled = decision.headers.iter().find(|(name, _)| *name == set.name);
+            if let Some((name, value)) = filled {
+                notes.push(format!("header {name}: {}", header_shown(Some(value))));
+            }
+        }
+    }
+    for (name, value) in &decision.members {
+        notes.push(format!("member {name}: {}", show(value)));
+    }
+    for unfilled in &decision.unfilled {
+        notes.push(format!("{}: left out, {}", unfilled.target, unfilled.error.as_str()));
+    }
     let unusable = |slot: usize, usable: &dyn Fn(&Value) -> bool, what: &str| {
         let found = context.lookup(slot);
         match found {
@@ -295,6 +349,7 @@ fn shown(found: Found<'_>) -> String {
         Found::Value(value) => show(value),
         Found::Array => "[…]".into(),
         Found::Object => "{…}".into(),
+        Found::TooLarge => "(over 16 KiB)".into(),
     }
 }
 

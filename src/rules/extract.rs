@@ -41,14 +41,28 @@ pub(super) enum Need {
     /// Scalars as values; for an array or object only which of the two it is. Enough for every
     /// test except comparing with an array or object, and for every `then.*_from`.
     Scalar,
+    /// The whole value if it is small (`then.problem.members`): a leaf bounded by
+    /// [`ExtractorBuilder::limit_leaves`], unless another pointer lies under it.
+    Member,
     /// The whole value, containers included (`equals = [1, 2]`, `one_of = [{ a = 1 }]`).
     Full,
 }
 
 /// Collects pointers at compile time, giving each distinct one a slot.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct ExtractorBuilder {
     pointers: Vec<(Vec<String>, Need)>,
+    /// See [`Extractor::leaf_limit`]; `usize::MAX` until [`ExtractorBuilder::limit_leaves`].
+    leaf_limit: usize,
+}
+
+impl Default for ExtractorBuilder {
+    fn default() -> Self {
+        ExtractorBuilder {
+            pointers: Vec::new(),
+            leaf_limit: usize::MAX,
+        }
+    }
 }
 
 impl ExtractorBuilder {
@@ -57,12 +71,23 @@ impl ExtractorBuilder {
         let tokens = pointer.tokens();
         if let Some(slot) = self.pointers.iter().position(|(p, _)| p == tokens) {
             if let Some(entry) = self.pointers.get_mut(slot) {
-                entry.1 = entry.1.max(need);
+                // A member's pointer that a condition also tests must be seen whole, whatever
+                // its size (a long string a regex matches): then it is not bounded.
+                entry.1 = match (entry.1, need) {
+                    (a, b) if a == b => a,
+                    (Need::Member, _) | (_, Need::Member) => Need::Full,
+                    (a, b) => a.max(b),
+                };
             }
             return slot;
         }
         self.pointers.push((tokens.to_vec(), need));
         self.pointers.len() - 1
+    }
+
+    /// Caps what a [`Need::Member`] leaf materialises at `limit` bytes of (estimated) JSON.
+    pub(super) fn limit_leaves(&mut self, limit: usize) {
+        self.leaf_limit = limit;
     }
 
     /// Builds the trie.
@@ -75,16 +100,28 @@ impl ExtractorBuilder {
         let full = |p: &[String]| {
             self.pointers
                 .iter()
-                .any(|(q, need)| *need == Need::Full && p.starts_with(q))
+                .any(|(q, need)| *need >= Need::Member && p.starts_with(q))
+        };
+        // A member leaf is bounded only when nothing else is resolved inside it: a pointer under
+        // it must see the value whatever its size, as it would without the member.
+        let bounded = |p: &[String], need: Need| {
+            need == Need::Member
+                && !self
+                    .pointers
+                    .iter()
+                    .any(|(q, _)| q.len() > p.len() && q.starts_with(p))
         };
         let mut draft = Draft::default();
         for (pointer, need) in &self.pointers {
             let parent = pointer.split_last().map_or(&[][..], |(_, parent)| parent);
+            let leaf = Some(bounded(pointer, *need));
             match need {
-                Need::Full if !full(parent) && !pointer.is_empty() => draft.insert(pointer, true),
-                Need::Full if pointer.is_empty() => draft.insert(pointer, true),
-                Need::Full => {}
-                Need::Scalar if !full(pointer) => draft.insert(pointer, false),
+                Need::Full | Need::Member if !full(parent) && !pointer.is_empty() => {
+                    draft.insert(pointer, leaf)
+                }
+                Need::Full | Need::Member if pointer.is_empty() => draft.insert(pointer, leaf),
+                Need::Full | Need::Member => {}
+                Need::Scalar if !full(pointer) => draft.insert(pointer, None),
                 Need::Scalar => {}
             }
         }
@@ -111,22 +148,28 @@ impl ExtractorBuilder {
             root,
             targets,
             entries: entries.len(),
+            leaf_limit: self.leaf_limit,
         }
     }
 }
 
-/// A trie node while building: sorted children, and whether a leaf or a probe is here.
+/// A trie node while building: sorted children, and whether a leaf (bounded or not) or a probe
+/// is here.
 #[derive(Default)]
 struct Draft {
-    leaf: bool,
+    leaf: Option<bool>,
     probe: bool,
     children: BTreeMap<String, Draft>,
 }
 
 impl Draft {
-    fn insert(&mut self, tokens: &[String], leaf: bool) {
+    /// Adds a leaf (`Some(bounded)`) or a probe (`None`) at `tokens`. Two leaves at one place
+    /// are bounded only if both are.
+    fn insert(&mut self, tokens: &[String], leaf: Option<bool>) {
         match tokens.split_first() {
-            None if leaf => self.leaf = true,
+            None if leaf.is_some() => {
+                self.leaf = Some(self.leaf.unwrap_or(true) && leaf.unwrap_or(false))
+            }
             None => self.probe = true,
             Some((first, rest)) => self
                 .children
@@ -139,10 +182,10 @@ impl Draft {
     /// Numbers leaves and probes depth-first (so each subtree's entries are a contiguous
     /// range), recording each entry's tokens and whether it is a leaf in `entries`.
     fn build(self, path: &mut Vec<String>, entries: &mut Vec<(Vec<String>, bool)>) -> Node {
-        if self.leaf {
+        if let Some(bounded) = self.leaf {
             // A leaf holds the whole value: pointers below it resolve inside, not in the trie.
             entries.push((path.clone(), true));
-            return Node::Leaf(entries.len() - 1);
+            return Node::Leaf(entries.len() - 1, bounded);
         }
         let start = entries.len();
         let probe = self.probe.then(|| {
@@ -179,6 +222,8 @@ pub(crate) struct Extractor {
     targets: Vec<Target>,
     /// Number of leaves and probes.
     entries: usize,
+    /// The most (estimated) JSON a leaf materialises; a larger value is [`Found::TooLarge`].
+    leaf_limit: usize,
 }
 
 impl Default for Extractor {
@@ -187,6 +232,7 @@ impl Default for Extractor {
             root: Node::Branch(Branch::default()),
             targets: Vec::new(),
             entries: 0,
+            leaf_limit: usize::MAX,
         }
     }
 }
@@ -202,8 +248,8 @@ struct Target {
 
 #[derive(Debug, Clone)]
 enum Node {
-    /// Materialise the whole value here, into this entry.
-    Leaf(usize),
+    /// Materialise the whole value here, into this entry; `true`: within the leaf limit only.
+    Leaf(usize, bool),
     /// Walk on into objects and arrays.
     Branch(Branch),
 }
@@ -225,6 +271,8 @@ struct Branch {
 enum Seen {
     /// A leaf's whole value, or a probe's scalar.
     Value(Value),
+    /// A leaf's value passed the leaf limit: validated, not kept.
+    TooLarge,
     /// A probe saw an array.
     Array,
     /// A probe saw an object.
@@ -240,6 +288,8 @@ pub(crate) enum Found<'e> {
     Array,
     /// An object, contents not kept.
     Object,
+    /// A value larger than the extractor keeps whole (see [`ExtractorBuilder::limit_leaves`]).
+    TooLarge,
 }
 
 impl<'e> Found<'e> {
@@ -247,7 +297,7 @@ impl<'e> Found<'e> {
     pub(crate) fn value(self) -> Option<&'e Value> {
         match self {
             Found::Value(value) => Some(value),
-            Found::Array | Found::Object => None,
+            Found::Array | Found::Object | Found::TooLarge => None,
         }
     }
 }
@@ -269,6 +319,7 @@ impl Extractor {
         Walk {
             node: &self.root,
             out: &mut entries,
+            leaf_limit: self.leaf_limit,
         }
         .deserialize(&mut de)?;
         de.end()?;
@@ -280,6 +331,7 @@ impl Extractor {
         let target = self.targets.get(slot)?;
         match extracted.entries.get(target.entry?)?.as_ref()? {
             Seen::Value(value) => resolve_tokens(value, &target.rest).map(Found::Value),
+            Seen::TooLarge => Some(Found::TooLarge),
             Seen::Array => Some(Found::Array),
             Seen::Object => Some(Found::Object),
         }

@@ -31,15 +31,19 @@ mod explain;
 mod extract;
 mod plan;
 mod pointer;
+pub mod template;
 
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 pub use analysis::Unreachable;
-pub use eval::{Decision, Evaluation, ResponseView};
+pub use eval::{
+    no_headers, Decision, Evaluation, ResponseView, Target, Unfilled, MAX_MEMBERS_BYTES,
+};
 pub use explain::{Outcome, RuleTrace};
 pub use pointer::{JsonPointer, PointerError};
+pub use template::{FillError, Template, TemplateError};
 
 use plan::Plan;
 
@@ -76,6 +80,12 @@ impl RuleSet {
     /// Number of rules in [`Mode::Shadow`].
     pub fn shadow_count(&self) -> usize {
         self.rules.iter().filter(|r| r.mode == Mode::Shadow).count()
+    }
+
+    /// Every request header some rule tests (`when.request_header`), once each: what the
+    /// normaliser keeps of a request for the response's evaluation.
+    pub fn request_headers(&self) -> &[HeaderName] {
+        &self.plan.request_headers
     }
 
     /// The rule called `name`, if any.
@@ -136,6 +146,10 @@ pub struct When {
     pub method: Vec<Method>,
     /// The request path matches.
     pub path: Option<regex::Regex>,
+    /// The raw query string matches (an absent query is the empty string).
+    pub query: Option<regex::Regex>,
+    /// Every request header condition holds.
+    pub request_header: Vec<HeaderMatch>,
     /// The response `content-type` value matches.
     pub content_type: Option<regex::Regex>,
     /// Every header condition holds.
@@ -167,6 +181,11 @@ impl Then {
         self.status_from.is_some()
             || self.detail_from.is_some()
             || matches!(self.retry_after, Some(RetryAfterSource::From(_)))
+            || !self.problem.members.is_empty()
+            || self.headers.iter().any(|h| match &h.value {
+                HeaderFill::Static(_) => false,
+                HeaderFill::Template(t) => t.pointers().next().is_some(),
+            })
     }
 }
 
@@ -199,13 +218,37 @@ impl StatusMatch {
     }
 }
 
-/// One entry of `when.header`.
+/// One entry of `when.header` or `when.request_header`.
 #[derive(Debug, Clone)]
 pub struct HeaderMatch {
     /// The header (lowercase).
     pub name: HeaderName,
-    /// Regex on its value; `None` means the header only has to be present.
-    pub matches: Option<regex::Regex>,
+    /// What must hold of it.
+    pub test: HeaderTest,
+}
+
+/// The test of a [`HeaderMatch`].
+#[derive(Debug, Clone)]
+pub enum HeaderTest {
+    /// The header is there (an empty value counts).
+    Present,
+    /// No field line of that name.
+    Absent,
+    /// Some value of it matches the regex.
+    Matches(regex::Regex),
+}
+
+impl HeaderTest {
+    /// Whether two tests are written identically.
+    pub fn same(&self, other: &HeaderTest) -> bool {
+        match (self, other) {
+            (HeaderTest::Present, HeaderTest::Present) | (HeaderTest::Absent, HeaderTest::Absent) => {
+                true
+            }
+            (HeaderTest::Matches(a), HeaderTest::Matches(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
 }
 
 /// One entry of `when.json`: a pointer into the body and a test on what it points at.
@@ -255,7 +298,47 @@ pub struct Then {
     /// Where the body holds the problem document's `detail` (only with [`BodyAction::Problem`]).
     pub detail_from: Option<JsonPointer>,
     /// Headers set on the response, replacing any of the same name.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: Vec<HeaderSet>,
+    /// What the problem document says beyond its status (only with [`BodyAction::Problem`]).
+    pub problem: ProblemShape,
+}
+
+/// One entry of `then.headers`.
+#[derive(Debug, Clone)]
+pub struct HeaderSet {
+    /// The header (never a hop-by-hop or framing one).
+    pub name: HeaderName,
+    /// Its value.
+    pub value: HeaderFill,
+}
+
+/// A `then.headers` value.
+#[derive(Debug, Clone)]
+pub enum HeaderFill {
+    /// Fixed text, made a header value once (a rewrite copies a reference count).
+    Static(HeaderValue),
+    /// Filled per response; see [`template`].
+    Template(Template),
+}
+
+/// `then.problem`: the RFC 9457 members a rule sets beyond `status` and `detail`.
+#[derive(Debug, Clone, Default)]
+pub struct ProblemShape {
+    /// `type`: a URI reference; `None` is `about:blank`.
+    pub kind: Option<String>,
+    /// `title`; `None` is the status's reason phrase.
+    pub title: Option<String>,
+    /// Extension members copied from the body, by name (sorted, unique, never a standard name).
+    pub members: Vec<Member>,
+}
+
+/// One `then.problem.members` entry.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The member's name in the problem document.
+    pub name: String,
+    /// Where its value is in the upstream body.
+    pub pointer: JsonPointer,
 }
 
 /// The source of a rule's `Retry-After`.

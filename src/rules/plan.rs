@@ -5,10 +5,10 @@
 //! rule uses (so a body is parsed once for all of them), and for each rule the slots its pointers
 //! were given in that trie.
 
-use http::StatusCode;
+use http::{HeaderName, StatusCode};
 
 use super::extract::{Extractor, ExtractorBuilder, Need};
-use super::{JsonOp, RetryAfterSource, Rule, StatusMatch};
+use super::{HeaderFill, JsonOp, RetryAfterSource, Rule, StatusMatch};
 
 /// Lookups derived from the compiled rules.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +19,9 @@ pub(crate) struct Plan {
     pub(super) extractor: Extractor,
     /// One entry per rule, in rule order.
     pub(super) rules: Vec<RulePlan>,
+    /// Every request header some rule tests, once each: all the normaliser keeps of a request's
+    /// headers (none, when no rule asks).
+    pub(super) request_headers: Vec<HeaderName>,
 }
 
 /// One rule's slots in the [`Extractor`] and its body needs.
@@ -32,6 +35,10 @@ pub(super) struct RulePlan {
     pub(super) retry_after_from: Option<usize>,
     /// The slot of `then.detail_from`.
     pub(super) detail_from: Option<usize>,
+    /// For each `then.headers` entry, the slots of its template's pointers, in order.
+    pub(super) headers: Vec<Vec<usize>>,
+    /// The slot of each `then.problem.members` pointer, in the same order.
+    pub(super) members: Vec<usize>,
     /// [`Rule::needs_body`], cached.
     pub(super) needs_body: bool,
 }
@@ -40,7 +47,15 @@ impl Plan {
     /// Derives the lookups for `rules`.
     pub(super) fn build(rules: &[Rule]) -> Plan {
         let mut pointers = ExtractorBuilder::default();
+        // A member larger than all members may copy is left out anyway: never build it whole.
+        pointers.limit_leaves(super::eval::MAX_MEMBERS_BYTES);
         let mut wants = StatusTable::default();
+        let mut request_headers: Vec<HeaderName> = Vec::new();
+        for header in rules.iter().flat_map(|r| &r.when.request_header) {
+            if !request_headers.contains(&header.name) {
+                request_headers.push(header.name.clone());
+            }
+        }
         let plans = rules
             .iter()
             .map(|rule| {
@@ -67,6 +82,25 @@ impl Plan {
                         .detail_from
                         .as_ref()
                         .map(|p| pointers.add(p, Need::Scalar)),
+                    headers: rule
+                        .then
+                        .headers
+                        .iter()
+                        .map(|h| match &h.value {
+                            HeaderFill::Static(_) => Vec::new(),
+                            HeaderFill::Template(t) => t
+                                .pointers()
+                                .map(|p| pointers.add(p, Need::Scalar))
+                                .collect(),
+                        })
+                        .collect(),
+                    members: rule
+                        .then
+                        .problem
+                        .members
+                        .iter()
+                        .map(|m| pointers.add(&m.pointer, Need::Member))
+                        .collect(),
                     needs_body: rule.needs_body(),
                 }
             })
@@ -75,6 +109,7 @@ impl Plan {
             wants,
             extractor: pointers.finish(),
             rules: plans,
+            request_headers,
         }
     }
 }

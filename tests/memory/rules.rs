@@ -108,6 +108,9 @@ fn targeted_extraction_peaks_far_below_a_whole_value() {
         let view = ResponseView {
             method: &Method::GET,
             path: "/users/7",
+            query: "",
+            request_headers: &headers,
+            request_id: "",
             status: StatusCode::OK,
             headers: &headers,
             body: Some(&body),

@@ -59,6 +59,11 @@ fn valid_rules_compile() {
         "then.body = \"problem\"\nthen.detail_from = \"/message\"",
         "then.headers = [{ name = \"x-foo\", value = \"bar\" }]",
         "mode = \"shadow\"\nthen.status = 500",
+        "when.request_header = [{ name = \"authorization\", absent = true }, { name = \"cookie\" }, { name = \"x-a\", matches = \"b\", absent = false }]\nwhen.query = \"a=1\"\nthen.status = 401",
+        "when.header = [{ name = \"allow\", absent = true }]\nthen.headers = [{ name = \"allow\", value = \"GET, HEAD\" }]",
+        "then.status = 201\nthen.headers = [{ name = \"location\", value = \"/accounts/{/id}?{query}#{{x}}\" }]",
+        "then.body = \"problem\"\nthen.problem.type = \"https://errors.example.com/validation\"\nthen.problem.title = \"Your request is not valid\"\nthen.problem.members = { errors = \"/errors\", currentVersion = \"/current_version\" }",
+        "then.body = \"problem\"\nthen.problem.type = \"/errors/validation\"",
     ];
     for body in cases {
         let set = compile_toml(&rule(body)).unwrap_or_else(|e| panic!("{body}: {e:?}"));
@@ -156,6 +161,78 @@ fn invalid_rules_name_the_field_and_problem() {
         (
             "then.headers = [{ name = \"Content-Length\", value = \"1\" }]",
             "cannot be set by a rule",
+        ),
+        (
+            "then.headers = [{ name = \"location\", value = \"/a/{nope}\" }]",
+            "rules[0].then.headers[0].value: unknown placeholder '{nope}'",
+        ),
+        (
+            "then.headers = [{ name = \"location\", value = \"/a/{/id\" }]",
+            "rules[0].then.headers[0].value: unbalanced '{' at byte 3",
+        ),
+        (
+            "then.headers = [{ name = \"location\", value = \"/a/}\" }]",
+            "rules[0].then.headers[0].value: unbalanced '}' at byte 3",
+        ),
+        (
+            "then.headers = [{ name = \"location\", value = \"{}\" }]",
+            "rules[0].then.headers[0].value: empty placeholder",
+        ),
+        (
+            "then.headers = [{ name = \"location\", value = \"{/a~2}\" }]",
+            "rules[0].then.headers[0].value: placeholder '{/a~2}'",
+        ),
+        (
+            "then.headers = [{ name = \"x-a\", value = \"\\n{/id}\" }]",
+            "rules[0].then.headers[0].value: invalid header value",
+        ),
+        (
+            "then.body = \"problem\"\nthen.problem.members = { status = \"/s\" }",
+            "rules[0].then.problem.members.status: reserved member name",
+        ),
+        (
+            "then.body = \"problem\"\nthen.problem.members = { request_id = \"/s\" }",
+            "reserved member name",
+        ),
+        (
+            "then.body = \"problem\"\nthen.problem.members = { 1abc = \"/s\" }",
+            "rules[0].then.problem.members.1abc: invalid member name",
+        ),
+        (
+            "then.body = \"problem\"\nthen.problem.members = { \"a-b\" = \"/s\" }",
+            "invalid member name",
+        ),
+        (
+            "then.body = \"problem\"\nthen.problem.members = { errors = \"errors\" }",
+            "rules[0].then.problem.members.errors: invalid JSON pointer",
+        ),
+        (
+            "then.status = 404\nthen.problem.title = \"x\"",
+            "rules[0].then.problem: only used with then.body = \"problem\"",
+        ),
+        (
+            "then.body = \"problem\"\nthen.problem.type = \"not a uri\"",
+            "rules[0].then.problem.type: not a URI reference",
+        ),
+        (
+            "then.body = \"problem\"\nthen.problem.title = \"a\\nb\"",
+            "rules[0].then.problem.title: invalid title",
+        ),
+        (
+            "when.header = [{ name = \"allow\", absent = true, matches = \"GET\" }]\nthen.status = 500",
+            "rules[0].when.header[0].absent: conflicts with matches",
+        ),
+        (
+            "when.request_header = [{ name = \"authorization\", absent = true, matches = \"x\" }]\nthen.status = 500",
+            "rules[0].when.request_header[0].absent: conflicts with matches",
+        ),
+        (
+            "when.request_header = [{ name = \"a b\" }]\nthen.status = 500",
+            "rules[0].when.request_header[0].name: invalid header name",
+        ),
+        (
+            "when.query = \"(\"\nthen.status = 500",
+            "rules[0].when.query: invalid regex",
         ),
         ("when.status = [200]", "rules[0].then: rule does nothing"),
         ("then.body = \"keep\"", "rules[0].then: rule does nothing"),
@@ -256,6 +333,6 @@ fn compiled_rules_keep_what_evaluation_needs() {
     assert!(
         matches!(r.then.retry_after, Some(RetryAfterSource::Fixed(d)) if d == Duration::from_millis(1500))
     );
-    assert_eq!(r.then.headers[0].0.as_str(), "x-foo");
+    assert_eq!(r.then.headers[0].name.as_str(), "x-foo");
     assert_eq!(r.then.body, BodyAction::Keep);
 }

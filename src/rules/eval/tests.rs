@@ -20,6 +20,8 @@ fn rule(body: &str) -> RuleSet {
 struct Response {
     method: Method,
     path: String,
+    query: String,
+    request_headers: HeaderMap,
     status: StatusCode,
     headers: HeaderMap,
     body: Option<Vec<u8>>,
@@ -38,6 +40,8 @@ impl Response {
         Response {
             method: Method::GET,
             path: "/".into(),
+            query: String::new(),
+            request_headers: HeaderMap::new(),
             status: StatusCode::from_u16(status).unwrap_or_else(|e| panic!("{status}: {e}")),
             headers: HeaderMap::new(),
             body: None,
@@ -51,6 +55,17 @@ impl Response {
 
     fn path(mut self, path: &str) -> Self {
         self.path = path.into();
+        self
+    }
+
+    fn query(mut self, query: &str) -> Self {
+        self.query = query.into();
+        self
+    }
+
+    fn request_header(mut self, name: &'static str, value: &[u8]) -> Self {
+        let value = HeaderValue::from_bytes(value).unwrap_or_else(|e| panic!("{e}"));
+        self.request_headers.append(name, value);
         self
     }
 
@@ -69,6 +84,9 @@ impl Response {
         ResponseView {
             method: &self.method,
             path: &self.path,
+            query: &self.query,
+            request_headers: &self.request_headers,
+            request_id: "r-1",
             status: self.status,
             headers: &self.headers,
             body: self.body.as_deref(),
@@ -954,4 +972,150 @@ fn the_example_config_rules_behave_as_commented() {
     let eval =
         set.evaluate(&Response::json(200, r#"{"error":"rate_limited","retry_in":30}"#).view());
     assert_eq!(eval.decision.and_then(|d| d.retry_after), Some(30));
+}
+
+#[test]
+fn request_headers_and_query_are_conditions() {
+    let set = rule(
+        "when.status = [403]\nwhen.request_header = [{ name = \"authorization\", absent = true }]\nthen.status = 401",
+    );
+    let bare = Response::new(403);
+    assert_eq!(decided(&set, &bare).map(|d| d.1), Some(Some(401)));
+    let empty = Response::new(403).request_header("authorization", b"");
+    assert_eq!(decided(&set, &empty), None, "an empty value is present, not absent");
+    let token = Response::new(403).request_header("authorization", b"Bearer x");
+    assert_eq!(decided(&set, &token), None);
+
+    let set = rule(
+        "when.request_header = [{ name = \"x-a\", matches = '^v[0-9]$' }, { name = \"x-b\" }]\nthen.status = 500",
+    );
+    let both = Response::new(200)
+        .request_header("x-a", b"zz")
+        .request_header("x-a", b"v2")
+        .request_header("x-b", b"");
+    assert!(decided(&set, &both).is_some(), "any value of a repeated header matches");
+    assert_eq!(decided(&set, &Response::new(200).request_header("x-a", b"v2")), None);
+
+    let set = rule("when.query = '(^|&)debug=1(&|$)'\nthen.status = 500");
+    assert!(decided(&set, &Response::new(200).query("a=2&debug=1")).is_some());
+    assert_eq!(decided(&set, &Response::new(200)), None, "no query is the empty string");
+    let set = rule("when.query = '^$'\nthen.status = 500");
+    assert!(decided(&set, &Response::new(200)).is_some());
+}
+
+#[test]
+fn response_headers_can_be_required_absent() {
+    let set = rule(
+        "when.status = [405]\nwhen.header = [{ name = \"allow\", absent = true }]\nthen.headers = [{ name = \"allow\", value = \"GET, HEAD\" }]",
+    );
+    let decision = set.evaluate(&Response::new(405).view()).decision;
+    let headers = decision.map(|d| d.headers).unwrap_or_default();
+    assert_eq!(headers.len(), 1);
+    assert_eq!(headers[0].1, "GET, HEAD");
+    let with = Response::new(405).header("allow", b"");
+    assert!(set.evaluate(&with.view()).decision.is_none());
+    let trace = set.explain(&with.view())[0].to_string();
+    assert!(trace.contains("when.header[0] allow: present (\"\"), expected absent"), "{trace}");
+}
+
+#[test]
+fn header_templates_fill_from_body_and_request() {
+    let set = rule(
+        "when.status = [200]\nthen.status = 201\nthen.headers = [{ name = \"location\", value = \"{path}/{/id}\" }, { name = \"x-trace\", value = \"{method} {request_id} {{{query}}}\" }, { name = \"x-static\", value = \"a {{b}}\" }]",
+    );
+    let response = Response::json(200, r#"{"id":"a b/c"}"#)
+        .method("POST")
+        .path("/accounts")
+        .query("x=1");
+    let decision = set.evaluate(&response.view()).decision;
+    let Some(decision) = decision else {
+        panic!("no decision")
+    };
+    let got: Vec<(&str, &str)> = decision
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("location", "/accounts/a%20b%2Fc"),
+            ("x-trace", "POST r-1 {x=1}"),
+            ("x-static", "a {b}")
+        ]
+    );
+    assert!(decision.unfilled.is_empty());
+    // A value that cannot be filled skips that header only.
+    let hostile = Response::json(200, r#"{"id":"42\r\nSet-Cookie: x"}"#).method("POST");
+    let decision = set.evaluate(&hostile.view()).decision;
+    let Some(decision) = decision else {
+        panic!("no decision")
+    };
+    assert_eq!(decision.status.map(|s| s.as_u16()), Some(201));
+    assert_eq!(decision.headers.len(), 2, "{:?}", decision.headers);
+    assert_eq!(
+        decision.unfilled,
+        [Unfilled {
+            target: Target::Header(&http::header::LOCATION),
+            error: FillError::Control
+        }]
+    );
+    // The template's pointer makes the rule need the body.
+    assert!(set.needs_body(&Response::new(200).view()));
+}
+
+#[test]
+fn members_are_copied_bounded_and_omitted_when_missing() {
+    let set = rule(
+        "when.status = [200]\nthen.status = 422\nthen.body = \"problem\"\nthen.problem.members = { errors = \"/errors\", version = \"/v\", big = \"/big\" }",
+    );
+    let body = r#"{"errors":[{"field":"email","message":"bad"}],"big":null}"#;
+    let decision = set.evaluate(&Response::json(200, body).view()).decision;
+    let Some(decision) = decision else {
+        panic!("no decision")
+    };
+    let names: Vec<&str> = decision.members.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["big", "errors"], "sorted by name; a missing one left out");
+    assert_eq!(decision.members[1].1[0]["field"], "email");
+    assert!(decision.unfilled.is_empty());
+
+    let huge = format!(r#"{{"big":"{}","errors":[1]}}"#, "x".repeat(20_000));
+    let decision = set.evaluate(&Response::json(200, &huge).view()).decision;
+    let Some(decision) = decision else {
+        panic!("no decision")
+    };
+    let names: Vec<&str> = decision.members.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["errors"]);
+    assert_eq!(
+        decision.unfilled,
+        [Unfilled {
+            target: Target::Member("big"),
+            error: FillError::MembersTooLarge
+        }]
+    );
+    // Two members that fit alone but not together: the second is left out.
+    let half = "y".repeat(9_000);
+    let pair = format!(r#"{{"big":"{half}","errors":"{half}"}}"#);
+    let decision = set.evaluate(&Response::json(200, &pair).view()).decision;
+    let Some(decision) = decision else {
+        panic!("no decision")
+    };
+    assert_eq!(decision.members.len(), 1);
+    assert_eq!(decision.unfilled.len(), 1);
+}
+
+#[test]
+fn a_condition_on_a_member_sees_it_whole() {
+    // The member's pointer is also tested by a regex: it must not be cut at 16 KiB.
+    let long = "z".repeat(20_000);
+    let set = rule(
+        "when.json = [{ pointer = \"/m\", matches = 'z$' }]\nthen.status = 422\nthen.body = \"problem\"\nthen.problem.members = { m = \"/m\" }",
+    );
+    let body = format!(r#"{{"m":"{long}"}}"#);
+    let decision = set.evaluate(&Response::json(200, &body).view()).decision;
+    let Some(decision) = decision else {
+        panic!("the condition must hold")
+    };
+    assert!(decision.members.is_empty());
+    assert_eq!(decision.unfilled.len(), 1);
 }

@@ -9,6 +9,7 @@ enum Got {
     Value(Value),
     Array,
     Object,
+    TooLarge,
 }
 
 /// Builds an extractor for `pointers` and returns what each finds in `body`, or `None` for all
@@ -32,6 +33,7 @@ fn extract(pointers: &[(&str, Need)], body: &[u8]) -> Option<Vec<Option<Got>>> {
                     Found::Value(v) => Got::Value(v.clone()),
                     Found::Array => Got::Array,
                     Found::Object => Got::Object,
+                    Found::TooLarge => Got::TooLarge,
                 })
             })
             .collect(),

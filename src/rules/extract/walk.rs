@@ -17,6 +17,8 @@ use super::{Branch, Node, Seen};
 pub(super) struct Walk<'n, 'o> {
     pub(super) node: &'n Node,
     pub(super) out: &'o mut [Option<Seen>],
+    /// The most (estimated) JSON one leaf may materialise; see [`Bounded`].
+    pub(super) leaf_limit: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
@@ -24,10 +26,11 @@ impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         match self.node {
-            Node::Leaf(index) => {
-                let value = Value::deserialize(deserializer)?;
+            Node::Leaf(index, bounded) => {
+                let mut left = if *bounded { self.leaf_limit } else { usize::MAX };
+                let value = deserializer.deserialize_any(Bounded { left: &mut left })?;
                 if let Some(entry) = self.out.get_mut(*index) {
-                    *entry = Some(Seen::Value(value));
+                    *entry = Some(value.map_or(Seen::TooLarge, Seen::Value));
                 }
                 Ok(())
             }
@@ -38,6 +41,7 @@ impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
                 deserializer.deserialize_any(BranchVisitor {
                     branch,
                     out: self.out,
+                    leaf_limit: self.leaf_limit,
                 })
             }
         }
@@ -50,6 +54,7 @@ impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
 struct BranchVisitor<'n, 'o> {
     branch: &'n Branch,
     out: &'o mut [Option<Seen>],
+    leaf_limit: usize,
 }
 
 impl BranchVisitor<'_, '_> {
@@ -104,6 +109,7 @@ impl<'de> Visitor<'de> for BranchVisitor<'_, '_> {
                     .next_element_seed(Walk {
                         node,
                         out: &mut *self.out,
+                        leaf_limit: self.leaf_limit,
                     })?
                     .is_some(),
                 None => seq.next_element::<Skip>()?.is_some(),
@@ -122,6 +128,7 @@ impl<'de> Visitor<'de> for BranchVisitor<'_, '_> {
                 Some(node) => map.next_value_seed(Walk {
                     node,
                     out: &mut *self.out,
+                    leaf_limit: self.leaf_limit,
                 })?,
                 None => map.next_value::<Skip>().map(drop)?,
             }
@@ -154,6 +161,120 @@ impl<'de, 'n> Visitor<'de> for KeySeed<'n> {
             .ok()
             .and_then(|i| self.0.get(i))
             .map(|(_, node)| node))
+    }
+}
+
+/// A leaf's value, built as a `Value` until its estimated compact JSON passes `left` bytes; from
+/// there on the rest is validated and thrown away and the result is `None`. A member copied into
+/// a problem document (at most 16 KiB) can then never make evaluation hold a whole body's worth
+/// of `Value` (12–24× its size). Strings count their length plus quotes (escapes not counted),
+/// integers their digits, floats 24 bytes, every container and separator one or two.
+struct Bounded<'b> {
+    left: &'b mut usize,
+}
+
+impl Bounded<'_> {
+    /// Takes `n` bytes from the budget: `false` (and an empty budget) when they are not there.
+    fn charge(&mut self, n: usize) -> bool {
+        match self.left.checked_sub(n) {
+            Some(rest) => {
+                *self.left = rest;
+                true
+            }
+            None => {
+                *self.left = 0;
+                false
+            }
+        }
+    }
+
+    fn scalar<E>(mut self, n: usize, value: impl FnOnce() -> Value) -> Result<Option<Value>, E> {
+        Ok(self.charge(n).then(value))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// Decimal digits of `n`, and one for a sign.
+fn digits(n: u64, negative: bool) -> usize {
+    (n.checked_ilog10().unwrap_or(0) as usize) + 1 + usize::from(negative)
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        self.scalar(5, || Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        self.scalar(digits(v.unsigned_abs(), v < 0), || Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        self.scalar(digits(v, false), || Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        self.scalar(24, || Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        // Charged before the copy is made.
+        self.scalar(v.len().saturating_add(2), || Value::String(v.to_owned()))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        self.scalar(4, || Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        let mut fits = self.charge(2);
+        while fits {
+            match seq.next_element_seed(Bounded {
+                left: &mut *self.left,
+            })? {
+                Some(Some(item)) => {
+                    items.push(item);
+                    fits = self.charge(1);
+                }
+                Some(None) => fits = false,
+                None => return Ok(Some(Value::Array(items))),
+            }
+        }
+        drop(items);
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = serde_json::Map::new();
+        let mut fits = self.charge(2);
+        while fits {
+            let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                return Ok(Some(Value::Object(members)));
+            };
+            if !self.charge(key.len().saturating_add(4)) {
+                map.next_value::<Skip>()?;
+                break;
+            }
+            match map.next_value_seed(Bounded {
+                left: &mut *self.left,
+            })? {
+                Some(value) => {
+                    members.insert(key.into_owned(), value);
+                }
+                None => fits = false,
+            }
+        }
+        drop(members);
+        while map.next_key::<Skip>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(None)
     }
 }
 
