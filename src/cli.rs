@@ -315,6 +315,8 @@ fn explain(args: &ExplainArgs) -> ExitCode {
             "body_kind": sim.body_kind.as_str(),
             "body": body,
             "inspection_skipped": skipped,
+            "members": sim.report.members,
+            "unfilled": sim.report.unfilled,
             "traces": traces,
         });
         println!("{doc:#}");
@@ -333,6 +335,15 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     }
     if let Some(reason) = skipped {
         println!("note:    the body was not inspected ({reason})");
+    }
+    if !sim.report.members.is_empty() {
+        println!(
+            "members: {} (copied from the body)",
+            sim.report.members.join(", ")
+        );
+    }
+    for unfilled in &sim.report.unfilled {
+        println!("left out: {unfilled}");
     }
     println!(
         "status:  {} -> {}",

@@ -24,65 +24,64 @@ pub(crate) struct Case {
     pub path: &'static str,
     /// The anti-pattern, for the table.
     pub what: &'static str,
+    /// Request headers beyond the ones every demo request sends.
+    pub headers: &'static [(&'static str, &'static str)],
+    /// The response header that carries what the new status promises, shown in the table.
+    pub shows: Option<&'static str>,
+    /// Or the members of candor's problem document that do.
+    pub members: &'static [&'static str],
+}
+
+impl Case {
+    const fn new(method: &'static str, path: &'static str, what: &'static str) -> Case {
+        Case {
+            method,
+            path,
+            what,
+            headers: &[],
+            shows: None,
+            members: &[],
+        }
+    }
+
+    const fn keeping(mut self, members: &'static [&'static str]) -> Case {
+        self.members = members;
+        self
+    }
+
+    const fn showing(mut self, header: &'static str) -> Case {
+        self.shows = Some(header);
+        self
+    }
+
+    const fn with(mut self, headers: &'static [(&'static str, &'static str)]) -> Case {
+        self.headers = headers;
+        self
+    }
 }
 
 /// Every endpoint the demo exercises, in table order.
 pub(crate) const CASES: &[Case] = &[
-    Case {
-        method: "GET",
-        path: "/users/42",
-        what: "healthy response",
-    },
-    Case {
-        method: "GET",
-        path: "/users/7",
-        what: "200 with an error body",
-    },
-    Case {
-        method: "POST",
-        path: "/orders",
-        what: "200 with validation errors",
-    },
-    Case {
-        method: "GET",
-        path: "/reports/daily",
-        what: "200 saying rate limited",
-    },
-    Case {
-        method: "GET",
-        path: "/orders/9",
-        what: "200 with a null entity",
-    },
-    Case {
-        method: "DELETE",
-        path: "/users/42",
-        what: "200 with {} for a delete",
-    },
-    Case {
-        method: "GET",
-        path: "/payments/1",
-        what: "status carried in the body",
-    },
-    Case {
-        method: "GET",
-        path: "/profile",
-        what: "HTML 404 page to a JSON client",
-    },
-    Case {
-        method: "GET",
-        path: "/export",
-        what: "500 with a stack trace",
-    },
-    Case {
-        method: "GET",
-        path: "/search",
-        what: "429 without Retry-After",
-    },
-    Case {
-        method: "GET",
-        path: "/slow",
-        what: "hangs",
-    },
+    Case::new("GET", "/users/42", "healthy response"),
+    Case::new("GET", "/users/7", "200 with an error body"),
+    Case::new("POST", "/accounts", "200 for a create").showing("location"),
+    Case::new("POST", "/reports", "200 for an async job").showing("location"),
+    Case::new("POST", "/orders", "200 with validation errors").keeping(&["errors"]),
+    Case::new("PUT", "/docs/42", "200 for a stale-version write")
+        .keeping(&["currentVersion", "yourVersion"]),
+    Case::new("GET", "/admin/audit", "403 to a request without token").showing("www-authenticate"),
+    Case::new("GET", "/admin/audit", "403 to a valid token")
+        .with(&[("authorization", "Bearer demo-token")]),
+    Case::new("DELETE", "/orders/9", "405 without Allow").showing("allow"),
+    Case::new("GET", "/reports/daily", "200 saying rate limited").showing("retry-after"),
+    Case::new("GET", "/orders/9", "200 with a null entity"),
+    Case::new("DELETE", "/users/42", "200 with {} for a delete"),
+    Case::new("GET", "/payments/1", "status carried in the body").showing("retry-after"),
+    Case::new("GET", "/inventory", "500 saying the database is down").showing("retry-after"),
+    Case::new("GET", "/profile", "HTML 404 page to a JSON client"),
+    Case::new("GET", "/export", "500 with a stack trace"),
+    Case::new("GET", "/search", "429 without Retry-After").showing("retry-after"),
+    Case::new("GET", "/slow", "hangs"),
 ];
 
 /// Serves the legacy API on `listener` forever.
@@ -114,9 +113,27 @@ async fn respond(req: Request<Incoming>) -> Response<Full<Bytes>> {
             StatusCode::OK,
             r#"{"status":"error","code":1042,"message":"user not found"}"#,
         ),
+        (Method::POST, "/accounts") => json(
+            StatusCode::OK,
+            r#"{"id":77,"status":"created","name":"Grace Hopper"}"#,
+        ),
+        (Method::POST, "/reports") => json(StatusCode::OK, r#"{"job":"abc-123","state":"queued"}"#),
         (Method::POST, "/orders") => json(
             StatusCode::OK,
-            r#"{"status":"error","errors":[{"field":"quantity","message":"must be positive"}]}"#,
+            r#"{"status":"error","message":"the order is not valid","errors":[{"field":"quantity","message":"must be positive"}]}"#,
+        ),
+        (Method::PUT, "/docs/42") => json(
+            StatusCode::OK,
+            r#"{"error":"version_conflict","message":"document 42 was changed by someone else","current_version":5,"your_version":3}"#,
+        ),
+        (Method::GET, "/admin/audit") => json(StatusCode::FORBIDDEN, r#"{"error":"forbidden"}"#),
+        (Method::DELETE, "/orders/9") => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            r#"{"error":"method not allowed"}"#,
+        ),
+        (Method::GET, "/inventory") => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"database unavailable: connection refused"}"#,
         ),
         (Method::GET, "/reports/daily") => json(
             StatusCode::OK,

@@ -106,6 +106,8 @@ pub(crate) struct Row {
     case: Case,
     upstream: Option<StatusCode>,
     candor: Option<StatusCode>,
+    /// The header the case shows, as candor sent it (`Location: /accounts/77`), or empty.
+    header: String,
     note: String,
 }
 
@@ -121,6 +123,7 @@ async fn table(legacy: SocketAddr, candor: SocketAddr) -> Vec<Row> {
             case: *case,
             upstream: None,
             candor: None,
+            header: String::new(),
             note: "demo client failed".to_owned(),
         }));
     }
@@ -133,19 +136,66 @@ async fn row(case: Case, legacy: SocketAddr, candor: SocketAddr) -> Row {
         tokio::time::timeout(Duration::from_secs(5), fetch(candor, &case)),
     );
     let upstream = match direct {
-        Ok(Ok((status, _))) => Some(status),
+        Ok(Ok((status, _, _))) => Some(status),
         _ => None,
     };
-    let (candor, note) = match proxied {
-        Ok(Ok((status, headers))) => (Some(status), explain(&headers)),
-        Ok(Err(err)) => (None, format!("error: {err}")),
-        Err(_) => (None, "no answer".to_owned()),
+    let (candor, header, note) = match proxied {
+        Ok(Ok((status, headers, body))) => (
+            Some(status),
+            shown(&case, &headers, &body),
+            explain(&headers),
+        ),
+        Ok(Err(err)) => (None, String::new(), format!("error: {err}")),
+        Err(_) => (None, String::new(), "no answer".to_owned()),
     };
     Row {
         case,
         upstream,
         candor,
+        header,
         note,
+    }
+}
+
+/// Longest member text shown in the table.
+const MAX_SHOWN: usize = 44;
+
+/// What a case shows: its header as `Name: value` (`Name: (none)` when candor did not send it),
+/// or the problem members it keeps, as compact JSON.
+fn shown(case: &Case, headers: &HeaderMap, body: &[u8]) -> String {
+    let Some(name) = case.shows else {
+        let doc: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let members: Vec<String> = case
+            .members
+            .iter()
+            .map(|m| {
+                format!(
+                    "\"{m}\":{}",
+                    doc.get(m).map_or("(none)".into(), |v| v.to_string())
+                )
+            })
+            .collect();
+        let mut text = members.join(",");
+        if let Some((at, _)) = text.char_indices().nth(MAX_SHOWN) {
+            text.truncate(at);
+            text.push('…');
+        }
+        return text;
+    };
+    let title: String = name
+        .split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or(String::new(), |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-");
+    let title = title.replace("Www", "WWW");
+    match headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(value) => format!("{title}: {value}"),
+        None => format!("{title}: (none)"),
     }
 }
 
@@ -164,9 +214,21 @@ fn explain(headers: &HeaderMap) -> String {
 
 fn print_table(rows: &[Row]) {
     let status = |s: Option<StatusCode>| s.map_or("-".to_owned(), |s| s.as_u16().to_string());
+    let width = rows
+        .iter()
+        .map(|r| r.header.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let path = rows
+        .iter()
+        .map(|r| r.case.path.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     println!(
-        "{:<7} {:<15} {:<31} {:>8}  {:>6}  WHY",
-        "METHOD", "PATH", "LEGACY API DOES", "UPSTREAM", "CANDOR"
+        "{:<7} {:<path$} {:<31} {:>8}  {:>6}  {:<width$}  WHY",
+        "METHOD", "PATH", "LEGACY API DOES", "UPSTREAM", "CANDOR", "CARRIES"
     );
     for row in rows {
         let upstream = match row.upstream {
@@ -174,36 +236,40 @@ fn print_table(rows: &[Row]) {
             None => "hangs".to_owned(),
         };
         println!(
-            "{:<7} {:<15} {:<31} {:>8}  {:>6}  {}",
+            "{:<7} {:<path$} {:<31} {:>8}  {:>6}  {:<width$}  {}",
             row.case.method,
             row.case.path,
             row.case.what,
             upstream,
             status(row.candor),
+            row.header,
             row.note
         );
     }
 }
 
-/// One request on a fresh connection; returns the status and headers, draining the body.
-async fn fetch(addr: SocketAddr, case: &Case) -> Result<(StatusCode, HeaderMap), BoxError> {
+/// One request on a fresh connection; returns the status, headers and body.
+async fn fetch(addr: SocketAddr, case: &Case) -> Result<(StatusCode, HeaderMap, Bytes), BoxError> {
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let body = if case.method == "POST" {
-        Bytes::from_static(br#"{"quantity":-1}"#)
-    } else {
-        Bytes::new()
+    let body = match case.method {
+        "POST" => Bytes::from_static(br#"{"quantity":-1}"#),
+        "PUT" => Bytes::from_static(br#"{"version":3,"title":"draft"}"#),
+        _ => Bytes::new(),
     };
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::from_bytes(case.method.as_bytes())?)
         .uri(case.path)
         .header("host", addr.to_string())
         .header("accept", "application/json")
-        .header("content-type", "application/json")
-        .body(Full::new(body))?;
+        .header("content-type", "application/json");
+    for (name, value) in case.headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(body))?;
     let response = sender.send_request(request).await?;
     let (parts, body) = response.into_parts();
-    body.collect().await?;
-    Ok((parts.status, parts.headers))
+    let body = body.collect().await?.to_bytes();
+    Ok((parts.status, parts.headers, body))
 }

@@ -119,6 +119,10 @@ pub struct Report {
     pub skipped: Option<SkipReason>,
     /// What became of the body.
     pub body: BodyKind,
+    /// Members the applied rule copied into its problem document.
+    pub members: Vec<String>,
+    /// Headers and members the applied rule could not fill, with why.
+    pub unfilled: Vec<String>,
 }
 
 impl Report {
@@ -130,6 +134,12 @@ impl Report {
             shadows: names(&outcome.shadows),
             skipped: outcome.skipped,
             body,
+            members: outcome.members.iter().map(|m| (*m).to_owned()).collect(),
+            unfilled: outcome
+                .unfilled
+                .iter()
+                .map(|u| format!("{} ({})", u.target, u.error.as_str()))
+                .collect(),
         }
     }
 }
@@ -204,6 +214,8 @@ pub struct Outcome<'a> {
     pub leak: Option<&'static str>,
     /// The applied rule's headers and members that could not be filled (logged and counted).
     pub unfilled: Vec<Unfilled<'a>>,
+    /// The names of the members the applied rule copied into its problem document.
+    pub members: Vec<&'a str>,
 }
 
 impl Outcome<'_> {
@@ -343,6 +355,7 @@ impl Normalizer {
             skipped,
             leak: None,
             unfilled: Vec::new(),
+            members: Vec::new(),
         };
         if status.is_informational() || !self.wants(status) {
             return outcome;
@@ -411,6 +424,7 @@ impl Normalizer {
                     retry_after_set = true;
                 }
                 outcome.unfilled = decision.unfilled;
+                outcome.members = decision.members.iter().map(|(name, _)| *name).collect();
             }
         }
 

@@ -324,7 +324,13 @@ fn example_config_holds_the_demo_rules() {
         names,
         [
             "user-not-found",
+            "account-created",
+            "job-accepted",
             "validation-failed",
+            "version-conflict",
+            "no-credentials",
+            "allow-missing",
+            "dependency-down",
             "quota-exceeded",
             "null-entity",
             "delete-empty",

@@ -135,3 +135,67 @@ fn targeted_extraction_peaks_far_below_a_whole_value() {
     }
     println!("{}", report.join("\n"));
 }
+
+/// Templates and copied members on the same 1 MiB bodies: a member pointing at the megabyte of
+/// records is validated but never built whole (it is left out past 16 KiB), so what evaluation
+/// holds stays bounded, whatever the body. (A member another pointer lies under is built whole,
+/// like an `equals` table: the pointer must see it whatever its size.)
+const MEMBER_RULES: &str = r#"
+[upstream]
+url = "http://127.0.0.1:1"
+
+[[rules]]
+name = "user-not-found"
+when.status = [200]
+when.json = [{ pointer = "/status", equals = "error" }]
+then.status = 404
+then.body = "problem"
+then.detail_from = "/message"
+then.headers = [{ name = "location", value = "/users/{/code}" }, { name = "x-trace", value = "{method} {path} {/message}" }]
+then.problem.members = { data = "/data", code = "/code" }
+"#;
+
+#[test]
+fn templates_and_members_stay_bounded_on_large_bodies() {
+    if !measuring_child(
+        module_path!(),
+        "templates_and_members_stay_bounded_on_large_bodies",
+    ) {
+        return;
+    }
+    let config = candor::config::from_toml(MEMBER_RULES, "memory", Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rules = config.rules;
+    let headers = HeaderMap::new();
+    let mut report = Vec::new();
+    for (name, body) in [("short keys", short_keys()), ("records", records())] {
+        let view = ResponseView {
+            method: &Method::GET,
+            path: "/users/7",
+            query: "",
+            request_headers: &headers,
+            request_id: "",
+            status: StatusCode::OK,
+            headers: &headers,
+            body: Some(&body),
+        };
+        let (evaluation, peak) = peak_during(|| rules.evaluate(&view));
+        let Some(decision) = evaluation.decision else {
+            panic!("{name}: the rule must match")
+        };
+        let members: Vec<&str> = decision.members.iter().map(|(n, _)| *n).collect();
+        // The megabyte of records is left out; small members are kept.
+        assert!(!members.contains(&"data"), "{name}: {members:?}");
+        assert!(members.contains(&"code"), "{name}: {members:?}");
+        assert_eq!(decision.headers[0].1, "/users/1042", "{name}");
+        report.push(format!(
+            "{name}: body {} KiB, evaluate with templates and members peak {} KiB, members {members:?}",
+            body.len() / 1024,
+            peak / 1024
+        ));
+        // A Value of the 1 MiB body would peak at 12-24 MiB; the bound is what a 16 KiB member
+        // can cost.
+        assert!(peak < 1024 * 1024, "{name}: {peak} bytes");
+    }
+    println!("{}", report.join("\n"));
+}
