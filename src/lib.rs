@@ -15,6 +15,7 @@
 //! | [`rules`] | the compiled rule set and its pure evaluation |
 //! | [`builtin`] | the built-in normalisations: HTML errors, scrubbing, `Retry-After` |
 //! | [`config`] | the TOML schema, loading with environment overrides, validation and compilation |
+//! | [`maintenance`] | maintenance mode's live state: the switch every worker reads, the admin API and reload set |
 //! | [`metrics`] | Prometheus metrics, their typed labels, and the record behind the status page |
 //! | [`upstream`] | the pooled HTTP/1.1 upstream client as a tower `Service` |
 //! | [`inspect`] | bounded body collection and decoding, the `NormalizeLayer` |
@@ -23,7 +24,7 @@
 //! | [`status`] | what the status page, `/status.json` and `candor top` show |
 //! | `reload` | the live configuration (`Loaded`) and hot reload ([`Reload`]) |
 //! | [`proxy`] | workers: accept loop, the front's phases, header hygiene, the stack |
-//! | `admin` | `/healthz`, `/readyz`, `/metrics`, the status page and `/status.json` |
+//! | `admin` | `/healthz`, `/readyz`, `/metrics`, the status page, `/status.json`, `/maintenance` |
 //! | [`memory`] | the allocator's thresholds, and handing freed heap back to the operating system |
 //! | `demo` | the embedded legacy upstream behind `candor demo` |
 //! | [`cli`] | the `candor` command line |
@@ -51,6 +52,7 @@ pub mod headers;
 pub mod inspect;
 pub(crate) mod listener;
 pub(crate) mod logging;
+pub mod maintenance;
 pub mod memory;
 pub mod metrics;
 pub(crate) mod pattern;
@@ -73,6 +75,7 @@ use tokio::sync::{oneshot, watch};
 use crate::admin::Health;
 use crate::config::Config;
 use crate::listener::Following;
+use crate::maintenance::Switch;
 use crate::metrics::Metrics;
 use crate::proxy::limits::Gate;
 pub use crate::reload::Reload;
@@ -198,6 +201,7 @@ struct Server {
     health: Arc<Health>,
     status: Arc<Status>,
     gate: Arc<Gate>,
+    maintenance: Arc<Switch>,
     publish: watch::Sender<Arc<Loaded>>,
     loaded: watch::Receiver<Arc<Loaded>>,
     reload: Option<Reload>,
@@ -214,8 +218,10 @@ impl Server {
         let config = Arc::new(config);
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
+        // Set from the file now and on every reload; the admin API changes it in between.
+        let maintenance = Arc::new(Switch::new(&config.maintenance));
         // The status page's view; hot reload calls `set_config` again on every swap.
-        let status = Arc::new(Status::new(metrics.clone()));
+        let status = Arc::new(Status::new(metrics.clone(), maintenance.clone()));
         status.set_config(&config, SystemTime::now());
         let proxy_addr = listeners.proxy_addr().map_err(RunError::Worker)?;
         let admin_addr = listeners.admin_addr().map_err(RunError::Worker)?;
@@ -229,6 +235,7 @@ impl Server {
         )));
         Ok(Server {
             gate: Arc::new(Gate::new(metrics.connections_open())),
+            maintenance,
             config,
             metrics,
             registry: Arc::new(registry),
@@ -253,10 +260,11 @@ impl Server {
         let (up, started) = oneshot::channel::<io::Result<()>>();
         let (done, finished) = oneshot::channel::<()>();
         let source = self.loaded.borrow().listener.clone();
-        let (loaded, metrics, gate, stop) = (
+        let (loaded, metrics, gate, maintenance, stop) = (
             self.loaded.clone(),
             self.metrics.clone(),
             self.gate.clone(),
+            self.maintenance.clone(),
             stop.clone(),
         );
         let worker = async move {
@@ -268,7 +276,8 @@ impl Server {
                 }
             };
             let _ = up.send(Ok(()));
-            if let Err(err) = proxy::serve(listener, loaded, metrics, gate, stop).await {
+            if let Err(err) = proxy::serve(listener, loaded, metrics, gate, maintenance, stop).await
+            {
                 tracing::error!(error = %err, "worker stopped");
             }
         };
@@ -323,6 +332,7 @@ impl Server {
             self.registry.clone(),
             self.health.clone(),
             self.status.clone(),
+            self.maintenance.clone(),
             admin_stop.clone(),
         ));
         let trimmer = tokio::spawn(memory::trim_after_bursts(
@@ -338,6 +348,7 @@ impl Server {
                     self.publish,
                     self.metrics.clone(),
                     self.status.clone(),
+                    self.maintenance.clone(),
                     admin_stop,
                 ));
                 (Some(task), None)

@@ -163,6 +163,7 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_rejected: Counter,
     upstream_close_delimited: Counter,
+    maintenance_responses: Counter,
     last_reload_successful: Gauge,
     last_reload_success_time: Gauge,
     /// The status page's record of recent rewrites, fed by [`Metrics::rewrite`] only.
@@ -269,6 +270,13 @@ impl Metrics {
              not chunked): a truncation of those is indistinguishable from their end",
             upstream_close_delimited.clone(),
         );
+        let maintenance_responses = Counter::default();
+        registry.register(
+            "maintenance_responses",
+            "Requests candor answered 503 itself because maintenance mode was on (also counted \
+             in candor_requests_total)",
+            maintenance_responses.clone(),
+        );
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "config_reloads",
@@ -312,6 +320,7 @@ impl Metrics {
             connections_open,
             connections_rejected,
             upstream_close_delimited,
+            maintenance_responses,
             last_reload_successful,
             last_reload_success_time,
             id: {
@@ -334,6 +343,16 @@ impl Metrics {
     /// The counter of close-delimited upstream responses (kept by `upstream::Client`).
     pub fn upstream_close_delimited(&self) -> Counter {
         self.upstream_close_delimited.clone()
+    }
+
+    /// Counts a request answered by maintenance mode.
+    pub fn maintenance_response(&self) {
+        self.maintenance_responses.inc();
+    }
+
+    /// `candor_maintenance_responses_total` read back.
+    pub fn maintenance_responses(&self) -> u64 {
+        self.maintenance_responses.get()
     }
 
     /// Records a configuration reload attempt made at `at`.

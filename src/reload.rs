@@ -13,6 +13,9 @@
 //! over the original, and a Kubernetes ConfigMap volume updates by swapping a `..data` symlink in
 //! the mounted directory; neither is a write to the file itself.
 //!
+//! A successful reload also sets maintenance mode back to the file's `[maintenance]`: the file
+//! is the truth again after any change made through the admin API.
+//!
 //! This module owns what it publishes: [`Loaded`], one validated configuration as every worker
 //! and the admin listener receive it.
 
@@ -26,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{self, Config};
 use crate::inspect::Normalizer;
 use crate::listener;
+use crate::maintenance::Switch;
 use crate::metrics::Metrics;
 use crate::status::Status;
 
@@ -148,6 +152,7 @@ impl Reloader {
         publish: watch::Sender<Arc<Loaded>>,
         metrics: Metrics,
         status: Arc<Status>,
+        maintenance: Arc<Switch>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
@@ -169,7 +174,14 @@ impl Reloader {
                     "sighup"
                 }
             };
-            apply(&self.reload, trigger, &publish, &metrics, &status);
+            apply(
+                &self.reload,
+                trigger,
+                &publish,
+                &metrics,
+                &status,
+                &maintenance,
+            );
         }
     }
 }
@@ -188,6 +200,7 @@ fn apply(
     publish: &watch::Sender<Arc<Loaded>>,
     metrics: &Metrics,
     status: &Status,
+    maintenance: &Switch,
 ) {
     let current = publish.borrow().clone();
     match prepare(reload, &current) {
@@ -196,8 +209,16 @@ fn apply(
             warn_about_restart_only_changes(&current.config, &next.config);
             let now = SystemTime::now();
             status.set_config(&next.config, now);
+            let before = maintenance.state();
+            let after = maintenance.reset(&next.config.maintenance);
             publish.send_replace(Arc::new(next));
             metrics.reload(true, now);
+            if before.source != after.source || before.enabled != after.enabled {
+                tracing::info!(
+                    enabled = after.enabled,
+                    "maintenance mode set to the config file's value"
+                );
+            }
             tracing::info!(
                 trigger,
                 path = %reload.path.display(),

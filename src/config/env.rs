@@ -17,7 +17,36 @@ use super::spec::FileSpec;
 /// The prefix of candor's variables, lowercased as the `config` crate compares keys.
 const PREFIX: &str = "candor__";
 /// Keys whose env values are comma-separated lists.
-const LIST_KEYS: [&str; 2] = ["inspect.content_types", "retry_after.statuses"];
+const LIST_KEYS: [&str; 3] = [
+    "inspect.content_types",
+    "retry_after.statuses",
+    "maintenance.except_paths",
+];
+
+/// Keys whose values are secrets: an issue about one shows `<redacted>` instead of the value.
+const SECRET_KEYS: [&str; 1] = ["server.admin_token"];
+
+/// The value of `var` (setting `key`) as an issue may show it: as set, or `<redacted>` for a
+/// secret.
+pub(crate) fn shown_value(var: &str, key: &str, value: &str) -> String {
+    let key = if key.is_empty() {
+        var.to_lowercase()
+            .get(PREFIX.len()..)
+            .unwrap_or("")
+            .replace("__", ".")
+    } else {
+        key.to_owned()
+    };
+    let secret = SECRET_KEYS.iter().any(|secret| {
+        key.strip_prefix(secret)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    });
+    if secret {
+        "<redacted>".to_owned()
+    } else {
+        value.to_owned()
+    }
+}
 
 /// One `CANDOR__…` variable and the config key it sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +221,7 @@ fn env_issue(origin: &str, var: &str, value: &str, key: &str, message: &str) -> 
         origin: origin.to_owned(),
         location: Location::Env {
             var: var.to_owned(),
-            value: value.to_owned(),
+            value: shown_value(var, key, value),
         },
         rule: None,
         field: key.to_owned(),
@@ -246,6 +275,39 @@ mod tests {
         assert_eq!(spec.server.workers, Some(3));
         assert_eq!(spec.retry_after.statuses.0.len(), 3);
         assert_eq!(spec.inspect.content_types.0, ["application/json"]);
+    }
+
+    #[test]
+    fn maintenance_overrides_apply_with_their_types() {
+        let vars = env(&[
+            ("CANDOR__MAINTENANCE__ENABLED", "true"),
+            ("CANDOR__MAINTENANCE__RETRY_AFTER", "10m"),
+            ("CANDOR__MAINTENANCE__EXCEPT_PATHS", "^/healthz$,^/status/"),
+            ("CANDOR__SERVER__ADMIN_TOKEN", "0123456789abcdef0123"),
+        ]);
+        let spec = layer(FILE, "f", &vars).unwrap_or_else(|e| panic!("{e}"));
+        assert!(spec.maintenance.enabled);
+        assert_eq!(spec.maintenance.retry_after.0, "10m");
+        assert_eq!(spec.maintenance.except_paths.0, ["^/healthz$", "^/status/"]);
+        assert_eq!(
+            spec.server.admin_token.map(|t| t.0).as_deref(),
+            Some("0123456789abcdef0123")
+        );
+        // One regex alone is a one-element list.
+        let vars = env(&[("CANDOR__MAINTENANCE__EXCEPT_PATHS", "^/healthz$")]);
+        let spec = layer(FILE, "f", &vars).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.maintenance.except_paths.0, ["^/healthz$"]);
+    }
+
+    #[test]
+    fn an_issue_never_shows_the_admin_token() {
+        let vars = env(&[("CANDOR__SERVER__ADMIN_TOKEN__X", "hunter2hunter2hunter2")]);
+        let err = layer(FILE, "f", &vars).expect_err("not a setting");
+        let text = err.to_string();
+        assert!(
+            !text.contains("hunter2") && text.contains("<redacted>"),
+            "{text}"
+        );
     }
 
     #[test]

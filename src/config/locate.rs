@@ -61,7 +61,7 @@ impl<'a> Locator<'a> {
                 origin: self.origin.to_owned(),
                 location: Location::Env {
                     var: env.var.clone(),
-                    value: env.value.clone(),
+                    value: super::env::shown_value(&env.var, &env.key, &env.value),
                 },
                 rule: None,
                 field: problem.path.to_string(),

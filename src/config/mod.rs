@@ -21,6 +21,7 @@ pub mod cases;
 pub(crate) mod env;
 pub mod error;
 mod locate;
+pub mod maintenance;
 mod rules;
 pub mod spec;
 pub(crate) mod validate;
@@ -34,6 +35,7 @@ use std::time::Duration;
 use toml::de::DeTable;
 
 pub use error::{ConfigError, Issue, Location};
+pub use maintenance::{Maintenance, MaintenanceDetail};
 
 use error::Problems;
 use locate::Locator;
@@ -59,6 +61,9 @@ pub struct Config {
     pub scrub: Scrub,
     /// `[log]`.
     pub log: Log,
+    /// `[maintenance]`: the file's maintenance window (the live switch is
+    /// `crate::maintenance`'s).
+    pub maintenance: Maintenance,
     /// `[[rules]]`, compiled, in evaluation order.
     pub rules: crate::rules::RuleSet,
     /// `[[tests]]`, run by `candor test`.
@@ -88,6 +93,41 @@ pub struct Server {
     pub body_idle_timeout: Duration,
     /// Longest a write to a client may wait before the connection is closed.
     pub write_timeout: Duration,
+    /// The bearer token the admin API's writes need; `None`: only loopback peers may write.
+    pub admin_token: Option<AdminToken>,
+}
+
+/// `server.admin_token`: it can be compared with what a client presents, never read back or
+/// printed (`Debug` shows `<redacted>`), so it cannot reach a log line, a metric or `check`'s
+/// output by accident.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Wraps a token `validate` checked (visible ASCII, at least 16 characters).
+    pub(crate) fn new(token: String) -> AdminToken {
+        AdminToken(token)
+    }
+
+    /// Whether `presented` is the token, in constant time: the work depends only on the
+    /// token's length, never on where the first differing byte is, so timing tells an attacker
+    /// nothing about how much of a guess was right.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let token = self.0.as_bytes();
+        // A length difference still runs the whole loop.
+        let mut diff = u8::from(presented.len() != token.len());
+        for (i, expected) in token.iter().enumerate() {
+            let got = presented.get(i).copied().unwrap_or(!*expected);
+            diff |= std::hint::black_box(got ^ expected);
+        }
+        diff == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// The legacy API candor fronts.

@@ -40,6 +40,8 @@ pub struct FileSpec {
     pub scrub: ScrubSpec,
     /// `[log]`: what candor logs and how.
     pub log: LogSpec,
+    /// `[maintenance]`: candor answering 503 itself instead of forwarding.
+    pub maintenance: MaintenanceSpec,
     /// `[[rules]]`: the rewrite rules, in evaluation order.
     pub rules: Vec<RuleSpec>,
     /// `[[tests]]`: canned exchanges and what candor must make of them (`candor test`).
@@ -166,6 +168,8 @@ pub struct ServerSpec {
     pub body_idle_timeout: DurationSpec,
     /// Longest a response write to a client may wait (a client that stops reading).
     pub write_timeout: DurationSpec,
+    /// Bearer token the admin API's writes need; without one only loopback peers may write.
+    pub admin_token: Option<SecretSpec>,
 }
 
 impl Default for ServerSpec {
@@ -181,7 +185,47 @@ impl Default for ServerSpec {
             max_request_body_bytes: 100 * 1024 * 1024,
             body_idle_timeout: DurationSpec::new("30s"),
             write_timeout: DurationSpec::new("60s"),
+            admin_token: None,
         }
+    }
+}
+
+/// `[maintenance]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceSpec {
+    /// Whether candor answers 503 itself instead of forwarding.
+    pub enabled: bool,
+    /// `Retry-After` on those answers.
+    pub retry_after: DurationSpec,
+    /// The problem document's `detail`.
+    pub detail: String,
+    /// Regexes on the request path; matching requests are still forwarded.
+    pub except_paths: StringListSpec,
+}
+
+impl Default for MaintenanceSpec {
+    fn default() -> Self {
+        MaintenanceSpec {
+            enabled: false,
+            // Long enough that clients and CDNs back off for real, short enough that a window
+            // ending early is noticed soon.
+            retry_after: DurationSpec::new("5m"),
+            detail: "The service is down for scheduled maintenance.".to_owned(),
+            except_paths: StringListSpec(Vec::new()),
+        }
+    }
+}
+
+/// A secret as written (`server.admin_token`): a string whose `Debug` never shows it, so no
+/// `{:?}` of the config (a log line, a test failure) can leak it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretSpec(pub String);
+
+impl fmt::Debug for SecretSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -704,6 +748,24 @@ mod tests {
         assert_eq!(spec.inspect.max_body_bytes, 262_144);
         assert_eq!(spec.retry_after.statuses.0.len(), 2);
         assert!(spec.rules.is_empty());
+        assert!(!spec.maintenance.enabled);
+        assert_eq!(spec.maintenance.retry_after, DurationSpec::new("5m"));
+        assert!(spec.maintenance.except_paths.0.is_empty());
+        assert_eq!(spec.server.admin_token, None);
+    }
+
+    #[test]
+    fn the_admin_token_reads_through_both_deserializers_and_never_debug_prints() {
+        let (a, b) = both("[server]\nadmin_token = \"s3cr3t-s3cr3t-s3cr3t\"\n");
+        for spec in [a, b] {
+            let token = spec.server.admin_token.clone();
+            assert_eq!(token.map(|t| t.0).as_deref(), Some("s3cr3t-s3cr3t-s3cr3t"));
+            let shown = format!("{spec:?}");
+            assert!(
+                !shown.contains("s3cr3t") && shown.contains("<redacted>"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

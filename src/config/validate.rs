@@ -15,7 +15,8 @@ use super::error::{show_str, FieldPath, Problems};
 use super::spec::{FileSpec, StringListSpec, UpstreamSpec};
 use super::values::{duration, status, status_item, DurationKind};
 use super::{
-    Config, Failures, HtmlErrors, Inspect, Log, LogFormat, RetryAfter, Scrub, Server, Upstream,
+    AdminToken, Config, Failures, HtmlErrors, Inspect, Log, LogFormat, RetryAfter, Scrub, Server,
+    Upstream,
 };
 use crate::builtin::scrub::{ScrubError, Scrubber, MAX_PATTERN_LEN};
 use crate::rules::StatusMatch;
@@ -81,6 +82,7 @@ pub(crate) fn compile(
     let retry_after = retry_after(spec, problems);
     let scrub = scrub(spec, problems);
     let log = log(spec, problems);
+    let maintenance = super::maintenance::compile(&spec.maintenance, problems);
     let rules = super::rules::compile(&spec.rules, problems, line_of);
     let tests = super::cases::compile(&spec.tests, &rules, problems);
     if !problems.is_empty() {
@@ -98,6 +100,7 @@ pub(crate) fn compile(
         },
         scrub: scrub?,
         log: log?,
+        maintenance: maintenance?,
         rules,
         tests,
     })
@@ -224,7 +227,12 @@ fn server(spec: &FileSpec, problems: &mut Problems) -> Option<Server> {
         &s.write_timeout,
         DurationKind::Timeout,
     );
+    let admin_token = match &s.admin_token {
+        Some(token) => Some(admin_token(problems, &at.key("admin_token"), &token.0)?),
+        None => None,
+    };
     Some(Server {
+        admin_token,
         listen: listen?,
         admin_listen: admin_listen?,
         debug_headers: s.debug_headers,
@@ -236,6 +244,24 @@ fn server(spec: &FileSpec, problems: &mut Problems) -> Option<Server> {
         body_idle_timeout: body_idle_timeout?,
         write_timeout: write_timeout?,
     })
+}
+
+/// Shortest admin token accepted: a short one could be guessed over the network.
+const MIN_TOKEN_CHARS: usize = 16;
+
+/// Checks `server.admin_token`. Its problems never carry the value (and the locator shows an
+/// environment variable's value as `<redacted>` for this field).
+fn admin_token(problems: &mut Problems, path: &FieldPath, token: &str) -> Option<AdminToken> {
+    let message = if token.len() < MIN_TOKEN_CHARS {
+        format!("too short (at least {MIN_TOKEN_CHARS} characters; e.g. `openssl rand -hex 32`)")
+    } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        // It travels in `Authorization: Bearer <token>`: a header value without spaces.
+        "must be visible ASCII without spaces".to_owned()
+    } else {
+        return Some(AdminToken::new(token.to_owned()));
+    };
+    problems.push(path, None, message);
+    None
 }
 
 fn upstream(spec: &UpstreamSpec, problems: &mut Problems) -> Option<Upstream> {

@@ -10,7 +10,7 @@
 //!
 //! | file | owns |
 //! | --- | --- |
-//! | `mod.rs` | [`Failure`], [`Refusal`], the table, [`classify`] |
+//! | `mod.rs` | [`Failure`], [`Refusal`], the table, [`maintenance()`], [`classify`] |
 //! | `rescue.rs` | [`RescueLayer`]: the outermost layer of the stack |
 
 mod rescue;
@@ -30,6 +30,7 @@ use crate::config::Failures;
 use crate::guard::{BodyError, Side};
 use crate::headers::{self, PROXY_STATUS};
 use crate::inspect::InspectError;
+use crate::maintenance;
 use crate::metrics::FailureKind;
 use crate::problem::Problem;
 use crate::upstream::UpstreamError;
@@ -267,6 +268,31 @@ impl Failure {
         }
         response
     }
+}
+
+/// The answer to a request while maintenance mode is on (`crate::maintenance`): 503 with the
+/// state's `Retry-After` (whole seconds, rounded up) and a problem document with its `detail`,
+/// `instance` (the path) and `request_id`, not cacheable.
+///
+/// Not a [`Failure`]: nothing failed, the operator asked for it, so it carries no `Proxy-Status`
+/// error type (RFC 9209 §2.3 types describe errors, and none fits a planned window). Its body
+/// is not read and the connection stays open: a client's next request may come after the
+/// window.
+pub fn maintenance<B: From<Bytes>>(
+    state: &maintenance::State,
+    path: &str,
+    request_id: Option<&HeaderValue>,
+) -> Response<B> {
+    let mut doc = Problem::new(StatusCode::SERVICE_UNAVAILABLE).detail(state.detail.as_str());
+    if !path.is_empty() {
+        doc = doc.instance(path);
+    }
+    let mut response: Response<B> = doc.request_id(request_id).into_response();
+    response.headers_mut().insert(
+        RETRY_AFTER,
+        headers::retry_after(headers::whole_seconds(state.retry_after)),
+    );
+    response
 }
 
 /// The complete HTTP/1.1 answer to a connection over `server.max_connections`, written without

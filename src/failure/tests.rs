@@ -122,3 +122,29 @@ fn classify_reads_typed_causes() {
     })));
     assert_eq!(classify(&stalled_inspection), Failure::ResponseTimeout);
 }
+
+#[test]
+fn the_maintenance_answer_is_a_503_problem_with_the_states_retry_after() {
+    let file = crate::config::Maintenance {
+        enabled: true,
+        retry_after: Duration::from_millis(599_500),
+        detail: crate::config::MaintenanceDetail::parse("Back at 14:00 UTC.").unwrap(),
+        except_paths: Vec::new(),
+    };
+    let switch = crate::maintenance::Switch::new(&file);
+    let id = HeaderValue::from_static("req-1");
+    let r: Response<Bytes> = maintenance(&switch.state(), "/users/7", Some(&id));
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()[RETRY_AFTER], "600");
+    assert_eq!(r.headers()[http::header::CACHE_CONTROL], "no-store");
+    assert_eq!(
+        r.headers()[http::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert!(r.headers().get(&PROXY_STATUS).is_none());
+    let doc: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(doc["status"], 503);
+    assert_eq!(doc["detail"], "Back at 14:00 UTC.");
+    assert_eq!(doc["instance"], "/users/7");
+    assert_eq!(doc["request_id"], "req-1");
+}

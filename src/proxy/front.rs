@@ -2,8 +2,11 @@
 //! phases (Pingora's vocabulary):
 //!
 //! ```text
-//! admit → refuse → prepare_request → [ stack ] → prepare_response → record
+//! admit → refuse → maintenance → prepare_request → [ stack ] → prepare_response → record
 //! ```
+//!
+//! `maintenance` answers a request itself while maintenance mode is on (`crate::maintenance`),
+//! after `refuse`, so a request that must be refused still is; off, it is one atomic load.
 //!
 //! [`admit`] runs once per connection (the connection gate); the others run per request inside
 //! [`Front`], the service hyper calls. A refused request and a connection over the cap are
@@ -37,6 +40,7 @@ use crate::config::Server;
 use crate::failure::{self, Failure, Refusal};
 use crate::guard::{Guarded, Side};
 use crate::inspect::normalize::Rewritten;
+use crate::maintenance::State as MaintenanceState;
 use crate::metrics::{Metrics, TimedBody};
 use crate::upstream::RequestBody;
 
@@ -98,6 +102,11 @@ impl hyper::service::Service<Request<Incoming>> for Front {
                 }
             }
         };
+        if let Some(state) = self.worker.maintenance.answering(req.uri().path()) {
+            return FrontFuture::Local {
+                response: Some(self.maintenance(&req, &state, &generation, start)),
+            };
+        }
         let (req, pending) = self.prepare_request(req, host, generation, start);
         let mut stack: Stack = pending.generation.stack.clone();
         // Every layer of the stack is ready at all times (stack.rs), so the request goes
@@ -151,6 +160,30 @@ impl Front {
             Some(&request_id),
         );
         hygiene::echo_request_id(response.headers_mut(), &request_id);
+        let access = generation.config.log.access_log.then(|| {
+            Box::new(Access {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                request_id,
+            })
+        });
+        record(response, &self.worker.metrics, start, access)
+    }
+
+    /// maintenance: the answer while maintenance mode is on, from the failure module, recorded
+    /// like any response and counted in `candor_maintenance_responses_total`. Nothing is sent
+    /// upstream and the request body is not read.
+    fn maintenance(
+        &self,
+        req: &Request<Incoming>,
+        state: &MaintenanceState,
+        generation: &Generation,
+        start: Instant,
+    ) -> Response<ResponseBody> {
+        let request_id = hygiene::request_id(req);
+        let mut response = failure::maintenance(state, req.uri().path(), Some(&request_id));
+        hygiene::echo_request_id(response.headers_mut(), &request_id);
+        self.worker.metrics.maintenance_response();
         let access = generation.config.log.access_log.then(|| {
             Box::new(Access {
                 method: req.method().clone(),

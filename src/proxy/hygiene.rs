@@ -300,6 +300,15 @@ pub fn prepare_response(headers: &mut HeaderMap, status: StatusCode, keep_length
     }
 }
 
+/// The request id of a request candor answers itself without refusing it (maintenance mode):
+/// the client's `x-request-id` when usable, as it would have gone upstream, else a fresh one.
+pub fn request_id<B>(req: &Request<B>) -> HeaderValue {
+    match req.headers().get(&X_REQUEST_ID) {
+        Some(id) if acceptable_request_id(id) => id.clone(),
+        _ => new_request_id(),
+    }
+}
+
 /// Adds `x-request-id` to a response that lacks it.
 pub fn echo_request_id(headers: &mut HeaderMap, id: &HeaderValue) {
     if let Entry::Vacant(entry) = headers.entry(&X_REQUEST_ID) {

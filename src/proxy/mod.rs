@@ -8,7 +8,7 @@
 //! | file | owns |
 //! | --- | --- |
 //! | `mod.rs` | a worker: accept loop, reloads, drain |
-//! | `front.rs` | the phases: admit, refuse, prepare_request, prepare_response, record |
+//! | `front.rs` | the phases: admit, refuse, maintenance, prepare_request, prepare_response, record |
 //! | `stack.rs` | the tower stack, composed once per configuration |
 //! | `hygiene.rs` | what is refused, and which headers cross a hop |
 //! | `framing/` | spotting requests whose framing hyper and an upstream could read differently |
@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::headers::MAX_HEAD_BYTES;
 use crate::listener::{self, Following};
+use crate::maintenance::Switch;
 use crate::metrics::Metrics;
 use crate::reload::Loaded;
 use crate::upstream::Client;
@@ -92,6 +93,8 @@ impl Generation {
 struct Worker {
     metrics: Metrics,
     live: ArcSwap<Generation>,
+    /// The process's maintenance switch, shared by every worker.
+    maintenance: Arc<Switch>,
 }
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
@@ -122,12 +125,14 @@ pub(crate) async fn serve(
     mut loaded: watch::Receiver<Arc<Loaded>>,
     metrics: Metrics,
     gate: Arc<Gate>,
+    maintenance: Arc<Switch>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let current = loaded.borrow_and_update().clone();
     let worker = Arc::new(Worker {
         live: ArcSwap::from_pointee(Generation::new(&current, &metrics, None)),
         metrics,
+        maintenance,
     });
     let mut builder = http_builder(&current.config);
     // Holding on to it would keep its listening socket open after a reload moves the listener.

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::builtin::Builtin;
 use crate::config::Config;
+use crate::maintenance::{self, Switch};
 use crate::metrics::Metrics;
 
 /// The status page, served at `/` on the admin listener.
@@ -38,6 +39,7 @@ pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline
 #[derive(Debug)]
 pub struct Status {
     metrics: Metrics,
+    maintenance: std::sync::Arc<Switch>,
     started_at: SystemTime,
     started: Instant,
     config: RwLock<Loaded>,
@@ -54,10 +56,12 @@ struct Loaded {
 }
 
 impl Status {
-    /// A status view over `metrics` (and the rewrite record inside them), with no config yet.
-    pub fn new(metrics: Metrics) -> Self {
+    /// A status view over `metrics` (and the rewrite record inside them) and the maintenance
+    /// switch, with no config yet.
+    pub fn new(metrics: Metrics, maintenance: std::sync::Arc<Switch>) -> Self {
         Status {
             metrics,
+            maintenance,
             started_at: SystemTime::now(),
             started: Instant::now(),
             config: RwLock::new(Loaded {
@@ -186,6 +190,10 @@ impl Status {
             rewrites,
             upstream_failures: counts(self.metrics.upstream_failures_by_kind()),
             inspect_skipped: counts(self.metrics.inspect_skipped_by_reason()),
+            maintenance: Some(Maintenance {
+                state: self.maintenance.state().view(),
+                responses: self.metrics.maintenance_responses(),
+            }),
             recent: recorded
                 .recent
                 .iter()
@@ -245,6 +253,10 @@ fn counts(pairs: Vec<(&'static str, u64)>) -> BTreeMap<String, u64> {
 ///   "rewrites": [{"from": 200, "to": 404, "mode": "enforce", "count": 12}],   most first
 ///   "upstream_failures": {"connect": 0, "timeout": 1, …},   every kind, as in the metric
 ///   "inspect_skipped": {"too_large": 0, "content_type": 0, "encoding": 0},
+///   "maintenance": {"enabled": false, "retry_after": "5m", "retry_after_seconds": 300,
+///                   "detail": "…", "except_paths": [], "source": "config", "since": "…",
+///                   "responses": 0},   the live state (crate::maintenance::View) and
+///                                      candor_maintenance_responses_total
 ///   "recent": [{"time", "method", "path", "from", "to", "rule", "mode", "request_id"}]
 /// }
 /// ```
@@ -277,8 +289,21 @@ pub struct Snapshot {
     pub upstream_failures: BTreeMap<String, u64>,
     /// `candor_inspect_skipped_total` by reason.
     pub inspect_skipped: BTreeMap<String, u64>,
+    /// Maintenance mode now (absent from a candor older than maintenance mode).
+    #[serde(default)]
+    pub maintenance: Option<Maintenance>,
     /// The last rewrites, newest first.
     pub recent: Vec<RecentRewrite>,
+}
+
+/// `maintenance` of a [`Snapshot`]: the live state and how many requests it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Maintenance {
+    /// The state, as `GET /maintenance` shows it.
+    #[serde(flatten)]
+    pub state: maintenance::View,
+    /// `candor_maintenance_responses_total`.
+    pub responses: u64,
 }
 
 /// `config` of a [`Snapshot`].
@@ -383,6 +408,10 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    fn switch() -> std::sync::Arc<Switch> {
+        std::sync::Arc::new(Switch::new(&config("").maintenance))
+    }
+
     const TWO_RULES: &str =
         "[[rules]]\nname = \"gone\"\nwhen.status = [200]\nthen.status = 410\n\n\
          [[rules]]\nname = \"watch\"\nmode = \"shadow\"\nwhen.status = [201]\nthen.status = 500\n";
@@ -390,7 +419,7 @@ mod tests {
     #[test]
     fn every_configured_rule_and_builtin_is_listed_with_zero_counts() {
         let metrics = Metrics::register(&mut Registry::default());
-        let status = Status::new(metrics);
+        let status = Status::new(metrics, switch());
         status.set_config(&config(TWO_RULES), SystemTime::UNIX_EPOCH);
         let snap = status.snapshot();
         let rows: Vec<(&str, &str, bool, u64, u64)> = snap
@@ -421,7 +450,7 @@ mod tests {
     #[test]
     fn counts_come_from_the_metrics_and_reloads_keep_removed_rules() {
         let metrics = Metrics::register(&mut Registry::default());
-        let status = Status::new(metrics.clone());
+        let status = Status::new(metrics.clone(), switch());
         status.set_config(&config(TWO_RULES), SystemTime::UNIX_EPOCH);
         metrics.response(StatusCode::OK);
         metrics.response(StatusCode::GONE);
@@ -479,7 +508,7 @@ mod tests {
 
     #[test]
     fn the_json_has_the_documented_fields_and_reads_back() {
-        let status = Status::new(Metrics::register(&mut Registry::default()));
+        let status = Status::new(Metrics::register(&mut Registry::default()), switch());
         status.set_config(&config(TWO_RULES), SystemTime::now());
         let json = status.to_json();
         let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
@@ -494,6 +523,7 @@ mod tests {
             "rewrites",
             "upstream_failures",
             "inspect_skipped",
+            "maintenance",
             "recent",
         ] {
             assert!(value.get(key).is_some(), "{key} missing: {value}");

@@ -187,6 +187,25 @@ pub fn render(
             clean(error)
         );
     }
+    if let Some(m) = snap.maintenance.as_ref().filter(|m| m.state.enabled) {
+        let except = if m.state.except_paths.is_empty() {
+            String::new()
+        } else {
+            format!(" except {}", clean(&m.state.except_paths.join(", ")))
+        };
+        let _ = writeln!(
+            out,
+            "!!! MAINTENANCE MODE ON: every request{except} answered 503, Retry-After {}s \
+             (set by {} at {}, {} answered)",
+            m.state.retry_after_seconds,
+            match m.state.source {
+                crate::maintenance::Source::Config => "config",
+                crate::maintenance::Source::Admin => "admin",
+            },
+            clean(&m.state.since),
+            m.responses,
+        );
+    }
     let _ = writeln!(
         out,
         "candor {} at {admin}   up {}   {} UTC   (Ctrl-C quits)",
@@ -445,6 +464,7 @@ mod tests {
             }],
             upstream_failures: [("connect".into(), 0)].into(),
             inspect_skipped: [("too_large".into(), 0)].into(),
+            maintenance: None,
             recent: (0..30)
                 .rev()
                 .map(|i| RecentRewrite {
@@ -481,6 +501,38 @@ mod tests {
             !frame.contains("req-9 "),
             "older rows beyond 20 are left out"
         );
+    }
+
+    #[test]
+    fn maintenance_mode_is_the_first_line_while_on() {
+        let mut snap = snapshot();
+        let state = crate::maintenance::View {
+            enabled: true,
+            retry_after: "10m".into(),
+            retry_after_seconds: 600,
+            detail: "Back soon.".into(),
+            except_paths: vec!["^/healthz$".into()],
+            source: crate::maintenance::Source::Admin,
+            since: "2026-11-26T06:00:00Z".into(),
+        };
+        snap.maintenance = Some(crate::status::Maintenance {
+            state: state.clone(),
+            responses: 42,
+        });
+        let frame = render(&snap, "a", None, None);
+        let first = frame.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("!!! MAINTENANCE MODE ON: every request except ^/healthz$ answered 503, Retry-After 600s (set by admin at 2026-11-26T06:00:00Z, 42 answered)"),
+            "{frame}"
+        );
+        snap.maintenance = Some(crate::status::Maintenance {
+            state: crate::maintenance::View {
+                enabled: false,
+                ..state
+            },
+            responses: 42,
+        });
+        assert!(!render(&snap, "a", None, None).contains("MAINTENANCE"));
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! Exit codes: 0 success; 1 runtime failure (a port in use, a worker that cannot start);
 //! 2 usage error (clap's own); 78 invalid configuration (`EX_CONFIG` from sysexits, as
 //! `vector validate` uses).
+//!
+//! | file | owns |
+//! | --- | --- |
+//! | `mod.rs` | the commands |
+//! | `client.rs` | the small HTTP client of the commands that talk to a running candor |
+
+mod client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +88,39 @@ enum Command {
     },
     /// Watch a running candor: the status page in the terminal, refreshed every second.
     Top(TopArgs),
+    /// Switch a running candor's maintenance mode on or off through its admin API, and print
+    /// the resulting state. A reload of the config file sets it back to the file's value.
+    Maintenance(MaintenanceArgs),
+}
+
+/// Arguments of `candor maintenance`.
+#[derive(Debug, clap::Args)]
+struct MaintenanceArgs {
+    /// `on` (candor answers 503 itself) or `off` (requests are forwarded again).
+    #[arg(value_parser = ["on", "off"])]
+    switch: String,
+    /// The admin address; an unspecified IP (`0.0.0.0`, `::`) means this host's loopback.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9901",
+        env = "CANDOR__SERVER__ADMIN_LISTEN",
+        value_name = "ADDR"
+    )]
+    admin: String,
+    /// `Retry-After` while on (e.g. "10m"); default: the config file's `maintenance.retry_after`.
+    #[arg(long, value_name = "DURATION")]
+    retry_after: Option<String>,
+    /// The 503's `detail` while on; default: the config file's `maintenance.detail`.
+    #[arg(long, value_name = "TEXT")]
+    detail: Option<String>,
+    /// The admin token (`server.admin_token`), needed when the running candor has one.
+    #[arg(
+        long,
+        env = "CANDOR__SERVER__ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
 }
 
 /// Arguments of `candor top`.
@@ -164,6 +204,7 @@ pub fn main() -> ExitCode {
             init_logging("error", format.unwrap_or(LogFormat::Auto));
             top(&args)
         }
+        Command::Maintenance(args) => maintenance(&args),
     }
 }
 
@@ -506,47 +547,75 @@ fn demo(path: &std::path::Path, once: bool) -> ExitCode {
 
 fn healthcheck(admin: &str) -> ExitCode {
     // A container binds the admin port on every interface; the probe comes from inside it.
-    let admin = match admin.parse::<std::net::SocketAddr>() {
-        Ok(addr) if addr.ip().is_unspecified() => {
-            let loopback: std::net::IpAddr = if addr.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            };
-            std::net::SocketAddr::new(loopback, addr.port()).to_string()
-        }
-        _ => admin.to_owned(),
-    };
-    let admin = admin.as_str();
+    let admin = client::dial_address(admin);
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let probe = async {
-        let stream = tokio::net::TcpStream::connect(admin).await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let request = http::Request::get("/readyz")
-            .header(http::header::HOST, admin)
-            .body(http_body_util::Empty::<Bytes>::new())?;
-        let status = sender.send_request(request).await?.status();
-        Ok::<_, tower::BoxError>(status)
+    let request = http::Request::get("/readyz").body(http_body_util::Full::new(Bytes::new()));
+    let Ok(request) = request else {
+        return ExitCode::FAILURE;
     };
-    let outcome = runtime
-        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(2), probe).await });
-    match outcome {
-        Ok(Ok(status)) if status == StatusCode::OK => ExitCode::SUCCESS,
-        Ok(Ok(status)) => {
+    match runtime.block_on(client::exchange(&admin, request)) {
+        Ok((status, _, _)) if status == StatusCode::OK => ExitCode::SUCCESS,
+        Ok((status, _, _)) => {
             eprintln!("candor at {admin} is not ready: /readyz answered {status}");
             ExitCode::FAILURE
         }
-        Ok(Err(err)) => {
-            eprintln!("candor at {admin} does not answer: {err}");
+        Err(err) => {
+            eprintln!("candor at {admin} {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `candor maintenance on|off`: one `PUT /maintenance`; exit 0 on 200 with the state printed as
+/// JSON, 1 with the server's reason otherwise.
+fn maintenance(args: &MaintenanceArgs) -> ExitCode {
+    let admin = client::dial_address(&args.admin);
+    let mut change = serde_json::Map::new();
+    change.insert("enabled".into(), (args.switch == "on").into());
+    if let Some(retry_after) = &args.retry_after {
+        change.insert("retry_after".into(), retry_after.clone().into());
+    }
+    if let Some(detail) = &args.detail {
+        change.insert("detail".into(), detail.clone().into());
+    }
+    let body = serde_json::Value::Object(change).to_string();
+    let mut request = http::Request::put("/maintenance").header(CONTENT_TYPE, "application/json");
+    if let Some(token) = &args.token {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = match request.body(http_body_util::Full::new(Bytes::from(body))) {
+        Ok(request) => request,
         Err(_) => {
-            eprintln!("candor at {admin} did not answer within 2s");
+            eprintln!("error: --token must be visible ASCII without spaces");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(client::exchange(&admin, request)) {
+        Ok((status, _, body)) if status == StatusCode::OK => {
+            match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(state) => println!("{state:#}"),
+                Err(_) => println!("{}", String::from_utf8_lossy(&body)),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok((status, _, body)) => {
+            // candor answers a refusal with a problem document; its detail says why.
+            let detail = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|doc| doc["detail"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+            eprintln!("error: candor at {admin} answered {status}: {detail}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("error: candor at {admin} {err}");
             ExitCode::FAILURE
         }
     }

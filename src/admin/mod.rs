@@ -1,10 +1,22 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, the status page (`/`) and its data
-//! (`/status.json`) on their own (loopback by default) address, so probes, scrapes and people
-//! never mix with proxied traffic and the upstream can never be reached through them.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, the status page (`/`), its data
+//! (`/status.json`) and maintenance mode (`/maintenance`) on their own (loopback by default)
+//! address, so probes, scrapes and people never mix with proxied traffic and the upstream can
+//! never be reached through them.
 //!
-//! A plain `match` on the path: a handful of routes do not need a router.
+//! A plain `match` on the path: a handful of routes do not need a router. Every route is
+//! read-only (`GET`, `HEAD`) but `/maintenance`, whose `PUT` is guarded.
+//!
+//! | file | owns |
+//! | --- | --- |
+//! | `mod.rs` | the accept loop and the routes |
+//! | `maintenance.rs` | `/maintenance`: the state as JSON, and changing it |
+//! | `guard.rs` | who may write: the admin token, or loopback peers |
+
+mod guard;
+mod maintenance;
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -21,6 +33,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::listener::{self, Following};
+use crate::maintenance::Switch;
 use crate::metrics;
 use crate::reload::Loaded;
 use crate::status::{self, Status};
@@ -43,6 +56,16 @@ impl Health {
     }
 }
 
+/// What every admin connection shares.
+struct Admin {
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    status: Arc<Status>,
+    maintenance: Arc<Switch>,
+    /// The live configuration (`/maintenance` reads the token and the file's values from it).
+    loaded: watch::Receiver<Arc<Loaded>>,
+}
+
 /// Serves the admin endpoints until `stop` flips, moving to a new socket when a reload brings one
 /// (`server.admin_listen` changed).
 pub(crate) async fn serve(
@@ -50,8 +73,16 @@ pub(crate) async fn serve(
     registry: Arc<Registry>,
     health: Arc<Health>,
     status: Arc<Status>,
+    maintenance: Arc<Switch>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let admin = Arc::new(Admin {
+        registry,
+        health,
+        status,
+        maintenance,
+        loaded: loaded.clone(),
+    });
     let first = loaded.borrow_and_update().admin.clone();
     let mut listener = match Following::new(first) {
         Ok(listener) => listener,
@@ -61,7 +92,7 @@ pub(crate) async fn serve(
         }
     };
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -81,13 +112,13 @@ pub(crate) async fn serve(
             }
             _ = stop.changed() => return,
         };
-        let registry = registry.clone();
-        let health = health.clone();
-        let status = status.clone();
+        let admin = admin.clone();
+        // An IPv4 peer on a dual-stack socket arrives IPv4-mapped; the guard judges the IPv4.
+        let peer = peer.ip().to_canonical();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let response = route(&req, &registry, &health, &status);
-                async move { Ok::<_, Infallible>(response) }
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.route(req, peer).await) }
             });
             let result = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -100,6 +131,19 @@ pub(crate) async fn serve(
     }
 }
 
+impl Admin {
+    async fn route(&self, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
+        if req.uri().path() == "/maintenance" {
+            // The config current now: its token guards this write, its values fill what a
+            // change leaves out.
+            let config = self.loaded.borrow().config.clone();
+            return maintenance::handle(req, peer, &config, &self.maintenance).await;
+        }
+        route(&req, &self.registry, &self.health, &self.status)
+    }
+}
+
+/// The read-only routes.
 fn route(
     req: &Request<Incoming>,
     registry: &Registry,
