@@ -33,7 +33,7 @@ pub(crate) struct Case {
 }
 
 impl Case {
-    const fn new(method: &'static str, path: &'static str, what: &'static str) -> Case {
+    pub(crate) const fn new(method: &'static str, path: &'static str, what: &'static str) -> Case {
         Case {
             method,
             path,
@@ -49,7 +49,7 @@ impl Case {
         self
     }
 
-    const fn showing(mut self, header: &'static str) -> Case {
+    pub(crate) const fn showing(mut self, header: &'static str) -> Case {
         self.shows = Some(header);
         self
     }

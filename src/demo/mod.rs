@@ -64,7 +64,8 @@ pub(crate) async fn run(
         let _ = stopped.await;
     }));
 
-    let rows = table(legacy_addr, candor_addr).await;
+    let mut rows = table(legacy_addr, candor_addr).await;
+    rows.extend(maintenance(legacy_addr, candor_addr, admin_addr).await);
     print_table(&rows);
     if !once {
         println!();
@@ -128,6 +129,49 @@ async fn table(legacy: SocketAddr, candor: SocketAddr) -> Vec<Row> {
         }));
     }
     rows
+}
+
+/// A deploy: maintenance switched on through the admin API (`PUT /maintenance`, allowed from
+/// loopback), a request answered by candor itself, then switched off and answered by the app.
+/// After the other rows, because it changes what every request gets.
+async fn maintenance(legacy: SocketAddr, candor: SocketAddr, admin: SocketAddr) -> Vec<Row> {
+    let mut rows = Vec::with_capacity(2);
+    for on in [true, false] {
+        let case = if on {
+            Case::new("GET", "/users/42", "deploy: PUT /maintenance on").showing("retry-after")
+        } else {
+            Case::new("GET", "/users/42", "deploy over: maintenance off")
+        };
+        let switched = switch_maintenance(admin, on).await;
+        let mut row = row(case, legacy, candor).await;
+        row.note = match (switched, on) {
+            (Ok(()), true) => "maintenance mode (candor answers, no upstream call)".to_owned(),
+            (Ok(()), false) => row.note,
+            (Err(err), _) => format!("admin API: {err}"),
+        };
+        rows.push(row);
+    }
+    rows
+}
+
+/// Switches maintenance mode on (for ten minutes, as a deploy would announce) or off.
+async fn switch_maintenance(admin: SocketAddr, on: bool) -> Result<(), BoxError> {
+    let body = if on {
+        r#"{"enabled":true,"retry_after":"10m","detail":"Deploying a new version."}"#
+    } else {
+        r#"{"enabled":false}"#
+    };
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri("/maintenance")
+        .header("host", admin.to_string())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))?;
+    let (status, _, _) = send(admin, request).await?;
+    if status != StatusCode::OK {
+        return Err(format!("PUT /maintenance answered {status}").into());
+    }
+    Ok(())
 }
 
 async fn row(case: Case, legacy: SocketAddr, candor: SocketAddr) -> Row {
@@ -250,9 +294,6 @@ fn print_table(rows: &[Row]) {
 
 /// One request on a fresh connection; returns the status, headers and body.
 async fn fetch(addr: SocketAddr, case: &Case) -> Result<(StatusCode, HeaderMap, Bytes), BoxError> {
-    let stream = TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
     let body = match case.method {
         "POST" => Bytes::from_static(br#"{"quantity":-1}"#),
         "PUT" => Bytes::from_static(br#"{"version":3,"title":"draft"}"#),
@@ -267,7 +308,17 @@ async fn fetch(addr: SocketAddr, case: &Case) -> Result<(StatusCode, HeaderMap, 
     for (name, value) in case.headers {
         request = request.header(*name, *value);
     }
-    let request = request.body(Full::new(body))?;
+    send(addr, request.body(Full::new(body))?).await
+}
+
+/// Sends `request` on a fresh connection to `addr`; returns the status, headers and body.
+async fn send(
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, HeaderMap, Bytes), BoxError> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
     let response = sender.send_request(request).await?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();
