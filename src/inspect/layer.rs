@@ -347,17 +347,16 @@ fn finish<B>(
         );
     }
     for unfilled in &outcome.unfilled {
-        if let Some(applied) = outcome.applied.first() {
-            metrics.template_failure(applied.rule);
-            // The reason only: the value is body text, which is not logged unchecked.
-            tracing::warn!(
-                rule = applied.rule,
-                field = %unfilled.target,
-                reason = unfilled.error.as_str(),
-                request_id = request_id(info),
-                "rule could not fill a header or member; left it out"
-            );
-        }
+        let rule = outcome.unfilled_rule;
+        metrics.template_failure(rule);
+        // The reason only: the value is body text, which is not logged unchecked.
+        tracing::warn!(
+            rule,
+            field = %unfilled.target,
+            reason = unfilled.error.as_str(),
+            request_id = request_id(info),
+            "rule could not fill a header or member; left it out"
+        );
     }
     let config = shared.normalizer.config();
     if config.log.access_log && outcome.changes_response() {

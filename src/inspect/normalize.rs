@@ -212,8 +212,11 @@ pub struct Outcome<'a> {
     pub skipped: Option<SkipReason>,
     /// Set when the body was scrubbed: what kind of internals it leaked (for the log).
     pub leak: Option<&'static str>,
-    /// The applied rule's headers and members that could not be filled (logged and counted).
+    /// The matching enforce rule's headers and members that could not be filled (logged and
+    /// counted, also when nothing else was left for the rule to change), with its name.
     pub unfilled: Vec<Unfilled<'a>>,
+    /// The rule of `unfilled`.
+    pub unfilled_rule: &'a str,
     /// The names of the members the applied rule copied into its problem document.
     pub members: Vec<&'a str>,
 }
@@ -355,6 +358,7 @@ impl Normalizer {
             skipped,
             leak: None,
             unfilled: Vec::new(),
+            unfilled_rule: "",
             members: Vec::new(),
         };
         if status.is_informational() || !self.wants(status) {
@@ -384,7 +388,12 @@ impl Normalizer {
                     mode: Mode::Shadow,
                 });
             }
-            if let Some(decision) = evaluation.decision.filter(|d| d.is_effective()) {
+            let mut decision = evaluation.decision;
+            if let Some(decision) = &mut decision {
+                outcome.unfilled = std::mem::take(&mut decision.unfilled);
+                outcome.unfilled_rule = &decision.rule.name;
+            }
+            if let Some(decision) = decision.filter(|d| d.is_effective()) {
                 let to = decision.status.unwrap_or(status);
                 outcome.status = to;
                 outcome.applied.push(Applied {
@@ -423,7 +432,6 @@ impl Normalizer {
                         .push((RETRY_AFTER, headers::retry_after(seconds)));
                     retry_after_set = true;
                 }
-                outcome.unfilled = decision.unfilled;
                 outcome.members = decision.members.iter().map(|(name, _)| *name).collect();
             }
         }

@@ -15,7 +15,7 @@ use serde_json::{Number, Value};
 
 use super::extract::{Extracted, Found};
 use super::plan::RulePlan;
-use super::template::{FillError, RequestParts};
+use super::template::{FillError, RequestParts, MAX_MEMBERS_BYTES};
 use super::{
     BodyAction, HeaderFill, HeaderMatch, HeaderTest, JsonCondition, JsonOp, Mode, RetryAfterSource,
     Rule, RuleSet,
@@ -26,11 +26,6 @@ use crate::problem::sanitize_detail;
 /// Largest `retry_after_from` value accepted, in seconds: what fits in ten digits. Anything
 /// longer is more likely a timestamp or garbage than a delay worth telling a client.
 pub(super) const MAX_RETRY_AFTER_SECS: u64 = 9_999_999_999;
-
-/// Most JSON the `then.problem.members` of one document may copy, in bytes (names, values and
-/// separators): a problem document is an error body, and 16 KiB holds any sensible list of field
-/// errors while keeping what one rewrite can copy out of a body small.
-pub const MAX_MEMBERS_BYTES: usize = 16 * 1024;
 
 /// A header map with nothing in it, for views of exchanges whose request headers no rule reads.
 pub fn no_headers() -> &'static HeaderMap {

@@ -38,11 +38,10 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 pub use analysis::Unreachable;
-pub use eval::{
-    no_headers, Decision, Evaluation, ResponseView, Target, Unfilled, MAX_MEMBERS_BYTES,
-};
+pub use eval::{no_headers, Decision, Evaluation, ResponseView, Target, Unfilled};
 pub use explain::{Outcome, RuleTrace};
 pub use pointer::{JsonPointer, PointerError};
+pub use template::MAX_MEMBERS_BYTES;
 pub use template::{FillError, Template, TemplateError};
 
 use plan::Plan;

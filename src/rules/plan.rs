@@ -48,7 +48,7 @@ impl Plan {
     pub(super) fn build(rules: &[Rule]) -> Plan {
         let mut pointers = ExtractorBuilder::default();
         // A member larger than all members may copy is left out anyway: never build it whole.
-        pointers.limit_leaves(super::eval::MAX_MEMBERS_BYTES);
+        pointers.limit_leaves(super::template::MAX_MEMBERS_BYTES);
         let mut wants = StatusTable::default();
         let mut request_headers: Vec<HeaderName> = Vec::new();
         for header in rules.iter().flat_map(|r| &r.when.request_header) {

@@ -24,6 +24,11 @@ use super::pointer::{JsonPointer, PointerError};
 /// downstream rather than inform anyone.
 pub const MAX_FILLED_LEN: usize = 2048;
 
+/// Most JSON the `then.problem.members` of one document may copy, in bytes (names, values and
+/// separators): a problem document is an error body, and 16 KiB holds any sensible list of field
+/// errors while keeping what one rewrite can copy out of a body small.
+pub const MAX_MEMBERS_BYTES: usize = 16 * 1024;
+
 /// What a path segment keeps unencoded: RFC 3986 unreserved characters. Everything else,
 /// sub-delimiters included, is encoded, which is always a valid (if cautious) segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC

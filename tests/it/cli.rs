@@ -58,7 +58,7 @@ fn check_accepts_the_example_config_with_a_one_line_summary() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.starts_with("config/candor.toml: ok"), "{stdout}");
-    assert!(stdout.contains("6 rules"), "{stdout}");
+    assert!(stdout.contains("12 rules"), "{stdout}");
 }
 
 #[test]

@@ -376,7 +376,7 @@ fn example_config_holds_the_demo_rules() {
     assert_eq!(sib.then.body, BodyAction::Keep);
 
     let summary = c.summary();
-    let want_tail = ", 6 rules, 11 tests";
+    let want_tail = ", 12 rules, 18 tests";
     assert!(
         summary.starts_with(&format!(
             "{}: ok: upstream http://127.0.0.1:3000, listen 127.0.0.1:8080, admin 127.0.0.1:9901, ",
@@ -408,7 +408,7 @@ fn load_reads_the_file_and_the_process_env() {
         return;
     }
     let c = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.rules.len(), 6);
+    assert_eq!(c.rules.len(), 12);
 }
 
 #[test]
