@@ -122,7 +122,7 @@ fn bench(c: &mut Criterion) {
         path: "/users/7",
         query: "",
         request_headers: candor::rules::no_headers(),
-        request_id: "",
+        request_id: None,
         status: StatusCode::OK,
         headers: &headers,
         body: Some(&body),

@@ -147,10 +147,16 @@ impl Switch {
 
     /// The state to answer `path` with, or `None` when the request is to be forwarded. While
     /// maintenance is off this is one atomic load.
+    #[inline]
     pub fn answering(&self, path: &str) -> Option<Arc<State>> {
         if !self.on.load(Ordering::Acquire) {
             return None;
         }
+        self.answering_on(path)
+    }
+
+    #[cold]
+    fn answering_on(&self, path: &str) -> Option<Arc<State>> {
         let state = self.state.load_full();
         state.covers(path).then_some(state)
     }

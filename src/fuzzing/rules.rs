@@ -430,7 +430,7 @@ fn check(set: &RuleSet, case: &Case) {
         path: &case.path,
         query: "",
         request_headers: crate::rules::no_headers(),
-        request_id: "",
+        request_id: None,
         status: case.status,
         headers: &case.headers,
         body: case.body.as_deref(),

@@ -176,11 +176,7 @@ pub fn traces(normalizer: &Normalizer, exchange: &Exchange) -> Vec<String> {
     let limit = normalizer.config().inspect.max_body_bytes;
     let (decoded, _) = decode::for_inspection(&exchange.response_headers, &exchange.body, limit);
     let body = decoded.filter(|b| b.len() <= limit);
-    let request_id = exchange
-        .request_headers
-        .get(&crate::headers::X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let request_id = exchange.request_headers.get(&crate::headers::X_REQUEST_ID);
     let view = ResponseView {
         method: &exchange.method,
         path: exchange.uri.path(),

@@ -44,8 +44,9 @@ pub struct ResponseView<'a> {
     pub query: &'a str,
     /// The request headers rules test ([`RuleSet::request_headers`]); others may be missing.
     pub request_headers: &'a HeaderMap,
-    /// The request id candor sent upstream, empty when there is none.
-    pub request_id: &'a str,
+    /// The request id candor sent upstream (`{request_id}`); read as text only when a template
+    /// needs it.
+    pub request_id: Option<&'a HeaderValue>,
     /// The upstream's status.
     pub status: StatusCode,
     /// The upstream's response headers.
@@ -473,7 +474,13 @@ pub(super) fn decide<'r>(
         path: context.view.path,
         query: context.view.query,
         method: context.view.method.as_str(),
-        request_id: context.view.request_id,
+        // Not UTF-8 (never, for an id candor checked or made) fills as empty; what a template
+        // makes of it is checked as a header value anyway.
+        request_id: context
+            .view
+            .request_id
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .unwrap_or(""),
     };
     let mut unfilled = Vec::new();
     let mut headers = Vec::with_capacity(rule.then.headers.len());
