@@ -74,6 +74,10 @@ pub(crate) async fn run(
         println!();
         println!("try:  curl -i http://{candor_addr}/users/7");
         println!("      curl -i http://{legacy_addr}/users/7");
+        println!("      curl -i -X POST http://{candor_addr}/accounts");
+        println!(
+            "      curl -X PUT -d '{{\"enabled\":true}}' -H 'content-type: application/json' http://{admin_addr}/maintenance"
+        );
         println!("Ctrl-C stops the demo.");
         shutdown.await;
     }
