@@ -17,9 +17,8 @@ use super::values::{self, DurationKind};
 use crate::headers::hop_by_hop_index;
 use crate::pattern::{self, PatternError};
 use crate::rules::{
-    BodyAction, HeaderFill, HeaderMatch, HeaderSet, HeaderTest, JsonCondition, JsonOp,
-    JsonPointer, Member, Mode, ProblemShape, RetryAfterSource, Rule, RuleSet, Template, Then,
-    When,
+    BodyAction, HeaderFill, HeaderMatch, HeaderSet, HeaderTest, JsonCondition, JsonOp, JsonPointer,
+    Member, Mode, ProblemShape, RetryAfterSource, Rule, RuleSet, Template, Then, When,
 };
 
 /// Rule names become metric labels; this keeps them short and label-safe.
@@ -36,7 +35,14 @@ const MAX_MEMBER_NAME_LEN: usize = 64;
 const MAX_MEMBERS: usize = 32;
 
 /// Member names a problem document already has (RFC 9457 §3.1, and candor's `request_id`).
-const RESERVED_MEMBERS: [&str; 6] = ["type", "title", "status", "detail", "instance", "request_id"];
+const RESERVED_MEMBERS: [&str; 6] = [
+    "type",
+    "title",
+    "status",
+    "detail",
+    "instance",
+    "request_id",
+];
 
 /// Whether a rule may not set `name`: the hop-by-hop and framing fields (RFC 9110 §7.6.1), plus
 /// `Connection` and `Trailer`, would corrupt the response rather than describe it.
@@ -552,7 +558,9 @@ fn is_member_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     matches!(bytes.first(), Some(b) if b.is_ascii_alphabetic())
         && bytes.len() <= MAX_MEMBER_NAME_LEN
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
 #[cfg(test)]

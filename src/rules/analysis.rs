@@ -71,9 +71,11 @@ fn always_wins_over(earlier: &Rule, later: &Rule) -> bool {
 /// Whether every header test of the earlier rule is also one of the later rule's, written
 /// identically.
 fn implied(earlier: &[HeaderMatch], later: &[HeaderMatch]) -> bool {
-    earlier
-        .iter()
-        .all(|h| later.iter().any(|k| k.name == h.name && k.test.same(&h.test)))
+    earlier.iter().all(|h| {
+        later
+            .iter()
+            .any(|k| k.name == h.name && k.test.same(&h.test))
+    })
 }
 
 /// Whether two JSON tests are written identically.

@@ -17,8 +17,8 @@ use super::extract::{Extracted, Found};
 use super::plan::RulePlan;
 use super::template::{FillError, RequestParts};
 use super::{
-    BodyAction, HeaderFill, HeaderMatch, HeaderTest, JsonCondition, JsonOp, Mode,
-    RetryAfterSource, Rule, RuleSet,
+    BodyAction, HeaderFill, HeaderMatch, HeaderTest, JsonCondition, JsonOp, Mode, RetryAfterSource,
+    Rule, RuleSet,
 };
 use crate::headers::whole_seconds;
 use crate::problem::sanitize_detail;
@@ -326,7 +326,11 @@ pub(super) fn check_head(rule: &Rule, view: &ResponseView<'_>) -> Result<(), Fai
     if when.path.as_ref().is_some_and(|re| !re.is_match(view.path)) {
         return Err(Failure::Path);
     }
-    if when.query.as_ref().is_some_and(|re| !re.is_match(view.query)) {
+    if when
+        .query
+        .as_ref()
+        .is_some_and(|re| !re.is_match(view.query))
+    {
         return Err(Failure::Query);
     }
     check_headers(&when.request_header, view.request_headers)

@@ -10,14 +10,14 @@ use std::fmt;
 use serde_json::Value;
 
 use super::eval::{
-    check, decide, detail_of, seconds_of, status_of, text, Context, Failure, HeaderFailure,
-    Lookup, MAX_RETRY_AFTER_SECS,
+    check, decide, detail_of, seconds_of, status_of, text, Context, Failure, HeaderFailure, Lookup,
+    MAX_RETRY_AFTER_SECS,
 };
 use super::extract::Found;
 use super::plan::RulePlan;
 use super::{BodyAction, HeaderFill, HeaderMatch, HeaderTest, JsonOp, Mode, RetryAfterSource};
-use super::{Rule, RuleSet};
 use super::{Decision, JsonPointer, ResponseView};
+use super::{Rule, RuleSet};
 
 /// Longest rendering of a value taken from a response, in characters.
 const MAX_SHOWN: usize = 60;
@@ -273,7 +273,11 @@ fn notes(
         notes.push(format!("member {name}: {}", show(value)));
     }
     for unfilled in &decision.unfilled {
-        notes.push(format!("{}: left out, {}", unfilled.target, unfilled.error.as_str()));
+        notes.push(format!(
+            "{}: left out, {}",
+            unfilled.target,
+            unfilled.error.as_str()
+        ));
     }
     let unusable = |slot: usize, usable: &dyn Fn(&Value) -> bool, what: &str| {
         let found = context.lookup(slot);

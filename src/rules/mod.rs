@@ -242,9 +242,8 @@ impl HeaderTest {
     /// Whether two tests are written identically.
     pub fn same(&self, other: &HeaderTest) -> bool {
         match (self, other) {
-            (HeaderTest::Present, HeaderTest::Present) | (HeaderTest::Absent, HeaderTest::Absent) => {
-                true
-            }
+            (HeaderTest::Present, HeaderTest::Present)
+            | (HeaderTest::Absent, HeaderTest::Absent) => true,
             (HeaderTest::Matches(a), HeaderTest::Matches(b)) => a.as_str() == b.as_str(),
             _ => false,
         }

@@ -160,7 +160,10 @@ impl Template {
                 }
                 _ => {
                     // Copy the whole UTF-8 character; `i` is always on a boundary.
-                    let c = text.get(i..).and_then(|s| s.chars().next()).unwrap_or('\u{fffd}');
+                    let c = text
+                        .get(i..)
+                        .and_then(|s| s.chars().next())
+                        .unwrap_or('\u{fffd}');
                     literal.push(c);
                     i += c.len_utf8();
                 }
@@ -237,7 +240,10 @@ impl Template {
         }
         // Visible ASCII, spaces and tabs only: `HeaderValue` would also take obs-text (bytes
         // over 0x7f), which clients decode as they please.
-        if !out.bytes().all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) {
+        if !out
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        {
             return Err(FillError::Invalid);
         }
         HeaderValue::from_str(&out).map_err(|_| FillError::Invalid)
@@ -261,14 +267,12 @@ fn placeholder(inner: &str) -> Result<Part, TemplateError> {
         "query" => Part::Query,
         "method" => Part::Method,
         "request_id" => Part::RequestId,
-        pointer if pointer.starts_with('/') => {
-            Part::Pointer(
-                JsonPointer::parse(pointer).map_err(|error| TemplateError::Pointer {
-                    text: pointer.to_owned(),
-                    error,
-                })?,
-            )
-        }
+        pointer if pointer.starts_with('/') => Part::Pointer(JsonPointer::parse(pointer).map_err(
+            |error| TemplateError::Pointer {
+                text: pointer.to_owned(),
+                error,
+            },
+        )?),
         other => return Err(TemplateError::Unknown(other.to_owned())),
     })
 }
@@ -299,10 +303,15 @@ mod tests {
         assert_eq!(t.pointers().count(), 1);
         assert_eq!(t.parts().len(), 10, "{t:?}");
         assert_eq!(
-            Template::parse("a {{b}} c").ok().and_then(|t| t.as_literal()),
+            Template::parse("a {{b}} c")
+                .ok()
+                .and_then(|t| t.as_literal()),
             Some("a {b} c".to_owned())
         );
-        assert_eq!(Template::parse("").ok().and_then(|t| t.as_literal()), Some(String::new()));
+        assert_eq!(
+            Template::parse("").ok().and_then(|t| t.as_literal()),
+            Some(String::new())
+        );
     }
 
     #[test]
@@ -360,12 +369,18 @@ mod tests {
         assert_eq!(fill("{/v}", &etag, &json!("a b/c")).as_deref(), Ok("a b/c"));
         assert_eq!(fill("{/v}", &etag, &json!("é")), Err(FillError::Invalid));
         assert_eq!(fill("{/v}", &etag, &json!("a\tb")), Err(FillError::Control));
-        assert_eq!(fill("{/v}", &etag, &json!("\u{7f}")), Err(FillError::Control));
+        assert_eq!(
+            fill("{/v}", &etag, &json!("\u{7f}")),
+            Err(FillError::Control)
+        );
     }
 
     #[test]
     fn a_missing_value_skips_the_header() {
         let t = Template::parse("/x/{/id}").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t.fill(&LOCATION, &REQUEST, |_| None), Err(FillError::Missing));
+        assert_eq!(
+            t.fill(&LOCATION, &REQUEST, |_| None),
+            Err(FillError::Missing)
+        );
     }
 }

@@ -982,7 +982,11 @@ fn request_headers_and_query_are_conditions() {
     let bare = Response::new(403);
     assert_eq!(decided(&set, &bare).map(|d| d.1), Some(Some(401)));
     let empty = Response::new(403).request_header("authorization", b"");
-    assert_eq!(decided(&set, &empty), None, "an empty value is present, not absent");
+    assert_eq!(
+        decided(&set, &empty),
+        None,
+        "an empty value is present, not absent"
+    );
     let token = Response::new(403).request_header("authorization", b"Bearer x");
     assert_eq!(decided(&set, &token), None);
 
@@ -993,12 +997,22 @@ fn request_headers_and_query_are_conditions() {
         .request_header("x-a", b"zz")
         .request_header("x-a", b"v2")
         .request_header("x-b", b"");
-    assert!(decided(&set, &both).is_some(), "any value of a repeated header matches");
-    assert_eq!(decided(&set, &Response::new(200).request_header("x-a", b"v2")), None);
+    assert!(
+        decided(&set, &both).is_some(),
+        "any value of a repeated header matches"
+    );
+    assert_eq!(
+        decided(&set, &Response::new(200).request_header("x-a", b"v2")),
+        None
+    );
 
     let set = rule("when.query = '(^|&)debug=1(&|$)'\nthen.status = 500");
     assert!(decided(&set, &Response::new(200).query("a=2&debug=1")).is_some());
-    assert_eq!(decided(&set, &Response::new(200)), None, "no query is the empty string");
+    assert_eq!(
+        decided(&set, &Response::new(200)),
+        None,
+        "no query is the empty string"
+    );
     let set = rule("when.query = '^$'\nthen.status = 500");
     assert!(decided(&set, &Response::new(200)).is_some());
 }
@@ -1015,7 +1029,10 @@ fn response_headers_can_be_required_absent() {
     let with = Response::new(405).header("allow", b"");
     assert!(set.evaluate(&with.view()).decision.is_none());
     let trace = set.explain(&with.view())[0].to_string();
-    assert!(trace.contains("when.header[0] allow: present (\"\"), expected absent"), "{trace}");
+    assert!(
+        trace.contains("when.header[0] allow: present (\"\"), expected absent"),
+        "{trace}"
+    );
 }
 
 #[test]
@@ -1075,7 +1092,11 @@ fn members_are_copied_bounded_and_omitted_when_missing() {
         panic!("no decision")
     };
     let names: Vec<&str> = decision.members.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["big", "errors"], "sorted by name; a missing one left out");
+    assert_eq!(
+        names,
+        ["big", "errors"],
+        "sorted by name; a missing one left out"
+    );
     assert_eq!(decision.members[1].1[0]["field"], "email");
     assert!(decision.unfilled.is_empty());
 

@@ -27,7 +27,11 @@ impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         match self.node {
             Node::Leaf(index, bounded) => {
-                let mut left = if *bounded { self.leaf_limit } else { usize::MAX };
+                let mut left = if *bounded {
+                    self.leaf_limit
+                } else {
+                    usize::MAX
+                };
                 let value = deserializer.deserialize_any(Bounded { left: &mut left })?;
                 if let Some(entry) = self.out.get_mut(*index) {
                     *entry = Some(value.map_or(Seen::TooLarge, Seen::Value));
