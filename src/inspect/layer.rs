@@ -347,11 +347,11 @@ fn finish<B>(
         );
     }
     for unfilled in &outcome.unfilled {
-        if let Some(applied) = outcome.applied.first() {
-            metrics.template_failure(applied.rule);
+        if let Some(rule) = outcome.unfilled_rule {
+            metrics.template_failure(rule);
             // The reason only: the value is body text, which is not logged unchecked.
             tracing::warn!(
-                rule = applied.rule,
+                rule,
                 field = %unfilled.target,
                 reason = unfilled.error.as_str(),
                 request_id = request_id(info),

@@ -202,8 +202,11 @@ pub struct Outcome<'a> {
     pub skipped: Option<SkipReason>,
     /// Set when the body was scrubbed: what kind of internals it leaked (for the log).
     pub leak: Option<&'static str>,
-    /// The applied rule's headers and members that could not be filled (logged and counted).
+    /// The matching enforce rule's headers and members that could not be filled (logged and
+    /// counted), also when leaving them out left the rule nothing to change.
     pub unfilled: Vec<Unfilled<'a>>,
+    /// The rule `unfilled` belongs to.
+    pub unfilled_rule: Option<&'a str>,
 }
 
 impl Outcome<'_> {
@@ -343,6 +346,7 @@ impl Normalizer {
             skipped,
             leak: None,
             unfilled: Vec::new(),
+            unfilled_rule: None,
         };
         if status.is_informational() || !self.wants(status) {
             return outcome;
@@ -371,7 +375,15 @@ impl Normalizer {
                     mode: Mode::Shadow,
                 });
             }
-            if let Some(decision) = evaluation.decision.filter(|d| d.is_effective()) {
+            let mut decision = evaluation.decision;
+            // A rule whose only change was a header it could not fill matched and changes
+            // nothing, but what it left out is still logged and counted.
+            if let Some(d) = decision.as_mut().filter(|d| !d.is_effective()) {
+                let rule = d.rule;
+                outcome.unfilled = std::mem::take(&mut d.unfilled);
+                outcome.unfilled_rule = Some(&rule.name);
+            }
+            if let Some(decision) = decision.filter(|d| d.is_effective()) {
                 let to = decision.status.unwrap_or(status);
                 outcome.status = to;
                 outcome.applied.push(Applied {
@@ -411,6 +423,7 @@ impl Normalizer {
                     retry_after_set = true;
                 }
                 outcome.unfilled = decision.unfilled;
+                outcome.unfilled_rule = Some(&decision.rule.name);
             }
         }
 

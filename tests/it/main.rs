@@ -18,6 +18,7 @@ mod fuzz_corpus;
 mod hardening;
 mod layers;
 mod lifecycle;
+mod meaning;
 mod module_graph;
 mod passthrough;
 mod protocol;
