@@ -19,6 +19,7 @@ mod hardening;
 mod layers;
 mod lifecycle;
 mod maintenance;
+mod meaning;
 mod module_graph;
 mod passthrough;
 mod protocol;

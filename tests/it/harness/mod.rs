@@ -120,6 +120,14 @@ pub fn black_hole() -> (SocketAddr, Vec<socket2::Socket>) {
     (addr, sockets)
 }
 
+/// `data` gzip-encoded, for upstreams that send `Content-Encoding: gzip`.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
 /// A deterministic pseudo-random byte stream (xorshift), so the origin and a checking client
 /// can produce the same body from a seed without shipping it around.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
