@@ -164,11 +164,19 @@ impl RuleSet {
     ///
     /// With `view.body == None` (not inspected), rules that need the body do not match. A body
     /// that is not JSON satisfies no `when.json` condition.
+    #[inline]
     pub fn evaluate<'r>(&'r self, view: &ResponseView<'_>) -> Evaluation<'r> {
-        let mut out = Evaluation::default();
         if !self.wants_status(view.status) {
-            return out;
+            return Evaluation::default();
         }
+        self.evaluate_wanted(view)
+    }
+
+    /// [`RuleSet::evaluate`] past the status table: kept out of line, so a response no rule
+    /// wants does not pay for this frame's set-up (the templates and members made it large).
+    #[inline(never)]
+    fn evaluate_wanted<'r>(&'r self, view: &ResponseView<'_>) -> Evaluation<'r> {
+        let mut out = Evaluation::default();
         let context = Context::new(self, view);
         for (rule, plan) in self.planned() {
             if check(rule, plan, &context).is_err() {
