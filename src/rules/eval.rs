@@ -81,7 +81,7 @@ pub struct Decision<'r> {
     /// Headers to set, replacing any of the same name: the fixed ones and the templates that
     /// filled.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The extension members copied into the problem document, in the rule's order (only with
+    /// The extension members copied into the problem document, by name (only with
     /// [`BodyAction::Problem`]); at most [`MAX_MEMBERS_BYTES`] of JSON.
     pub members: Vec<(&'r str, Value)>,
     /// Headers and members the rule wanted but could not fill for this response: each was left
