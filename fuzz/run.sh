@@ -3,7 +3,8 @@
 #
 #   fuzz/run.sh [SECONDS] [--merge] [--jobs N] [TARGET...]
 #
-# SECONDS per target (default 60), with -rss_limit_mb=2048 -timeout=10 (the bounds the fuzzing section of tests/README.md gives).
+# SECONDS per target (default 60), with -rss_limit_mb=2048 -timeout=10 (the bounds the fuzzing section of tests/README.md gives),
+# and -dict=fuzz/<target>.dict for a target that has one.
 # Targets run N at a time (default 1) under `nice -n 10`. New corpus entries go to a scratch
 # directory; with --merge they are minimised into fuzz/corpus/<target>/ (`-merge=1` keeps only
 # inputs that add coverage; the seed-* files are always kept), to be committed.
@@ -58,10 +59,13 @@ logs=$(mktemp -d)
 run_one() {
   local target=$1 scratch="$logs/$1.new"
   mkdir -p "$scratch" "artifacts/$target"
+  # A target with a dictionary (fuzz/<target>.dict) gets it.
+  local dict=()
+  [ -f "$target.dict" ] && dict=(-dict="$target.dict")
   # New inputs go to the scratch directory first; the committed corpus is only read.
   nice -n 10 cargo +nightly fuzz run -O "$target" "$scratch" "corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="artifacts/$target/" >"$logs/$target.log" 2>&1
+    "${dict[@]}" -artifact_prefix="artifacts/$target/" >"$logs/$target.log" 2>&1
   echo $? >"$logs/$target.rc"
 }
 

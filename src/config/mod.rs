@@ -460,12 +460,31 @@ when.body = '^\s*\{\s*\}\s*$'
 then.status_from = "/a~1b"
 then.retry_after = "1s"
 then.body = "empty"
+
+[[rules]]
+name = "validation"
+when.status = ["2xx"]
+when.query = '(^|&)v=2(&|$)'
+when.request_header = [{ name = "accept", matches = "json" }, { name = "authorization", absent = true }, { name = "x-api-version" }]
+when.header = [{ name = "location", absent = true }]
+when.json = [{ pointer = "/status", equals = "error" }]
+then.status = 422
+then.body = "problem"
+then.headers = [{ name = "location", value = "/users/{/id}" }, { name = "content-location", value = "{path}?{query}" }, { name = "x-debug", value = "{method} {request_id} {{x}}" }]
+then.problem = { type = "https://errors.example.com/validation", title = "Validation failed", members = { errors = "/errors", code = "/code" } }
+
+[[tests]]
+name = "validation rewrites"
+request = { method = "POST", path = "/users?v=2", headers = { accept = "application/json" } }
+response = { status = 200, body = '{"status":"error","id":"a b","errors":[{"field":"email"}]}' }
+expect = { rule = "validation", status = 422, body = "problem", headers = { location = "/users/a%20b", x-legacy = "<absent>" }, json = [{ pointer = "/errors/0/field", equals = "email" }] }
 "#;
 
     #[test]
     fn the_fuzz_seed_is_valid() {
         let config = from_toml(SEED, "seed", no_env()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(config.rules.len(), 2);
+        assert_eq!(config.rules.len(), 3);
+        assert_eq!(config.tests.len(), 1);
     }
 
     #[test]

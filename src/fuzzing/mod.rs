@@ -10,7 +10,7 @@
 //! | entry | exercises | oracles |
 //! | --- | --- | --- |
 //! | [`config()`] | `config::from_toml` (+ env overrides), `summary`, `[[tests]]` | errors explain themselves one line per issue |
-//! | [`rules()`] | `RuleSet::{evaluate, explain, needs_body}` | evaluate agrees with explain; `Retry-After` bounded; header values valid |
+//! | [`rules()`] | `RuleSet::{evaluate, explain, needs_body}` | evaluate agrees with explain; `Retry-After` bounded; header values valid; filled templates safe (`Location` segments encoded); headers, members and `unfilled` are the rule's |
 //! | [`problem()`] | `Problem`, `sanitize_detail`, `proxy::hygiene` | valid JSON with the members; no hop-by-hop header survives |
 //! | [`inspect()`] | `collect_bounded`, `decode::for_inspection`, `Normalizer::{plan, decide}`, `apply_head` | no byte lost or reordered; decoded ≤ limit and round-trips; untouched means byte-identical |
 //! | [`exchange()`] | a real candor between a raw client and a raw upstream | liveness; 2xx bodies are the upstream's; requests upstream framed unambiguously |

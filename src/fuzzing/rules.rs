@@ -4,12 +4,17 @@
 use std::collections::HashMap;
 
 use arbitrary::{Arbitrary, Unstructured};
-use http::{HeaderMap, Method, StatusCode};
+use http::header::{CONTENT_LOCATION, LOCATION};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use toml::{Table, Value};
 
 use super::{header_map, is_text, method, sections, Blob, Word, METHODS, PATHS};
 use crate::config::from_toml;
-use crate::rules::{Decision, Mode, Outcome, ResponseView, RuleSet};
+use crate::rules::template::{Part, MAX_FILLED_LEN};
+use crate::rules::{
+    BodyAction, Decision, FillError, HeaderFill, Mode, Outcome, ResponseView, RuleSet, Target,
+    Template,
+};
 
 /// `retry_after_from` values above this are dropped (`rules::eval::MAX_RETRY_AFTER_SECS`).
 const MAX_RETRY_AFTER: u64 = 9_999_999_999;
@@ -28,14 +33,22 @@ const FORBIDDEN: [&str; 8] = [
 
 /// Evaluates a rule set against a response; must never panic.
 ///
-/// Text input (starts with `#`): `[[rules]]` TOML, a `%%` line, `METHOD PATH STATUS` and
-/// response `name: value` lines, then optionally a `%%` line and the body (without it the body
-/// was not inspected). Structured input: rules built from typed conditions and actions.
+/// Text input (starts with `#`): `[[rules]]` TOML, a `%%` line, `METHOD PATH[?QUERY] STATUS`,
+/// then `name: value` lines for the response's headers and `> name: value` lines for the
+/// request's, then optionally a `%%` line and the body (without it the body was not inspected).
+/// The request id is the `> x-request-id` value, else `fuzz-1`. Structured input: rules built
+/// from typed conditions and actions, with a request (query, headers, id) of its own.
 ///
 /// Oracles: `evaluate` decides exactly what `explain` traces (the first matching enforce rule
 /// and the shadow rules matched before it); when `needs_body` says no, the body changes nothing;
 /// a rule `check` calls unreachable never matches; `Retry-After` ≤ 9,999,999,999 and renders
-/// as its digits; set headers are valid and never framing or hop-by-hop; `detail` is sanitised.
+/// as its digits; set headers are valid and never framing or hop-by-hop; `detail` is sanitised;
+/// a decision's headers are the rule's, in order, each either set or `unfilled` (never both, a
+/// fixed one always set); a filled template value is visible ASCII, spaces and tabs, at most
+/// 2048 bytes, and is the template's literal text and request parts verbatim with body values
+/// between them, which in `Location`/`Content-Location` are each one percent-encoded path
+/// segment (no `/`, `?`, `#`, never a dot segment); members are the rule's, in order, within
+/// `MAX_MEMBERS_BYTES`, only in a problem document, and never both copied and `unfilled`.
 pub fn rules(data: &[u8]) {
     let Some(case) = (if is_text(data) {
         text(data)
@@ -55,6 +68,9 @@ struct Case {
     toml: String,
     method: Method,
     path: String,
+    query: String,
+    request_headers: HeaderMap,
+    request_id: String,
     status: StatusCode,
     headers: HeaderMap,
     body: Option<Vec<u8>>,
@@ -69,23 +85,43 @@ fn text(data: &[u8]) -> Option<Case> {
     let [rules, head, rest @ ..] = parts.as_slice() else {
         return None;
     };
-    let (line, fields) = super::head(head);
+    // `> name: value` lines are the request's headers, the others the response's.
+    let mut lines = head
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let line = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
+    let mut headers = HeaderMap::new();
+    let mut request_headers = HeaderMap::new();
+    for l in lines {
+        let (map, l) = match l.strip_prefix(b">") {
+            Some(rest) => (&mut request_headers, rest),
+            None => (&mut headers, l),
+        };
+        if let Some((name, value)) = super::field(l) {
+            map.append(name, value);
+        }
+    }
     let mut words = line.split_ascii_whitespace();
     let method = method(words.next().unwrap_or("GET"));
-    let path = words.next().unwrap_or("/").to_owned();
+    let target = words.next().unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let status = words
         .next()
         .and_then(|s| s.parse().ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
-    let mut headers = HeaderMap::new();
-    for (name, value) in fields {
-        headers.append(name, value);
-    }
+    let request_id = request_headers
+        .get("x-request-id")
+        .map_or("fuzz-1".into(), |v| {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        });
     Some(Case {
         toml: format!("{UPSTREAM}{}", String::from_utf8_lossy(rules)),
         method,
-        path,
+        path: path.to_owned(),
+        query: query.to_owned(),
+        request_headers,
+        request_id,
         status,
         headers,
         body: rest.first().map(|b| b.to_vec()),
@@ -97,6 +133,9 @@ struct Structured {
     rules: Vec<RuleIn>,
     method: Word,
     path: Word,
+    query: Option<Word>,
+    request_headers: Vec<(Word, Blob)>,
+    request_id: Word,
     status: u16,
     headers: Vec<(Word, Blob)>,
     body: Option<BodyIn>,
@@ -108,11 +147,28 @@ struct RuleIn {
     status: Vec<StatusIn>,
     method: Vec<Word>,
     path: Option<Word>,
+    query: Option<Word>,
+    request_header: Vec<(Word, HeaderTestIn)>,
     content_type: Option<Word>,
-    header: Vec<(Word, Option<Word>)>,
+    header: Vec<(Word, HeaderTestIn)>,
     json: Vec<(Word, OpIn)>,
     body: Option<Word>,
     then: ThenIn,
+}
+
+/// A `when.header` / `when.request_header` test, as written.
+#[derive(Debug, Arbitrary)]
+enum HeaderTestIn {
+    /// `{ name }`.
+    Present,
+    /// `{ name, matches }`.
+    Matches(Word),
+    /// `{ name, absent = true }`.
+    Absent,
+    /// `{ name, absent = false }`: the same as present.
+    NotAbsent,
+    /// `{ name, matches, absent = true }`: a check error.
+    Both(Word),
 }
 
 #[derive(Debug, Arbitrary)]
@@ -156,7 +212,25 @@ struct ThenIn {
     retry_after: Option<RetryIn>,
     body: u8,
     detail_from: Option<Word>,
-    headers: Vec<(Word, Word)>,
+    headers: Vec<(Word, ValueIn)>,
+    problem: Option<ProblemIn>,
+}
+
+/// A `then.headers` value: a template (most of them have placeholders) or a fixed value.
+#[derive(Debug, Arbitrary)]
+enum ValueIn {
+    Template(Word),
+    Fixed(Word),
+}
+
+/// `then.problem`.
+#[derive(Debug, Arbitrary)]
+struct ProblemIn {
+    /// Written even when `then.body` is not `"problem"` (a check error).
+    stray: bool,
+    kind: Option<Word>,
+    title: Option<Word>,
+    members: Vec<(Word, Word)>,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -185,7 +259,10 @@ enum BodyIn {
 }
 
 /// Pointers the example rules use, and edge cases of RFC 6901.
-const POINTERS: [&str; 14] = [
+const POINTERS: [&str; 17] = [
+    "/id",
+    "/a/0",
+    "/data/id",
     "/status",
     "/code",
     "/message",
@@ -202,8 +279,20 @@ const POINTERS: [&str; 14] = [
     "/errors/-",
 ];
 
-/// Object keys matching the pointers, and string values the example rules test for.
-const WORDS: [&str; 16] = [
+/// Object keys matching the pointers, and string values the example rules test for (and the
+/// values a `Location` template must encode or refuse).
+const WORDS: [&str; 27] = [
+    "id",
+    "a",
+    "0",
+    "42",
+    ".",
+    "..",
+    "a b/c",
+    "../x",
+    "%2e%2E",
+    "x\r\nset-cookie: y",
+    "é",
     "status",
     "code",
     "message",
@@ -235,6 +324,128 @@ const PATTERNS: [&str; 12] = [
     "(a|b)*c",
     r"[\x00-\xff]",
     "(?-u:\\xff)",
+];
+
+/// `when.query` patterns.
+const QUERY_PATTERNS: [&str; 6] = ["^$", "(^|&)debug=1(&|$)", "id=", "^page=\\d+", ".", "%"];
+
+/// Raw query strings of the request.
+const QUERIES: [&str; 8] = [
+    "",
+    "a=1",
+    "debug=1&x=2",
+    "page=2&sort=-id",
+    "id=../..",
+    "q=%0d%0a",
+    "{}",
+    "x=a b",
+];
+
+/// Request ids (what `{request_id}` fills).
+const REQUEST_IDS: [&str; 6] = ["", "r-1", "abc-123", "01HZX3K8", "a/../b", "x\r\ny"];
+
+/// Request header names the `when.request_header` conditions test.
+const REQUEST_HEADER_NAMES: [&str; 8] = [
+    "accept",
+    "authorization",
+    "prefer",
+    "x-api-version",
+    "x-request-id",
+    "if-none-match",
+    "content-type",
+    "host",
+];
+
+/// Request header values.
+const REQUEST_HEADER_VALUES: [&str; 8] = [
+    "application/json",
+    "text/html",
+    "Bearer abc",
+    "2",
+    "return=minimal",
+    "\"v1\"",
+    "",
+    "*/*",
+];
+
+/// Names `then.headers` sets: the ones a template is encoded for, others, and a forbidden one.
+const SET_HEADER_NAMES: [&str; 10] = [
+    "location",
+    "content-location",
+    "www-authenticate",
+    "allow",
+    "etag",
+    "link",
+    "x-request-id",
+    "cache-control",
+    "retry-after",
+    "connection",
+];
+
+/// `then.headers` templates, the last ones malformed (a check error).
+const TEMPLATES: [&str; 28] = [
+    "/x/{/id}",
+    "{path}/{/a/0}",
+    "{method} {request_id}",
+    "{{{query}}}",
+    "/users/{/data/id}",
+    "{path}?{query}",
+    "/orders/{/code}/items/{/message}",
+    "{/status}",
+    "{/id}{/code}",
+    "{/id}.{/code}",
+    "../{/id}",
+    "/{/id}/../x",
+    "/x?next={/id}#{/code}",
+    "W/\"{/code}\"",
+    "Bearer realm=\"{path}\", error=\"{/error}\"",
+    "GET, {method}",
+    "<{path}>; rel=\"self\"",
+    "{request_id}",
+    "{/retry_in}",
+    "{{}}",
+    "{/",
+    "{nope}",
+    "}",
+    "{}",
+    "{/a~2}",
+    "{/a{/b}}",
+    "é{/id}",
+    "x\u{1}{path}",
+];
+
+/// Fixed `then.headers` values.
+const FIXED_VALUES: [&str; 6] = ["/x/1", "no-store", "GET, HEAD", "Bearer", "", "é"];
+
+/// `then.problem.type` values, valid and not.
+const PROBLEM_TYPES: [&str; 6] = [
+    "https://errors.example.com/validation",
+    "/errors/validation",
+    "about:blank",
+    "not a uri",
+    "",
+    "http://[::1",
+];
+
+/// `then.problem.title` values, valid and not.
+const TITLES: [&str; 5] = ["Validation failed", "Not found", "", "  ", "a\u{1}b"];
+
+/// `then.problem.members` names: good ones, the reserved ones and invalid ones.
+const MEMBER_NAMES: [&str; 14] = [
+    "errors",
+    "field",
+    "code",
+    "retry_in",
+    "Errors_2",
+    "type",
+    "title",
+    "status",
+    "detail",
+    "instance",
+    "request_id",
+    "1bad",
+    "bad-name",
+    "",
 ];
 
 impl JsonIn {
@@ -312,10 +523,25 @@ fn structured(data: &[u8]) -> Option<Case> {
         BodyIn::Json(v) => serde_json::to_vec(&v.json(0)).unwrap_or_default(),
         BodyIn::Raw(bytes) => bytes.clone(),
     });
+    let mut request_headers = HeaderMap::new();
+    for (name, value) in input.request_headers.iter().take(8) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.get(&REQUEST_HEADER_NAMES).as_bytes()),
+            HeaderValue::from_bytes(&value.get(&REQUEST_HEADER_VALUES)),
+        ) {
+            request_headers.append(name, value);
+        }
+    }
     Some(Case {
         toml,
         method: method(&input.method.get(&METHODS)),
         path: input.path.get(&PATHS),
+        query: input
+            .query
+            .as_ref()
+            .map_or(String::new(), |q| q.get(&QUERIES)),
+        request_headers,
+        request_id: input.request_id.get(&REQUEST_IDS),
         status: StatusCode::from_u16(100 + input.status % 500).unwrap_or(StatusCode::OK),
         headers: header_map(&input.headers),
         body,
@@ -339,19 +565,21 @@ fn rule(index: usize, spec: &RuleIn) -> Table {
     if let Some(p) = &spec.path {
         when.insert("path".into(), string(p.get(&PATTERNS)));
     }
+    if let Some(q) = &spec.query {
+        when.insert("query".into(), string(q.get(&QUERY_PATTERNS)));
+    }
+    if !spec.request_header.is_empty() {
+        let list = header_tests(&spec.request_header, &REQUEST_HEADER_NAMES);
+        when.insert("request_header".into(), list);
+    }
     if let Some(p) = &spec.content_type {
         when.insert("content_type".into(), string(p.get(&PATTERNS)));
     }
     if !spec.header.is_empty() {
-        let list = spec.header.iter().take(3).map(|(name, matches)| {
-            let mut t = Table::new();
-            t.insert("name".into(), string(name.get(&super::HEADER_NAMES)));
-            if let Some(m) = matches {
-                t.insert("matches".into(), string(m.get(&PATTERNS)));
-            }
-            Value::Table(t)
-        });
-        when.insert("header".into(), Value::Array(list.collect()));
+        when.insert(
+            "header".into(),
+            header_tests(&spec.header, &super::HEADER_NAMES),
+        );
     }
     if !spec.json.is_empty() {
         let list = spec.json.iter().take(4).map(|(pointer, op)| {
@@ -405,13 +633,38 @@ fn rule(index: usize, spec: &RuleIn) -> Table {
         action.insert("detail_from".into(), string(p.get(&POINTERS)));
     }
     if !then.headers.is_empty() {
-        let list = then.headers.iter().take(3).map(|(name, value)| {
+        let list = then.headers.iter().take(4).map(|(name, value)| {
             let mut t = Table::new();
-            t.insert("name".into(), string(name.get(&super::HEADER_NAMES)));
-            t.insert("value".into(), string(value.get(&super::HEADER_VALUES)));
+            t.insert("name".into(), string(name.get(&SET_HEADER_NAMES)));
+            let value = match value {
+                ValueIn::Template(w) => w.get(&TEMPLATES),
+                ValueIn::Fixed(w) => w.get(&FIXED_VALUES),
+            };
+            t.insert("value".into(), string(value));
             Value::Table(t)
         });
         action.insert("headers".into(), Value::Array(list.collect()));
+    }
+    if let Some(p) = then
+        .problem
+        .as_ref()
+        .filter(|p| p.stray || body == "problem")
+    {
+        let mut t = Table::new();
+        if let Some(kind) = &p.kind {
+            t.insert("type".into(), string(kind.get(&PROBLEM_TYPES)));
+        }
+        if let Some(title) = &p.title {
+            t.insert("title".into(), string(title.get(&TITLES)));
+        }
+        if !p.members.is_empty() {
+            let members =
+                p.members.iter().take(6).map(|(name, pointer)| {
+                    (name.get(&MEMBER_NAMES), string(pointer.get(&POINTERS)))
+                });
+            t.insert("members".into(), Value::Table(members.collect()));
+        }
+        action.insert("problem".into(), Value::Table(t));
     }
     let mut rule = Table::new();
     rule.insert("name".into(), string(format!("r{index}")));
@@ -423,14 +676,39 @@ fn rule(index: usize, spec: &RuleIn) -> Table {
     rule
 }
 
+/// A `when.header` or `when.request_header` list.
+fn header_tests(tests: &[(Word, HeaderTestIn)], names: &[&str]) -> Value {
+    let list = tests.iter().take(3).map(|(name, test)| {
+        let mut t = Table::new();
+        t.insert("name".into(), Value::String(name.get(names)));
+        let (matches, absent) = match test {
+            HeaderTestIn::Present => (None, None),
+            HeaderTestIn::Matches(m) => (Some(m), None),
+            HeaderTestIn::Absent => (None, Some(true)),
+            HeaderTestIn::NotAbsent => (None, Some(false)),
+            HeaderTestIn::Both(m) => (Some(m), Some(true)),
+        };
+        if let Some(m) = matches {
+            t.insert("matches".into(), Value::String(m.get(&PATTERNS)));
+        }
+        if let Some(absent) = absent {
+            t.insert("absent".into(), Value::Boolean(absent));
+        }
+        Value::Table(t)
+    });
+    Value::Array(list.collect())
+}
+
 /// The oracles, on one compiled rule set and response.
 fn check(set: &RuleSet, case: &Case) {
+    // The view carries the id as candor holds it, a header value (never CR/LF or NUL).
+    let request_id = http::HeaderValue::from_str(&case.request_id).ok();
     let view = ResponseView {
         method: &case.method,
         path: &case.path,
-        query: "",
-        request_headers: crate::rules::no_headers(),
-        request_id: None,
+        query: &case.query,
+        request_headers: &case.request_headers,
+        request_id: request_id.as_ref(),
         status: case.status,
         headers: &case.headers,
         body: case.body.as_deref(),
@@ -479,6 +757,8 @@ fn check(set: &RuleSet, case: &Case) {
     // Every decision, enforced or shadow, is safe to write into a response.
     for decision in evaluation.decision.iter().chain(&evaluation.shadows) {
         decision_is_safe(decision);
+        headers_are_the_rules(decision, &view);
+        members_are_the_rules(decision);
     }
 
     // Deterministic, and the body matters only when `needs_body` says so.
@@ -588,4 +868,212 @@ fn same_evaluation(a: &crate::rules::Evaluation<'_>, b: &crate::rules::Evaluatio
 
 fn names<'a, 'r: 'a>(decisions: impl Iterator<Item = &'a Decision<'r>>) -> Vec<&'a str> {
     decisions.map(|d| d.rule.name.as_str()).collect()
+}
+
+/// The decision's headers are the rule's `then.headers`, in order: each one set, or `unfilled`
+/// (only a template can be), never both; a template's value is [`filled_is_safe`].
+fn headers_are_the_rules(decision: &Decision<'_>, view: &ResponseView<'_>) {
+    let rule = decision.rule;
+    let mut set = decision.headers.iter();
+    for entry in &rule.then.headers {
+        let skipped: Vec<FillError> = decision
+            .unfilled
+            .iter()
+            .filter(|u| matches!(u.target, Target::Header(name) if std::ptr::eq(name, &entry.name)))
+            .map(|u| u.error)
+            .collect();
+        match (&entry.value, skipped.as_slice()) {
+            (HeaderFill::Template(_), [error]) => {
+                assert!(
+                    *error != FillError::MembersTooLarge,
+                    "rule {}: header {} unfilled for a member's reason",
+                    rule.name,
+                    entry.name
+                );
+                continue;
+            }
+            (_, []) => {}
+            (value, errors) => panic!(
+                "rule {}: header {} ({value:?}) unfilled as {errors:?}",
+                rule.name, entry.name
+            ),
+        }
+        let Some((name, value)) = set.next() else {
+            panic!(
+                "rule {}: header {} neither set nor unfilled",
+                rule.name, entry.name
+            );
+        };
+        assert_eq!(
+            name, &entry.name,
+            "rule {}: headers out of order",
+            rule.name
+        );
+        match &entry.value {
+            HeaderFill::Static(fixed) => assert_eq!(
+                value, fixed,
+                "rule {}: fixed header {name} changed",
+                rule.name
+            ),
+            HeaderFill::Template(template) => {
+                filled_is_safe(&rule.name, template, name, value, view);
+            }
+        }
+    }
+    assert!(
+        set.next().is_none(),
+        "rule {} sets headers it does not have: {:?}",
+        rule.name,
+        decision.headers
+    );
+    for unfilled in &decision.unfilled {
+        let known = match unfilled.target {
+            Target::Header(name) => rule
+                .then
+                .headers
+                .iter()
+                .any(|h| std::ptr::eq(&h.name, name)),
+            Target::Member(name) => rule.then.problem.members.iter().any(|m| m.name == name),
+        };
+        assert!(
+            known,
+            "rule {}: unfilled {} is not one of its own",
+            rule.name, unfilled.target
+        );
+    }
+}
+
+/// A filled template value: visible ASCII, spaces and tabs, at most [`MAX_FILLED_LEN`]; the
+/// template's literals and request parts verbatim, in order, with body text between them; in
+/// `Location` and `Content-Location`, that body text is percent-encoded unreserved characters
+/// (so no `/`, `?` or `#` of the body's) and no path segment holding any of it is `.` or `..`.
+fn filled_is_safe(
+    rule: &str,
+    template: &Template,
+    name: &HeaderName,
+    value: &HeaderValue,
+    view: &ResponseView<'_>,
+) {
+    let bytes = value.as_bytes();
+    assert!(
+        bytes
+            .iter()
+            .all(|b| *b == b' ' || *b == b'\t' || b.is_ascii_graphic()),
+        "rule {rule}: {name} filled with {value:?}, not visible ASCII"
+    );
+    assert!(
+        bytes.len() <= MAX_FILLED_LEN,
+        "rule {rule}: {name} filled with {} bytes",
+        bytes.len()
+    );
+    let location = name == LOCATION || name == CONTENT_LOCATION;
+    // Body text: in a location, one encoded segment (at least one byte); elsewhere any visible
+    // ASCII or space (a tab is a control character, refused). Adjacent placeholders are one run.
+    let body = if location {
+        "((?:[A-Za-z0-9._~-]|%[0-9A-F]{2})+)"
+    } else {
+        "([ -~]*)"
+    };
+    let mut pattern = String::from("^");
+    let mut in_body = false;
+    for part in template.parts() {
+        let known = match part {
+            Part::Literal(text) => text.as_str(),
+            Part::Path => view.path,
+            Part::Query => view.query,
+            Part::Method => view.method.as_str(),
+            Part::RequestId => view
+                .request_id
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+                .unwrap_or(""),
+            Part::Pointer(_) => {
+                if !in_body {
+                    pattern.push_str(body);
+                }
+                in_body = true;
+                continue;
+            }
+        };
+        in_body = false;
+        pattern.push_str(&regex::escape(known));
+    }
+    pattern.push('$');
+    let Ok(re) = regex::RegexBuilder::new(&pattern)
+        .unicode(false)
+        .size_limit(1 << 24)
+        .build()
+    else {
+        return; // a request part too large to make a pattern of: nothing to say
+    };
+    let text = value.to_str().unwrap_or_default();
+    let Some(captures) = re.captures(text) else {
+        panic!(
+            "rule {rule}: {name} filled with {text:?}, which is not the template {template:?} \
+             with the request's parts and body text{}",
+            if location { " encoded as segments" } else { "" }
+        );
+    };
+    if !location {
+        return;
+    }
+    // Dot segments only matter in the path: up to the first `?` or `#`.
+    let path_end = text.find(['?', '#']).unwrap_or(text.len());
+    for run in captures.iter().skip(1).flatten() {
+        if run.start() >= path_end {
+            continue;
+        }
+        let start = text[..run.start()].rfind('/').map_or(0, |i| i + 1);
+        let end = text[run.end()..path_end]
+            .find('/')
+            .map_or(path_end, |i| run.end() + i);
+        let segment = text[start..end].replace("%2E", ".").replace("%2e", ".");
+        assert!(
+            segment != "." && segment != "..",
+            "rule {rule}: {name} filled with {text:?}: body text makes the dot segment {:?}",
+            &text[start..end]
+        );
+    }
+}
+
+/// The decision's members are the rule's `then.problem.members`, in order, each copied or
+/// `unfilled` (for its size only) or left out, never both; only in a problem document.
+fn members_are_the_rules(decision: &Decision<'_>) {
+    let rule = decision.rule;
+    let unfilled: Vec<&str> = decision
+        .unfilled
+        .iter()
+        .filter_map(|u| match u.target {
+            Target::Member(name) => {
+                assert_eq!(
+                    u.error,
+                    FillError::MembersTooLarge,
+                    "rule {}: member {name} unfilled",
+                    rule.name
+                );
+                Some(name)
+            }
+            Target::Header(_) => None,
+        })
+        .collect();
+    if rule.then.body != BodyAction::Problem {
+        assert!(
+            decision.members.is_empty() && unfilled.is_empty(),
+            "rule {} copies members without a problem document",
+            rule.name
+        );
+        return;
+    }
+    let mut members = rule.then.problem.members.iter();
+    for (name, _) in &decision.members {
+        assert!(
+            members.any(|m| m.name == *name),
+            "rule {}: member {name} is not the rule's, or out of order",
+            rule.name
+        );
+        assert!(
+            !unfilled.contains(name),
+            "rule {}: member {name} both copied and unfilled",
+            rule.name
+        );
+    }
 }

@@ -245,6 +245,59 @@ expect = { rule = "delete-empty", status = 204, body = "empty" }
             )),
         ),
         (
+            "requests-and-templates",
+            text(&format!(
+                "{MINIMAL}{}",
+                r#"
+[[rules]]
+name = "validation"
+when.status = ["2xx"]
+when.query = '(^|&)v=2(&|$)'
+when.request_header = [{ name = "accept", matches = "json" }, { name = "authorization", absent = true }, { name = "x-api-version" }]
+when.header = [{ name = "location", absent = true }, { name = "x-legacy", absent = false }]
+when.json = [{ pointer = "/status", equals = "error" }]
+then.status = 422
+then.body = "problem"
+then.headers = [{ name = "location", value = "/users/{/id}" }, { name = "content-location", value = "{path}/{/a/0}" }, { name = "x-debug", value = "{method} {request_id} {{{query}}}" }, { name = "www-authenticate", value = "Bearer error=\"{/code}\"" }, { name = "allow", value = "GET, HEAD" }]
+then.problem = { type = "https://errors.example.com/validation", title = "Validation failed", members = { errors = "/errors", code = "/code" } }
+
+[[tests]]
+name = "validation rewrites"
+request = { method = "POST", path = "/users?v=2", headers = { accept = "application/json", x-api-version = "2" } }
+response = { status = 200, headers = { x-legacy = "1" }, body = '{"status":"error","id":"a b","code":7,"a":["x"],"errors":[{"field":"email"}]}' }
+expect = { rule = "validation", status = 422, body = "problem", headers = { location = "/users/a%20b", content-location = "/users/x", x-debug = "POST  {v=2}" }, json = [{ pointer = "/errors/0/field", equals = "email" }, { pointer = "/title", equals = "Validation failed" }, { pointer = "/code", gte = 7 }] }
+"#
+            )),
+        ),
+        (
+            "invalid-templates",
+            text(&format!(
+                "{MINIMAL}{}",
+                r#"
+[[rules]]
+name = "bad"
+when.header = [{ name = "x-a", matches = "x", absent = true }]
+when.request_header = [{ name = "bad name", absent = true }]
+when.query = "(("
+then.status = 404
+then.body = "problem"
+then.headers = [{ name = "location", value = "{/a" }, { name = "etag", value = "{nope}" }, { name = "allow", value = "}" }, { name = "link", value = "{/a~2}" }]
+then.problem = { type = "not a uri", title = "", members = { type = "/a", request_id = "/b", "1bad" = "/c", ok = "no-slash" } }
+
+[[rules]]
+name = "stray"
+then.status = 500
+then.problem = { title = "x" }
+
+[[tests]]
+name = "bad expectations"
+request = { path = "/" }
+response = { status = 200 }
+expect = { headers = { "bad name" = "x" }, json = [{ pointer = "x", equals = 1 }] }
+"#
+            )),
+        ),
+        (
             "invalid-everything",
             text(&format!(
                 "{MINIMAL}{}",
@@ -393,7 +446,94 @@ then.headers = [{ name = "retry-after", value = "7" }, { name = "cache-control",
             )
             .into_bytes(),
         ),
+        (
+            "requests-and-templates",
+            requests_seed(
+                "request conditions, templates and problem members",
+                "POST /accounts?debug=1&x=2 200\ncontent-type: application/json\nx-legacy: 1\n> accept: application/json\n> x-api-version: 2\n> x-request-id: r-42",
+                br#"{"status":"error","id":"a b/c","code":7,"a":["../x"],"errors":[{"field":"email"}],"message":"bad"}"#,
+            ),
+        ),
+        (
+            "templates-dot-segments",
+            requests_seed(
+                "body values that are dot segments or hold CR/LF are refused",
+                "GET /x/y 200\ncontent-type: application/json\n> accept: text/html",
+                br#"{"status":"error","id":"..","code":".","a":["x\r\ny"],"errors":"e","message":"m"}"#,
+            ),
+        ),
+        (
+            "templates-missing",
+            requests_seed(
+                "no request headers, no query: absent conditions, missing values",
+                "GET /users/7 200\ncontent-type: application/json",
+                br#"{"status":"error","errors":{"big":[1,2,3]}}"#,
+            ),
+        ),
+        (
+            "templates-invalid",
+            format!(
+                "# rules: malformed templates and problem fields are config errors\n{}\n%%\nGET / 200",
+                r#"[[rules]]
+name = "bad"
+when.header = [{ name = "x-a", matches = "x", absent = true }]
+then.status = 404
+then.body = "problem"
+then.headers = [{ name = "location", value = "{/a" }, { name = "etag", value = "{nope}" }, { name = "allow", value = "}" }, { name = "link", value = "{}" }]
+then.problem = { type = "not a uri", title = "", members = { type = "/a", request_id = "/b", "1bad" = "/c", "bad-name" = "/d", ok = "no-slash" } }
+
+[[rules]]
+name = "stray"
+then.status = 500
+then.problem = { title = "x" }
+"#
+            )
+            .into_bytes(),
+        ),
     ]
+}
+
+/// Rules with every request condition and template placeholder, for `requests_seed`.
+const REQUESTS: &str = r#"[[rules]]
+name = "api-v2-only"
+mode = "shadow"
+when.request_header = [{ name = "x-api-version", matches = "^2$" }, { name = "authorization", absent = true }, { name = "accept" }]
+when.query = '(^|&)debug=1(&|$)'
+then.headers = [{ name = "x-debug", value = "{method} {request_id} {{{query}}}" }]
+
+[[rules]]
+name = "created"
+when.status = [200]
+when.method = ["POST"]
+when.header = [{ name = "location", absent = true }, { name = "x-legacy", absent = false }]
+when.json = [{ pointer = "/status", equals = "error" }]
+then.status = 422
+then.body = "problem"
+then.headers = [{ name = "location", value = "/x/{/id}" }, { name = "content-location", value = "{path}/{/a/0}" }, { name = "www-authenticate", value = "Bearer error=\"{/code}\"" }, { name = "allow", value = "GET, {method}" }, { name = "etag", value = "W/\"{/code}\"" }]
+then.problem = { type = "https://errors.example.com/validation", title = "Validation failed", members = { errors = "/errors", code = "/code", first = "/errors/0/field" } }
+
+[[rules]]
+name = "dots"
+when.request_header = [{ name = "accept", matches = "html" }]
+then.status = 404
+then.body = "problem"
+then.detail_from = "/message"
+then.headers = [{ name = "location", value = "../{/id}/{/code}" }, { name = "content-location", value = "/{/a/0}?r={request_id}" }, { name = "link", value = "<{path}>; rel=\"self\"" }]
+then.problem = { type = "/errors/not-found", members = { errors = "/errors", missing = "/nope" } }
+
+[[rules]]
+name = "fallback"
+when.request_header = [{ name = "x-api-version", absent = true }]
+then.status = 500
+then.body = "problem"
+then.headers = [{ name = "location", value = "{path}?{query}" }, { name = "x-id", value = "{/id}" }]
+then.problem = { title = "Internal", members = { errors = "/errors" } }
+"#;
+
+fn requests_seed(comment: &str, head: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("# rules: {comment}\n{REQUESTS}\n%%\n{head}\n%%\n").into_bytes();
+    out.extend_from_slice(body);
+    out
 }
 
 fn problem_seeds() -> Vec<(&'static str, Vec<u8>)> {
