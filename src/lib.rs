@@ -14,6 +14,7 @@
 //! | `logging` | JSON log lines |
 //! | [`rules`] | the compiled rule set and its pure evaluation |
 //! | [`builtin`] | the built-in normalisations: HTML errors, scrubbing, `Retry-After` |
+//! | [`audit`] | finding the responses that lie, and proposing the rules that fix them |
 //! | [`config`] | the TOML schema, loading with environment overrides, validation and compilation |
 //! | [`maintenance`] | maintenance mode's live state: the switch every worker reads, the admin API and reload set |
 //! | [`metrics`] | Prometheus metrics, their typed labels, and the record behind the status page |
@@ -39,6 +40,7 @@
 #![warn(unreachable_pub)]
 
 pub(crate) mod admin;
+pub mod audit;
 pub mod builtin;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,110 @@
+//! Audit: find the responses of a legacy API that lie about their status, and propose the
+//! rules (with tests) that fix them.
+//!
+//! The proxy hands each sampled exchange to [`Audit::record`] once its response has gone by (a
+//! bounded, decoded prefix of the body, seen as it streamed: audit never buffers or changes a
+//! response). `candor audit --har` hands it the entries of a HAR capture instead. Either way
+//! the same detectors run and the same [`Report`] comes out, and [`propose`] turns a report into
+//! `[[rules]]` and `[[tests]]` that `candor check` accepts.
+//!
+//! | file | owns |
+//! | --- | --- |
+//! | `route.rs` | path templates: `/users/42` → `/users/{id}` |
+//! | `shallow.rs` | a JSON body read two levels deep, bounded |
+//! | `detect.rs` | the detectors, one [`Kind`] each, over one [`Exchange`] |
+//! | `redact.rs` | examples scrubbed of secrets, tokens and internals, at most 200 bytes |
+//! | `store.rs` | the bounded table of routes and findings behind `/audit.json` |
+//! | `report.rs` | the report's JSON shape, and merging reports of several pods |
+//! | `propose.rs` | proposed rules and tests, as TOML |
+
+pub mod detect;
+pub mod propose;
+pub mod redact;
+pub mod report;
+pub mod route;
+pub mod shallow;
+mod store;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+pub use detect::Kind;
+pub use report::Report;
+pub use store::{Audit, Settings};
+
+/// What audit notes of a request: only whether these headers were there (and `Accept`, to
+/// tell an API client from a browser). Never their values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestSigns {
+    /// The `Accept` header, if any.
+    pub accept: Option<HeaderValue>,
+    /// An `Authorization` header was sent.
+    pub authorization: bool,
+    /// A `Cookie` header was sent.
+    pub cookie: bool,
+    /// A `Content-Type` header was sent (the request carried a body).
+    pub content_type: bool,
+}
+
+impl RequestSigns {
+    /// The signs of a request with these headers.
+    pub fn of(headers: &HeaderMap) -> RequestSigns {
+        RequestSigns {
+            accept: headers.get(http::header::ACCEPT).cloned(),
+            authorization: headers.contains_key(http::header::AUTHORIZATION),
+            cookie: headers.contains_key(http::header::COOKIE),
+            content_type: headers.contains_key(http::header::CONTENT_TYPE),
+        }
+    }
+}
+
+/// How much of a response body audit saw, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// None of it: the body was not read (a `HEAD`, a body replaced before it was read, or
+    /// no inspection memory free).
+    Unseen,
+    /// The whole body.
+    Complete(&'a [u8]),
+    /// Its first bytes only: it was longer than `inspect.max_body_bytes`, or its encoding could
+    /// not be decoded from a prefix.
+    Prefix(&'a [u8]),
+}
+
+impl<'a> Body<'a> {
+    /// The bytes seen, empty when unseen.
+    pub fn bytes(&self) -> &'a [u8] {
+        match *self {
+            Body::Unseen => &[],
+            Body::Complete(b) | Body::Prefix(b) => b,
+        }
+    }
+}
+
+/// One side of an exchange's response: what the upstream sent, or what candor sent on.
+#[derive(Debug, Clone, Copy)]
+pub struct Response<'a> {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The body, decoded.
+    pub body: Body<'a>,
+}
+
+/// One exchange, as the detectors see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request path, without the query.
+    pub path: &'a str,
+    /// What the request carried.
+    pub request: &'a RequestSigns,
+    /// The upstream's response.
+    pub upstream: Response<'a>,
+    /// What candor sent when it changed the response; `None` when it sent the upstream's
+    /// unchanged (and for HAR entries, which saw one side only).
+    pub sent: Option<Response<'a>>,
+    /// When the exchange happened.
+    pub at: std::time::SystemTime,
+}

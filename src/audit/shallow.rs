@@ -1,0 +1,477 @@
+//! A shallow read of a JSON body: its top-level members, and the scalar members one level down
+//! (`error.message`, `data.id`, `errors[0].field`). Everything deeper is validated and dropped,
+//! strings are cut to [`MAX_STRING`] bytes and members past [`MAX_MEMBERS`] are skipped, so the
+//! memory a body costs does not grow with it.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer as _;
+
+/// Longest string kept (bytes, cut on a character boundary).
+pub const MAX_STRING: usize = 256;
+
+/// Most members kept per object.
+pub const MAX_MEMBERS: usize = 64;
+
+/// A body, read shallowly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Top {
+    /// The body is `null`.
+    Null,
+    /// The body is an object.
+    Object(Members),
+    /// An array, a string, a number or a boolean.
+    Other,
+}
+
+/// The first [`MAX_MEMBERS`] members of an object, in order (the first of duplicate names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Members(Vec<(String, Shallow)>);
+
+impl Members {
+    /// The member named `name`.
+    pub fn get(&self, name: &str) -> Option<&Shallow> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+    /// Members in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Shallow)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v))
+    }
+    /// How many were kept.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether the object was empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A top-level member's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shallow {
+    /// `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Number(serde_json::Number),
+    /// A string (cut to [`MAX_STRING`] bytes).
+    String(String),
+    /// An array: its length, and its first element's scalar members when that is an object.
+    Array {
+        /// Elements.
+        len: usize,
+        /// The first element's members, when it is an object.
+        first: Option<Inner>,
+    },
+    /// An object's scalar members.
+    Object(Inner),
+}
+
+/// The scalar members of a nested object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inner(Vec<(String, Leaf)>);
+
+impl Inner {
+    /// The member named `name`.
+    pub fn get(&self, name: &str) -> Option<&Leaf> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+    /// Whether the object was empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A nested member's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Leaf {
+    /// `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Number(serde_json::Number),
+    /// A string (cut to [`MAX_STRING`] bytes).
+    String(String),
+    /// An array or object, not read.
+    Composite,
+}
+
+/// Reads `body` shallowly; `None` when it is not JSON (or nests past serde_json's limit).
+pub fn parse(body: &[u8]) -> Option<Top> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let top = (&mut de).deserialize_any(TopVisitor).ok()?;
+    de.end().ok()?;
+    Some(top)
+}
+
+fn cut(s: &str) -> String {
+    let mut end = s.len().min(MAX_STRING);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+fn is_id_text(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+impl Shallow {
+    /// A 4xx/5xx status this value holds (an integer, or a string of three digits).
+    pub fn as_status(&self) -> Option<u16> {
+        let code = match self {
+            Shallow::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok())?,
+            Shallow::String(s) if s.len() == 3 => s.parse::<u16>().ok()?,
+            _ => return None,
+        };
+        (400..=599).contains(&code).then_some(code)
+    }
+
+    /// The value as short JSON text (at most 64 bytes; composites as `[…]`, `{…}`).
+    pub fn json_text(&self) -> String {
+        match self {
+            Shallow::Null => "null".to_owned(),
+            Shallow::Bool(b) => b.to_string(),
+            Shallow::Number(n) => n.to_string(),
+            Shallow::String(s) => short_string(s),
+            Shallow::Array { .. } => "[…]".to_owned(),
+            Shallow::Object(_) => "{…}".to_owned(),
+        }
+    }
+
+    /// The value to remember of an honest response: scalars, and empty composites.
+    pub fn honest_value(&self) -> Option<serde_json::Value> {
+        Some(match self {
+            Shallow::Null => serde_json::Value::Null,
+            Shallow::Bool(b) => serde_json::Value::Bool(*b),
+            Shallow::Number(n) => serde_json::Value::Number(n.clone()),
+            Shallow::String(s) if s.len() <= 64 => serde_json::Value::String(s.clone()),
+            Shallow::Array { len: 0, .. } => serde_json::Value::Array(Vec::new()),
+            Shallow::Object(inner) if inner.is_empty() => {
+                serde_json::Value::Object(serde_json::Map::new())
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether the value can be an entity's id in a `Location` (an integer or a short visible
+    /// string).
+    pub fn is_id(&self) -> bool {
+        match self {
+            Shallow::Number(n) => n.is_u64() || n.is_i64(),
+            Shallow::String(s) => is_id_text(s),
+            _ => false,
+        }
+    }
+}
+
+impl Leaf {
+    /// Whether the value can be an entity's id.
+    pub fn is_id(&self) -> bool {
+        match self {
+            Leaf::Number(n) => n.is_u64() || n.is_i64(),
+            Leaf::String(s) => is_id_text(s),
+            _ => false,
+        }
+    }
+
+    /// The value as short JSON text.
+    pub fn json_text(&self) -> String {
+        match self {
+            Leaf::Null => "null".to_owned(),
+            Leaf::Bool(b) => b.to_string(),
+            Leaf::Number(n) => n.to_string(),
+            Leaf::String(s) => short_string(s),
+            Leaf::Composite => "…".to_owned(),
+        }
+    }
+}
+
+/// A string as JSON text, cut to 64 bytes of content.
+fn short_string(s: &str) -> String {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    serde_json::Value::String(s[..end].to_owned()).to_string()
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_unit<E>(self) -> Result<Top, E> {
+        Ok(Top::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Top::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+        let mut members = Vec::new();
+        while let Some(name) = map.next_key::<KeyText>()? {
+            if members.len() < MAX_MEMBERS && !members.iter().any(|(n, _)| *n == name.0) {
+                let value = map.next_value_seed(ShallowSeed)?;
+                members.push((name.0, value));
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Top::Object(Members(members)))
+    }
+}
+
+/// A member name, cut to [`MAX_STRING`] bytes.
+struct KeyText(String);
+
+impl<'de> de::Deserialize<'de> for KeyText {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = KeyText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<KeyText, E> {
+                Ok(KeyText(cut(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct ShallowSeed;
+
+impl<'de> DeserializeSeed<'de> for ShallowSeed {
+    type Value = Shallow;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Shallow, D::Error> {
+        d.deserialize_any(ShallowVisitor)
+    }
+}
+
+struct ShallowVisitor;
+
+impl<'de> Visitor<'de> for ShallowVisitor {
+    type Value = Shallow;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Shallow, E> {
+        Ok(Shallow::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Shallow, E> {
+        Ok(Shallow::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Shallow, E> {
+        Ok(Shallow::Number(n.into()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Shallow, E> {
+        Ok(Shallow::Number(n.into()))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Shallow, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(Shallow::Null, Shallow::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Shallow, E> {
+        Ok(Shallow::String(cut(s)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shallow, A::Error> {
+        let mut len = 0usize;
+        let mut first = None;
+        if let Some(element) = seq.next_element_seed(InnerSeed)? {
+            len = 1;
+            first = element;
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            len += 1;
+        }
+        Ok(Shallow::Array { len, first })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Shallow, A::Error> {
+        Ok(Shallow::Object(inner(map)?))
+    }
+}
+
+/// An array's first element: its members when it is an object.
+struct InnerSeed;
+
+impl<'de> DeserializeSeed<'de> for InnerSeed {
+    type Value = Option<Inner>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Inner>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<Inner>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                inner(map).map(Some)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn inner<'de, A: MapAccess<'de>>(mut map: A) -> Result<Inner, A::Error> {
+    let mut members = Vec::new();
+    while let Some(name) = map.next_key::<KeyText>()? {
+        if members.len() < MAX_MEMBERS && !members.iter().any(|(n, _)| *n == name.0) {
+            let value = map.next_value_seed(LeafSeed)?;
+            members.push((name.0, value));
+        } else {
+            map.next_value::<IgnoredAny>()?;
+        }
+    }
+    Ok(Inner(members))
+}
+
+struct LeafSeed;
+
+impl<'de> DeserializeSeed<'de> for LeafSeed {
+    type Value = Leaf;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Leaf, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Leaf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Leaf, E> {
+                Ok(Leaf::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Leaf, E> {
+                Ok(Leaf::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Leaf, E> {
+                Ok(Leaf::Number(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Leaf, E> {
+                Ok(Leaf::Number(n.into()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Leaf, E> {
+                Ok(serde_json::Number::from_f64(n).map_or(Leaf::Null, Leaf::Number))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Leaf, E> {
+                Ok(Leaf::String(cut(s)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Leaf, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Leaf::Composite)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Leaf::Composite)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_two_levels_and_cuts_the_rest() {
+        let body = br#"{"status":"error","errors":[{"field":"q","message":"must be positive"},{}],
+            "error":{"message":"x","deep":{"a":1}},"data":null,"n":1.5}"#;
+        let Some(Top::Object(m)) = parse(body) else {
+            panic!("an object")
+        };
+        assert_eq!(m.get("status"), Some(&Shallow::String("error".into())));
+        let Some(Shallow::Array {
+            len,
+            first: Some(first),
+        }) = m.get("errors")
+        else {
+            panic!("errors")
+        };
+        assert_eq!(*len, 2);
+        assert_eq!(first.get("field"), Some(&Leaf::String("q".into())));
+        let Some(Shallow::Object(error)) = m.get("error") else {
+            panic!("error")
+        };
+        assert_eq!(error.get("deep"), Some(&Leaf::Composite));
+        assert_eq!(m.get("data"), Some(&Shallow::Null));
+        assert_eq!(parse(b"null"), Some(Top::Null));
+        assert_eq!(parse(b"[1]"), Some(Top::Other));
+        assert_eq!(parse(b"{\"a\":1"), None);
+        assert_eq!(parse(b"{} x"), None);
+    }
+
+    #[test]
+    fn hostile_bodies_stay_small() {
+        let long = format!("{{\"message\":\"{}\"}}", "é".repeat(100_000));
+        let Some(Top::Object(m)) = parse(long.as_bytes()) else {
+            panic!("an object")
+        };
+        let Some(Shallow::String(s)) = m.get("message") else {
+            panic!("a string")
+        };
+        assert!(s.len() <= MAX_STRING);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        // Validated without recursion and dropped.
+        assert_eq!(parse(deep.as_bytes()), Some(Top::Other));
+        let deep_member = format!("{{\"a\":{deep}}}");
+        assert!(matches!(parse(deep_member.as_bytes()), Some(Top::Object(_))));
+        let many: String = (0..10_000).map(|i| format!("\"k{i}\":{i},")).collect();
+        let many = format!("{{{}\"end\":0}}", many);
+        let Some(Top::Object(m)) = parse(many.as_bytes()) else {
+            panic!("an object")
+        };
+        assert_eq!(m.len(), MAX_MEMBERS);
+    }
+
+    #[test]
+    fn statuses_and_ids() {
+        assert_eq!(Shallow::Number(404.into()).as_status(), Some(404));
+        assert_eq!(Shallow::String("503".into()).as_status(), Some(503));
+        assert_eq!(Shallow::Number(200.into()).as_status(), None);
+        assert_eq!(Shallow::String("4040".into()).as_status(), None);
+        assert!(Shallow::Number(42.into()).is_id());
+        assert!(!Shallow::String("a b".into()).is_id());
+    }
+}
