@@ -88,9 +88,10 @@ fn allow_for(report: &Report, route: &RouteReport) -> Option<String> {
     (!methods.is_empty()).then(|| methods.into_iter().collect::<Vec<_>>().join(", "))
 }
 
-/// A TOML string: literal (`'…'`) when it can be, which keeps regexes readable.
+/// A TOML string: literal (`'…'`) when it holds a backslash and can be, which keeps regexes
+/// readable; basic (`"…"`) otherwise.
 fn toml_str(s: &str) -> String {
-    if !s.contains('\'') && !s.chars().any(char::is_control) {
+    if s.contains('\\') && !s.contains('\'') && !s.chars().any(char::is_control) {
         format!("'{s}'")
     } else {
         toml::Value::String(s.to_owned()).to_string()
@@ -141,7 +142,8 @@ struct Rule {
 /// What the test built from the example expects.
 struct Expected {
     status: u16,
-    location: Option<String>,
+    /// Headers the rule sets, with the exact value the test's response gets.
+    headers: Vec<(&'static str, String)>,
 }
 
 fn propose(
@@ -395,9 +397,23 @@ fn propose(
         out.push('\n');
     }
     let (body, json) = body?;
+    let mut headers = Vec::new();
+    if let Some((sep, id)) = location {
+        headers.push(("location", format!("{}{sep}{id}", test_path(route, finding))));
+    }
+    match finding.kind {
+        Kind::MissingRetryAfter | Kind::DependencyAs500 => headers.push(("retry-after", "30".to_owned())),
+        Kind::ForbiddenWithoutCredentials => {
+            headers.push(("www-authenticate", "Bearer realm=\"api\"".to_owned()))
+        }
+        Kind::MethodNotAllowedWithoutAllow => {
+            headers.push(("allow", allow.unwrap_or_default().to_owned()))
+        }
+        _ => {}
+    }
     let expected = Expected {
-        status: rule_status(&rule, &body, e),
-        location: location.map(|(sep, id)| format!("{}{sep}{id}", test_path(route, finding))),
+        status: rule_status(&rule, &body, e, upstream),
+        headers,
     };
     write_test(
         &mut out, route, finding, &name, enforce, &body, json, &expected,
@@ -406,7 +422,7 @@ fn propose(
 }
 
 /// The status the rule gives the test's body.
-fn rule_status(rule: &Rule, body: &Value, e: &super::report::Evidence) -> u16 {
+fn rule_status(rule: &Rule, body: &Value, e: &super::report::Evidence, upstream: u16) -> u16 {
     for line in &rule.then {
         if let Some(n) = line.strip_prefix("then.status = ") {
             if let Ok(n) = n.parse() {
@@ -424,7 +440,7 @@ fn rule_status(rule: &Rule, body: &Value, e: &super::report::Evidence) -> u16 {
             });
         }
     }
-    0
+    upstream
 }
 
 fn test_path(route: &RouteReport, finding: &FindingReport) -> String {
@@ -493,12 +509,13 @@ fn write_test(
     let _ = writeln!(out, "response.body = {}", toml::Value::String(text));
     if enforce {
         let mut expect = format!("rule = \"{name}\", status = {}", expected.status);
-        if let Some(location) = &expected.location {
-            let _ = write!(
-                expect,
-                ", headers = {{ location = {} }}",
-                toml::Value::String(location.clone())
-            );
+        if !expected.headers.is_empty() {
+            let headers: Vec<String> = expected
+                .headers
+                .iter()
+                .map(|(name, value)| format!("{name} = {}", toml::Value::String(value.clone())))
+                .collect();
+            let _ = write!(expect, ", headers = {{ {} }}", headers.join(", "));
         }
         let _ = writeln!(out, "expect = {{ {expect} }}");
     } else {

@@ -44,6 +44,8 @@ pub struct Exchange {
 pub struct Expect {
     /// The rule that must apply; `Some(None)` means no rule may apply.
     pub rule: Option<Option<String>>,
+    /// A shadow rule that must match.
+    pub shadow: Option<String>,
     /// The status candor must send.
     pub status: Option<StatusCode>,
     /// What the body must become.
@@ -170,6 +172,19 @@ fn one(
             );
         }
         expect.rule = Some((rule != "none").then(|| rule.clone()));
+    }
+    if let Some(shadow) = &spec.expect.shadow {
+        let shadowing = rules
+            .get(shadow)
+            .is_some_and(|rule| rule.mode == crate::rules::Mode::Shadow);
+        if !shadowing {
+            problems.push(
+                &at.key("expect").key("shadow"),
+                Some(show_str(shadow)),
+                "no such shadow rule (expected the name of a rule with mode = \"shadow\")",
+            );
+        }
+        expect.shadow = Some(shadow.clone());
     }
     if let Some(code) = spec.expect.status {
         expect.status = status(

@@ -134,6 +134,8 @@ impl Default for TestResponseSpec {
 pub struct ExpectSpec {
     /// The rule (or built-in) that must apply, or `"none"`.
     pub rule: Option<String>,
+    /// A shadow rule that must match (it is counted, the response is unchanged).
+    pub shadow: Option<String>,
     /// The status sent.
     pub status: Option<i64>,
     /// `"keep"`, `"problem"` or `"empty"`.

@@ -216,10 +216,19 @@ where
             NormalizedBody::Original { body },
         )),
         Plan::Head(skipped) => {
+            // A body that has ended before a byte was read is known: it is empty, and
+            // `when.body = '^\s*$'` matches it (an empty 200 to a DELETE is a 204).
+            let known_empty = info.method != Method::HEAD
+                && !matches!(
+                    parts.status,
+                    StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+                )
+                && body.is_end_stream();
+            let seen: Option<&[u8]> = known_empty.then_some(&[]);
             let outcome =
                 shared
                     .normalizer
-                    .decide(&info, parts.status, &parts.headers, None, skipped);
+                    .decide(&info, parts.status, &parts.headers, seen, skipped);
             let response = finish(
                 shared,
                 &info,

@@ -120,6 +120,16 @@ pub fn run_test(normalizer: &Arc<Normalizer>, test: &RuleTest) -> Result<(), Str
             failures.push(format!("expected rule {want}, got {got}"));
         }
     }
+    if let Some(want) = &test.expect.shadow {
+        if !sim.report.shadows.iter().any(|s| s == want) {
+            let got = if sim.report.shadows.is_empty() {
+                "none".to_owned()
+            } else {
+                sim.report.shadows.join(", ")
+            };
+            failures.push(format!("expected shadow rule {want} to match, got {got}"));
+        }
+    }
     if let Some(want) = test.expect.status {
         if sim.status != want {
             failures.push(format!(
