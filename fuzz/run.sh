@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ ${#targets[@]} -gt 0 ] || targets=(config rules problem inspect exchange)
+[ ${#targets[@]} -gt 0 ] || targets=(config rules problem inspect exchange audit)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzz: SKIPPED: no nightly toolchain (rustup toolchain install nightly); the corpus is replayed by cargo test"

@@ -39,10 +39,13 @@ fn secret_name() -> &'static Regex {
 fn token_text() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
+        // `keep` is the word before a secret, kept so the example still reads (and still
+        // matches a rule's condition on its words); only the secret itself is replaced.
         Regex::new(concat!(
             r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}",
-            r"|(?i:\b(?:bearer|basic|token)\s+)[A-Za-z0-9._~+/=-]{8,}",
-            r"|(?i:\b(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|session(?:id)?|sid|cookie|auth)\b\s*[=:]\s*)[^\s&,;]+",
+            r"|(?P<keep>(?i:\b(?:bearer|basic|token)\s+))[A-Za-z0-9._~+/=-]{8,}",
+            // `password=x`, `token: x`, and in JSON text `"password":"x"`.
+            r#"|(?P<keep2>(?i:\b(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|session(?:id)?|sid|cookie|auth)\b"?\s*[=:]\s*"?))[^\s&,;"]+"#,
             r"|[A-Za-z0-9+/_-]{32,}={0,2}",
         ))
         .expect("a valid literal regex")
@@ -51,7 +54,15 @@ fn token_text() -> &'static Regex {
 
 /// Text with tokens and `key=value` secrets replaced by [`REDACTED`].
 pub fn text(input: &str) -> String {
-    token_text().replace_all(input, REDACTED).into_owned()
+    token_text()
+        .replace_all(input, |caps: &regex::Captures<'_>| {
+            let keep = caps
+                .name("keep")
+                .or_else(|| caps.name("keep2"))
+                .map_or("", |m| m.as_str());
+            format!("{keep}{REDACTED}")
+        })
+        .into_owned()
 }
 
 /// The example of `response` for a finding with `evidence`.

@@ -13,6 +13,7 @@
 //! | [`rules()`] | `RuleSet::{evaluate, explain, needs_body}` | evaluate agrees with explain; `Retry-After` bounded; header values valid; filled templates safe (`Location` segments encoded); headers, members and `unfilled` are the rule's |
 //! | [`problem()`] | `Problem`, `sanitize_detail`, `proxy::hygiene` | valid JSON with the members; no hop-by-hop header survives |
 //! | [`inspect()`] | `collect_bounded`, `decode::for_inspection`, `Normalizer::{plan, decide}`, `apply_head` | no byte lost or reordered; decoded ≤ limit and round-trips; untouched means byte-identical |
+//! | [`audit()`] | `audit::Audit::{record, report}`, `propose::{annotate, rules}` | report round-trips; routes bounded; examples short and secret-free; proposals pass `check` and their tests |
 //! | [`exchange()`] | a real candor between a raw client and a raw upstream | liveness; 2xx bodies are the upstream's; requests upstream framed unambiguously |
 //!
 //! # Input formats
@@ -22,6 +23,7 @@
 //! seed says what it is and a crash can be read. Any other input is *structured*: decoded with
 //! `arbitrary` into typed values, which is how the fuzzer explores. Both reach the same oracles.
 
+mod audit;
 mod config;
 mod exchange;
 mod inspect;
@@ -29,6 +31,7 @@ mod problem;
 mod rules;
 mod wire;
 
+pub use audit::audit;
 pub use config::config;
 pub use exchange::exchange;
 pub use inspect::inspect;
@@ -66,12 +69,13 @@ fn is_strict() -> bool {
 pub type Entry = fn(&[u8]);
 
 /// The fuzz targets, by name: what `fuzz/fuzz_targets/<name>.rs` and the corpus folders are called.
-pub const TARGETS: [(&str, Entry); 5] = [
+pub const TARGETS: [(&str, Entry); 6] = [
     ("config", config),
     ("rules", rules),
     ("problem", problem),
     ("inspect", inspect),
     ("exchange", exchange),
+    ("audit", audit),
 ];
 
 /// Separates the sections of a text input.

@@ -92,6 +92,11 @@ fn problem_corpus_replays() {
 }
 
 #[test]
+fn audit_corpus_replays() {
+    replay("audit");
+}
+
+#[test]
 fn inspect_corpus_replays() {
     replay("inspect");
 }
@@ -153,6 +158,52 @@ fn seeds() -> Seeds {
         ("problem", problem_seeds()),
         ("inspect", inspect_seeds()),
         ("exchange", exchange_seeds()),
+        ("audit", audit_seeds()),
+    ]
+}
+
+fn audit_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let seed = |comment: &str, exchanges: &[&str]| {
+        format!("# audit: {comment}\n{}", exchanges.join("\n%%\n")).into_bytes()
+    };
+    vec![
+        ("every-kind", seed(
+            "one exchange per finding kind, and honest ones beside them",
+            &[
+                "GET /users/7 200\n< content-type: application/json\n\n{\"status\":\"error\",\"message\":\"user not found\"}",
+                "GET /users/1 200\n< content-type: application/json\n\n{\"status\":\"ok\",\"data\":{\"id\":1}}",
+                "GET /orders/5 200\n< content-type: application/json\n\n{\"code\":404,\"message\":\"order missing\"}",
+                "GET /profiles/3 200\n< content-type: application/json\n\n{\"data\":null}",
+                "POST /accounts 200\n< content-type: application/json\n\n{\"id\":77}",
+                "DELETE /sessions/12 200\n\n",
+                "PUT /settings 200\n\n",
+                "GET /legacy 404\n> accept: application/json\n< content-type: text/html\n\n<html><h1>Not Found</h1></html>",
+                "GET /promo 200\n< content-type: text/html\n\n<html><title>Page Not Found</title></html>",
+                "GET /crash 502\n< content-type: text/plain\n\nTraceback (most recent call last):\\n  File \"/app/x.py\", line 3, in f",
+                "POST /signup 500\n> content-type: application/json\n< content-type: application/json\n\n{\"error\":\"email is required\"}",
+                "GET /inventory 500\n< content-type: application/json\n\n{\"error\":\"database connection refused\"}",
+                "GET /busy 503\n\nbusy",
+                "GET /admin 403\n\n",
+                "DELETE /items/3 405\n\n",
+                "GET /items/4 200\n< content-type: application/json\n\n{\"id\":4}",
+            ],
+        )),
+        ("secrets", seed(
+            "secrets, tokens and internals never reach an example",
+            &[
+                "GET /login 200\n< content-type: application/json\n\n{\"status\":\"fail\",\"password\":\"PLANTED-SECRET-4f1c\",\"message\":\"bad token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.x\"}",
+                "GET /debug 500\n< content-type: text/html\n\n<b>Fatal error</b>: Uncaught PDOException in /var/www/app/db.php:12 password=hunter2",
+            ],
+        )),
+        ("hostile", seed(
+            "invalid UTF-8, deep JSON, a huge string, an empty honest route",
+            &[
+                "GET /bin/1 200\n< content-type: application/json\n\n{\"status\":\"error\",\"message\":\"\\xff\\xfe\"}",
+                "GET /deep 200\n< content-type: application/json\n\n[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+                "GET /weird/%2e%2e/{id} 200\n< content-type: application/json\n\n{\"error\":\"it's \\\"quoted\\\" and 'single'\"}",
+                "OPTIONS / 204\n\n",
+            ],
+        )),
     ]
 }
 
