@@ -399,10 +399,15 @@ fn propose(
     let (body, json) = body?;
     let mut headers = Vec::new();
     if let Some((sep, id)) = location {
-        headers.push(("location", format!("{}{sep}{id}", test_path(route, finding))));
+        headers.push((
+            "location",
+            format!("{}{sep}{id}", test_path(route, finding)),
+        ));
     }
     match finding.kind {
-        Kind::MissingRetryAfter | Kind::DependencyAs500 => headers.push(("retry-after", "30".to_owned())),
+        Kind::MissingRetryAfter | Kind::DependencyAs500 => {
+            headers.push(("retry-after", "30".to_owned()))
+        }
         Kind::ForbiddenWithoutCredentials => {
             headers.push(("www-authenticate", "Bearer realm=\"api\"".to_owned()))
         }

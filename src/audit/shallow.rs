@@ -456,7 +456,10 @@ mod tests {
         // Validated without recursion and dropped.
         assert_eq!(parse(deep.as_bytes()), Some(Top::Other));
         let deep_member = format!("{{\"a\":{deep}}}");
-        assert!(matches!(parse(deep_member.as_bytes()), Some(Top::Object(_))));
+        assert!(matches!(
+            parse(deep_member.as_bytes()),
+            Some(Top::Object(_))
+        ));
         let many: String = (0..10_000).map(|i| format!("\"k{i}\":{i},")).collect();
         let many = format!("{{{}\"end\":0}}", many);
         let Some(Top::Object(m)) = parse(many.as_bytes()) else {

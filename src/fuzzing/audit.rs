@@ -241,15 +241,48 @@ const WORDS: [&str; 16] = [
 ];
 
 const KEYS: [&str; 24] = [
-    "status", "result", "state", "success", "ok", "errors", "error", "code", "message", "msg",
-    "detail", "id", "_id", "uuid", "data", "statusCode", "http_status", "field", "password",
-    "token", "items", "description", "error_description", "name",
+    "status",
+    "result",
+    "state",
+    "success",
+    "ok",
+    "errors",
+    "error",
+    "code",
+    "message",
+    "msg",
+    "detail",
+    "id",
+    "_id",
+    "uuid",
+    "data",
+    "statusCode",
+    "http_status",
+    "field",
+    "password",
+    "token",
+    "items",
+    "description",
+    "error_description",
+    "name",
 ];
 
 const VALUES: [&str; 16] = [
-    "error", "fail", "ok", "not found", "invalid", "must be positive", "token expired",
-    "permission denied", "version conflict", "rate limit", "database unavailable",
-    "connection refused", "Traceback (most recent call last):", "10.0.0.7", "/var/www/app.php",
+    "error",
+    "fail",
+    "ok",
+    "not found",
+    "invalid",
+    "must be positive",
+    "token expired",
+    "permission denied",
+    "version conflict",
+    "rate limit",
+    "database unavailable",
+    "connection refused",
+    "Traceback (most recent call last):",
+    "10.0.0.7",
+    "/var/www/app.php",
     "ORA-00942",
 ];
 
@@ -383,7 +416,9 @@ fn json(value: &ArbValue, depth: usize) -> serde_json::Value {
         ArbValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
         ArbValue::Word(i) => Value::String(pick(&VALUES, *i).to_owned()),
         ArbValue::Text(s) => Value::String(s.clone()),
-        ArbValue::List(items) => Value::Array(items.iter().take(8).map(|v| json(v, depth + 1)).collect()),
+        ArbValue::List(items) => {
+            Value::Array(items.iter().take(8).map(|v| json(v, depth + 1)).collect())
+        }
         ArbValue::Object(members) => object(members, depth),
     }
 }

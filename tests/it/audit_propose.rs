@@ -57,19 +57,55 @@ const HTML: Option<&str> = Some("text/html; charset=utf-8");
 /// The lies, each on its own route, and honest responses on others.
 fn traffic() -> Vec<Canned> {
     vec![
-        ex("GET", "/users/7", 200, JSON, r#"{"status":"error","message":"user not found"}"#),
-        ex("GET", "/users/8", 200, JSON, r#"{"status":"error","message":"user not found"}"#),
-        ex("GET", "/users/1", 200, JSON, r#"{"status":"ok","data":{"id":1,"name":"ann"}}"#),
-        ex("GET", "/orders/5", 200, JSON, r#"{"code":404,"message":"order missing"}"#),
+        ex(
+            "GET",
+            "/users/7",
+            200,
+            JSON,
+            r#"{"status":"error","message":"user not found"}"#,
+        ),
+        ex(
+            "GET",
+            "/users/8",
+            200,
+            JSON,
+            r#"{"status":"error","message":"user not found"}"#,
+        ),
+        ex(
+            "GET",
+            "/users/1",
+            200,
+            JSON,
+            r#"{"status":"ok","data":{"id":1,"name":"ann"}}"#,
+        ),
+        ex(
+            "GET",
+            "/orders/5",
+            200,
+            JSON,
+            r#"{"code":404,"message":"order missing"}"#,
+        ),
         ex("GET", "/profiles/3", 200, JSON, r#"{"data":null}"#),
         ex("POST", "/accounts", 200, JSON, r#"{"id":77,"name":"new"}"#),
         ex("DELETE", "/sessions/12", 200, None, ""),
         ex("PUT", "/settings", 200, None, ""),
         Canned {
             request: &[("accept", "application/json")],
-            ..ex("GET", "/legacy/page", 404, HTML, "<html><body><h1>Not Found</h1></body></html>")
+            ..ex(
+                "GET",
+                "/legacy/page",
+                404,
+                HTML,
+                "<html><body><h1>Not Found</h1></body></html>",
+            )
         },
-        ex("GET", "/promo", 200, HTML, "<html><head><title>Page Not Found</title></head></html>"),
+        ex(
+            "GET",
+            "/promo",
+            200,
+            HTML,
+            "<html><head><title>Page Not Found</title></head></html>",
+        ),
         ex(
             "GET",
             "/crash",
@@ -79,25 +115,55 @@ fn traffic() -> Vec<Canned> {
         ),
         Canned {
             request: &[("content-type", "application/json")],
-            ..ex("POST", "/signup", 500, JSON, r#"{"error":"email is required"}"#)
+            ..ex(
+                "POST",
+                "/signup",
+                500,
+                JSON,
+                r#"{"error":"email is required"}"#,
+            )
         },
-        ex("GET", "/inventory", 500, JSON, r#"{"error":"database connection refused"}"#),
+        ex(
+            "GET",
+            "/inventory",
+            500,
+            JSON,
+            r#"{"error":"database connection refused"}"#,
+        ),
         ex("GET", "/busy", 503, Some("text/plain"), "busy"),
         ex("GET", "/admin/stats", 403, JSON, r#"{"error":"forbidden"}"#),
         ex("DELETE", "/items/3", 405, None, ""),
         ex("GET", "/items/4", 200, JSON, r#"{"id":4,"name":"pen"}"#),
         // Honest routes: nothing may be found on them.
         ex("GET", "/healthz", 200, Some("text/plain"), "ok"),
-        ex("GET", "/catalog", 200, JSON, r#"{"items":[{"id":1}],"errors":[],"success":true}"#),
+        ex(
+            "GET",
+            "/catalog",
+            200,
+            JSON,
+            r#"{"items":[{"id":1}],"errors":[],"success":true}"#,
+        ),
         ex("POST", "/carts/9/items", 201, JSON, r#"{"id":5}"#),
-        ex("GET", "/missing", 404, Some("application/problem+json"), r#"{"title":"Not Found","status":404}"#),
+        ex(
+            "GET",
+            "/missing",
+            404,
+            Some("application/problem+json"),
+            r#"{"title":"Not Found","status":404}"#,
+        ),
         Canned {
             request: &[("authorization", "Bearer abc")],
             ..ex("GET", "/admin/users", 403, JSON, r#"{"error":"forbidden"}"#)
         },
         Canned {
             request: &[("accept", "text/html")],
-            ..ex("GET", "/legacy/home", 404, HTML, "<html><h1>Not Found</h1></html>")
+            ..ex(
+                "GET",
+                "/legacy/home",
+                404,
+                HTML,
+                "<html><h1>Not Found</h1></html>",
+            )
         },
         ex("DELETE", "/carts/9", 204, None, ""),
     ]
@@ -214,22 +280,85 @@ fn shadow_proposals_pass_check_and_their_tests() {
 /// Exchanges never observed: other ids, other bodies of the same shape, and the honest routes.
 fn unseen() -> Vec<(Canned, u16)> {
     vec![
-        (ex("GET", "/users/991", 200, JSON, r#"{"status":"error","message":"no such user: 991"}"#), 404),
-        (ex("GET", "/users/992", 200, JSON, r#"{"status":"ok","data":{"id":992}}"#), 200),
-        (ex("GET", "/orders/77", 200, JSON, r#"{"code":410,"message":"order archived"}"#), 410),
+        (
+            ex(
+                "GET",
+                "/users/991",
+                200,
+                JSON,
+                r#"{"status":"error","message":"no such user: 991"}"#,
+            ),
+            404,
+        ),
+        (
+            ex(
+                "GET",
+                "/users/992",
+                200,
+                JSON,
+                r#"{"status":"ok","data":{"id":992}}"#,
+            ),
+            200,
+        ),
+        (
+            ex(
+                "GET",
+                "/orders/77",
+                200,
+                JSON,
+                r#"{"code":410,"message":"order archived"}"#,
+            ),
+            410,
+        ),
         (ex("GET", "/profiles/9", 200, JSON, r#"{"data":null}"#), 404),
-        (ex("POST", "/accounts", 200, JSON, r#"{"id":"a-9","name":"other"}"#), 201),
+        (
+            ex(
+                "POST",
+                "/accounts",
+                200,
+                JSON,
+                r#"{"id":"a-9","name":"other"}"#,
+            ),
+            201,
+        ),
         (ex("DELETE", "/sessions/99", 200, None, ""), 204),
-        (ex("GET", "/promo", 200, HTML, "<html><title>404 page not found</title></html>"), 404),
+        (
+            ex(
+                "GET",
+                "/promo",
+                200,
+                HTML,
+                "<html><title>404 page not found</title></html>",
+            ),
+            404,
+        ),
         (
             Canned {
                 request: &[("content-type", "application/json")],
-                ..ex("POST", "/signup", 500, JSON, r#"{"error":"password must be 8 characters"}"#)
+                ..ex(
+                    "POST",
+                    "/signup",
+                    500,
+                    JSON,
+                    r#"{"error":"password must be 8 characters"}"#,
+                )
             },
             422,
         ),
-        (ex("GET", "/inventory", 500, JSON, r#"{"error":"upstream timed out"}"#), 503),
-        (ex("GET", "/admin/stats", 403, JSON, r#"{"error":"nope"}"#), 401),
+        (
+            ex(
+                "GET",
+                "/inventory",
+                500,
+                JSON,
+                r#"{"error":"upstream timed out"}"#,
+            ),
+            503,
+        ),
+        (
+            ex("GET", "/admin/stats", 403, JSON, r#"{"error":"nope"}"#),
+            401,
+        ),
         (
             Canned {
                 request: &[("cookie", "sid=1")],
@@ -237,7 +366,16 @@ fn unseen() -> Vec<(Canned, u16)> {
             },
             403,
         ),
-        (ex("GET", "/catalog", 200, JSON, r#"{"items":[],"errors":[],"success":true}"#), 200),
+        (
+            ex(
+                "GET",
+                "/catalog",
+                200,
+                JSON,
+                r#"{"items":[],"errors":[],"success":true}"#,
+            ),
+            200,
+        ),
         (ex("POST", "/carts/3/items", 201, JSON, r#"{"id":6}"#), 201),
     ]
 }

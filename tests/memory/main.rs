@@ -25,11 +25,13 @@
 //! `VmHWM` against a budget of 512 MiB. CI opens 1,000 slow connections (`CANDOR_MEMORY_SLOW`
 //! sets another count; the pre-release check is 2,000).
 //!
-//! `rules` (peak heap of rule evaluation) and `bomb` (decompression bombs) measure the same way.
+//! `rules` (peak heap of rule evaluation), `audit` (the route table under 100,000 distinct paths,
+//! and one hostile body) and `bomb` (decompression bombs) measure the same way.
 
 #[path = "../it/harness/mod.rs"]
 mod harness;
 
+mod audit;
 mod bomb;
 mod rules;
 
