@@ -156,6 +156,16 @@ fn propose(
     if route.route == OTHER {
         return None;
     }
+    if let Some(note) = uninspectable(finding) {
+        return Some(format!(
+            "# {} on {} {}: {} responses\n# evidence: {}\n# fix: {note}\n",
+            finding.kind,
+            route.method,
+            route.route,
+            finding.count,
+            describe(finding)
+        ));
+    }
     let e = &finding.evidence;
     let upstream = finding.example.status;
     let mut rule = Rule::default();
@@ -426,6 +436,47 @@ fn propose(
     Some(out)
 }
 
+/// The media types candor inspects by default (`inspect.content_types`).
+const INSPECTED: [&str; 4] = [
+    "application/json",
+    "application/problem+json",
+    "text/html",
+    "text/plain",
+];
+
+/// Why no rule can see the body a finding needs: its response has no `Content-Type`, or one
+/// candor does not inspect by default.
+fn uninspectable(finding: &FindingReport) -> Option<String> {
+    let needs_body = matches!(
+        finding.kind,
+        Kind::ErrorInSuccess
+            | Kind::StatusInBody
+            | Kind::NullEntity
+            | Kind::CreatedAs200
+            | Kind::SoftErrorPage
+            | Kind::ValidationAs500
+            | Kind::DependencyAs500
+    );
+    if !needs_body {
+        return None;
+    }
+    let Some(content_type) = &finding.example.content_type else {
+        return Some(
+            "the response has no Content-Type, so candor does not read its body; have the upstream send one"
+                .to_owned(),
+        );
+    };
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    (!INSPECTED.contains(&media.as_str())).then(|| {
+        format!("candor reads only the bodies of inspect.content_types; add \"{media}\" there, then audit again")
+    })
+}
+
 /// The status the rule gives the test's body.
 fn rule_status(rule: &Rule, body: &Value, e: &super::report::Evidence, upstream: u16) -> u16 {
     for line in &rule.then {
@@ -496,7 +547,11 @@ fn write_test(
     }
     let _ = writeln!(out, "response.status = {}", finding.example.status);
     let content_type = if json {
-        Some("application/json".to_owned())
+        finding
+            .example
+            .content_type
+            .clone()
+            .or_else(|| Some("application/json".to_owned()))
     } else {
         finding
             .example
