@@ -6,7 +6,10 @@
 #      front of a small Python upstream (tests/browser/upstream.py);
 #   3. status.spec.mjs with node's test runner: it sends traffic, opens the page in headless
 #      Chromium, checks the tables and their counts, and saves a screenshot, whose path is
-#      printed at the end.
+#      printed at the end;
+#   4. audit.spec.mjs against tests/audit/legacy.py behind a second candor with audit on: it
+#      sends the audit tests' traffic from Chromium, which records a HAR, and checks that
+#      `candor audit --har` finds in it what candor's live observation found.
 # Everything started here is stopped on exit, by process id.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -69,3 +72,20 @@ CANDOR_PROXY=$proxy CANDOR_ADMIN=$admin SCREENSHOT=$screenshot \
   node --test tests/browser/status.spec.mjs
 
 echo "screenshot of the status page: $screenshot"
+
+# Audit over a HAR Chromium records, against live observation of the same traffic.
+python3 tests/audit/legacy.py >"$work/legacy.out" 2>&1 &
+pids+=($!)
+wait_for "$work/legacy.out" '^[0-9]'
+legacy_port=$(head -n 1 "$work/legacy.out")
+CANDOR__UPSTREAM__URL="http://127.0.0.1:$legacy_port" RUST_LOG=info \
+  "$candor" --log-format text run --config tests/browser/audit.toml 2>"$work/audit-candor.log" &
+pids+=($!)
+wait_for "$work/audit-candor.log" ' ready '
+ready=$(grep -m 1 ' ready ' "$work/audit-candor.log")
+proxy=$(sed -E 's/.* listen=([^ ]+).*/\1/' <<<"$ready")
+admin=$(sed -E 's/.* admin=([^ ]+).*/\1/' <<<"$ready")
+echo "== browser: audit: candor on $proxy, admin $admin, legacy app 127.0.0.1:$legacy_port"
+CANDOR_PROXY=$proxy CANDOR_ADMIN=$admin CANDOR_BIN=$candor HAR=$target/artifacts/audit.har \
+  node --test tests/browser/audit.spec.mjs
+echo "the HAR Chromium recorded: $target/artifacts/audit.har"
