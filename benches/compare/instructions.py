@@ -5,6 +5,7 @@ stays precise on a noisy host, where run.py's CPU time per request varies by 20 
     cargo build --release
     benches/compare/instructions.py                                   # target/release/candor
     benches/compare/instructions.py --candor OLD --candor-b NEW       # A/B of a change
+    benches/compare/instructions.py --candor-b-env CANDOR__AUDIT__ENABLED=true   # of a setting
 
 For each binary and route it starts the comparison's nginx origin (as run.py does) and candor
 under `valgrind --tool=callgrind` with benches/compare/conf/candor.toml, warms up with
@@ -35,11 +36,12 @@ def requests(port):
     return sum(float(n) for n in re.findall(r"^candor_requests_total\{[^}]*\} (\S+)", text, re.M))
 
 
-def measure(binary, route, out_dir):
-    out = Path(out_dir) / f"callgrind.{Path(binary).name}.{route.strip('/')}"
+def measure(binary, route, out_dir, extra_env=None, tag=""):
+    out = Path(out_dir) / f"callgrind.{Path(binary).name}{tag}.{route.strip('/')}"
     env = dict(os.environ, CANDOR__SERVER__LISTEN=f"127.0.0.1:{LISTEN}",
                CANDOR__SERVER__ADMIN_LISTEN=f"127.0.0.1:{ADMIN}",
-               CANDOR__UPSTREAM__URL=f"http://127.0.0.1:{ORIGIN}", RUST_LOG="info")
+               CANDOR__UPSTREAM__URL=f"http://127.0.0.1:{ORIGIN}", RUST_LOG="info",
+               **(extra_env or {}))
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(binary),
                              "run", "--config", str(run.HERE / "conf" / "candor.toml")],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -71,8 +73,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--candor", default=str(run.REPO / "target/release/candor"))
     ap.add_argument("--candor-b", default=None, help="a second binary: prints b / a per route")
+    ap.add_argument("--candor-b-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="an environment setting for b only (repeatable); without --candor-b, b is "
+                         "the same binary: the A/B of a config key, e.g. CANDOR__AUDIT__ENABLED=true")
     ap.add_argument("-p", "--routes", default="/ok /err /big")
     cfg = ap.parse_args()
+    if any("=" not in kv for kv in cfg.candor_b_env):
+        ap.error("--candor-b-env takes KEY=VALUE")
+    env_b = dict(kv.split("=", 1) for kv in cfg.candor_b_env)
+    if env_b and not cfg.candor_b:
+        cfg.candor_b = cfg.candor
     for tool in ("valgrind", "callgrind_control", "wrk", "nginx"):
         if subprocess.run(["which", tool], capture_output=True).returncode != 0:
             sys.exit(f"missing {tool}: apt-get install -y valgrind wrk nginx")
@@ -90,7 +100,8 @@ def main():
         try:
             time.sleep(1)
             for route in cfg.routes.split():
-                counts = [measure(b, route, tmp) for b in binaries]
+                counts = [measure(b, route, tmp, env_b if i else None, f".{i}")
+                          for i, b in enumerate(binaries)]
                 line = f"{route}: " + " / ".join(f"{c:,.0f}" for c in counts) + " instructions per request"
                 if len(counts) == 2:
                     line += f"; b / a = {counts[1] / counts[0]:.4f}"

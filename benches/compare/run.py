@@ -464,7 +464,8 @@ def start(cfg, started, run_dir):
     if cfg.candor_b:
         env_b = dict(candor_env,
                      CANDOR__SERVER__LISTEN=f"127.0.0.1:{ports['candor-b']}",
-                     CANDOR__SERVER__ADMIN_LISTEN=f"127.0.0.1:{ports['candor-b admin']}")
+                     CANDOR__SERVER__ADMIN_LISTEN=f"127.0.0.1:{ports['candor-b admin']}",
+                     **cfg.candor_b_env)
         plan.append(("candor-b", px + [str(cfg.candor_b), "run", "--config", str(cfg.candor_config)], env_b))
 
     targets = []
@@ -542,6 +543,10 @@ def main():
     ap.add_argument("--candor", default=str(REPO / "target/release/candor"), help="the candor binary")
     ap.add_argument("--candor-b", default=None,
                     help="a second candor binary, measured alongside as candor-b (A/B of a change)")
+    ap.add_argument("--candor-b-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="an environment setting for candor-b only (repeatable): A/B of a config key on "
+                         "one binary, e.g. --candor-b-env CANDOR__AUDIT__ENABLED=true; without "
+                         "--candor-b, candor-b is the same binary as candor")
     ap.add_argument("--candor-config", default=str(HERE / "conf/candor.toml"), help="candor's config")
     ap.add_argument("--loadgen-cpu", type=int, default=0, help="cpu for wrk, the origin and this script (default 0)")
     ap.add_argument("--proxy-cpu", type=int, default=1, help="cpu for the proxy under test (default 1)")
@@ -562,6 +567,12 @@ def main():
         ap.error("--loadgen-cpu and --proxy-cpu must differ: the proxy's core is measured on its own")
     cfg.candor = Path(cfg.candor).resolve()
     cfg.candor_b = Path(cfg.candor_b).resolve() if cfg.candor_b else None
+    bad_env = [kv for kv in cfg.candor_b_env if "=" not in kv]
+    if bad_env:
+        ap.error(f"--candor-b-env takes KEY=VALUE, not {' '.join(bad_env)}")
+    cfg.candor_b_env = dict(kv.split("=", 1) for kv in cfg.candor_b_env)
+    if cfg.candor_b_env and not cfg.candor_b:
+        cfg.candor_b = Path(cfg.candor).resolve()
     if cfg.candor_b and "candor" in cfg.skip:
         ap.error("--candor-b is measured against candor: do not skip candor")
     cfg.candor_config = Path(cfg.candor_config).resolve()
