@@ -85,6 +85,10 @@ enum Command {
         /// Print the before/after table and exit instead of serving.
         #[arg(long)]
         once: bool,
+        /// Start from zero rules: candor watches the legacy API with audit on, proposes rules
+        /// and tests, checks them, and shows the table with only those rules; then exits.
+        #[arg(long)]
+        audit: bool,
     },
     /// Watch a running candor: the status page in the terminal, refreshed every second.
     Top(TopArgs),
@@ -194,10 +198,14 @@ pub fn main() -> ExitCode {
         Command::Healthcheck { admin } => healthcheck(&admin),
         Command::Explain(args) => explain(&args),
         Command::Test { config } => test(&config.path),
-        Command::Demo { config, once } => {
+        Command::Demo {
+            config,
+            once,
+            audit,
+        } => {
             // The demo's output is its table; only errors should interleave with it.
             init_logging("error", format.unwrap_or(LogFormat::Auto));
-            demo(&config.path, once)
+            demo(&config.path, once, audit)
         }
         Command::Top(args) => {
             // Top's output is its frame; likewise.
@@ -526,7 +534,7 @@ fn run(path: &std::path::Path, watch: bool, format: Option<LogFormat>) -> ExitCo
     }
 }
 
-fn demo(path: &std::path::Path, once: bool) -> ExitCode {
+fn demo(path: &std::path::Path, once: bool, audit: bool) -> ExitCode {
     // Validate first so a broken config is reported like `check` reports it.
     if let Err(code) = load(path) {
         return code;
@@ -536,7 +544,7 @@ fn demo(path: &std::path::Path, once: bool) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(demo::run(path, once, shutdown_signal())) {
+    match runtime.block_on(demo::run(path, once, audit, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", crate::failure::error_chain(&*err));

@@ -1,10 +1,13 @@
 //! `candor demo`: an embedded legacy API on loopback with candor in front, and a before/after
 //! table of what candor does to each of its anti-patterns.
 //!
+//! `--audit` walks from zero rules to the rules audit proposes instead (`audit.rs`).
+//!
 //! The demo runs the real thing: the same `crate::run` as `candor run`, with the rules of the
 //! given config file. Only the upstream is replaced (by the embedded API) and `upstream.timeout`
 //! shortened to one second so the hanging endpoint answers promptly.
 
+mod audit;
 pub(crate) mod legacy;
 
 use std::collections::HashMap;
@@ -36,6 +39,7 @@ const DIRECT_TIMEOUT: Duration = Duration::from_millis(1500);
 pub(crate) async fn run(
     config_path: &Path,
     once: bool,
+    audit: bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BoxError> {
     // Fixed, memorable ports when serving (so the printed curl commands are short), falling back
@@ -43,6 +47,10 @@ pub(crate) async fn run(
     let legacy_listener = bind_preferring(once, "127.0.0.1:3000").await?;
     let legacy_addr = legacy_listener.local_addr()?;
     tokio::spawn(legacy::serve(legacy_listener));
+    if audit {
+        // The walkthrough runs its own candors, with no rules and then the proposed ones.
+        return audit::walkthrough(legacy_addr).await;
+    }
 
     let env = HashMap::from([
         (

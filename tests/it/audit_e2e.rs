@@ -175,7 +175,11 @@ async fn audit_finds_every_lie_then_its_rules_answer_unseen_traffic_honestly() {
     // The proposals, enforced, appended to the config: check and test accept them.
     let admin = candor.admin.to_string();
     let out = run(&["audit", "--admin", &admin, "--rules", "--enforce"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let proposals = String::from_utf8(out.stdout).unwrap();
     assert!(proposals.contains("mode = \"enforce\""), "{proposals}");
     let dir = temp_dir("enforce");
@@ -216,7 +220,10 @@ async fn audit_finds_every_lie_then_its_rules_answer_unseen_traffic_honestly() {
         );
         if let Some(re) = entry["location"].as_str() {
             let location = headers["location"].to_str().unwrap();
-            assert!(regex::Regex::new(re).unwrap().is_match(location), "{what}: {location}");
+            assert!(
+                regex::Regex::new(re).unwrap().is_match(location),
+                "{what}: {location}"
+            );
         }
         if entry["retry_after"] == true {
             assert!(headers.contains_key("retry-after"), "{what}: {headers:?}");
@@ -237,6 +244,9 @@ async fn audit_finds_every_lie_then_its_rules_answer_unseen_traffic_honestly() {
             direct_headers.get("content-type"),
             "{what}"
         );
-        assert!(!headers.contains_key("x-candor-rule"), "{what}: {headers:?}");
+        assert!(
+            !headers.contains_key("x-candor-rule"),
+            "{what}: {headers:?}"
+        );
     }
 }
