@@ -532,19 +532,23 @@ fn write_test(
             route.method, path, finding.kind
         ))
     );
+    let headers = finding
+        .example
+        .accept
+        .as_ref()
+        .map(|accept| {
+            format!(
+                ", headers = {{ accept = {} }}",
+                toml::Value::String(accept.clone())
+            )
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "request = {{ method = {}, path = {} }}",
+        "request = {{ method = {}, path = {}{headers} }}",
         toml_str(&route.method),
         toml::Value::String(path.clone())
     );
-    if let Some(accept) = &finding.example.accept {
-        let _ = writeln!(
-            out,
-            "request.headers = {{ accept = {} }}",
-            toml::Value::String(accept.clone())
-        );
-    }
     let _ = writeln!(out, "response.status = {}", finding.example.status);
     let content_type = if json {
         finding
