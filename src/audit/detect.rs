@@ -623,6 +623,32 @@ fn word_classes() -> &'static [(u16, &'static str, Regex)] {
     })
 }
 
+/// The place of a status among the word classes (which class wins when a message has words of
+/// several): for ordering proposed rules.
+pub fn word_precedence(status: u16) -> usize {
+    word_classes()
+        .iter()
+        .position(|(s, _, _)| *s == status)
+        .unwrap_or(usize::MAX / 2)
+}
+
+/// Soft error page words, most specific first, and the status each means.
+const SOFT_ERRORS: [(&str, u16); 5] = [
+    ("page not found", 404),
+    ("not found", 404),
+    ("fatal error", 500),
+    ("exception", 500),
+    ("error", 500),
+];
+
+/// The place of soft error page words in [`SOFT_ERRORS`]: for ordering proposed rules.
+pub fn soft_error_precedence(words: &str) -> usize {
+    SOFT_ERRORS
+        .iter()
+        .position(|(w, _)| *w == words)
+        .unwrap_or(SOFT_ERRORS.len())
+}
+
 /// The regex of the words that decided a status (for a proposed `when.json` `matches`).
 pub fn words_regex(status: u16) -> Option<&'static str> {
     word_classes()
@@ -702,13 +728,7 @@ fn soft_error(page: &[u8]) -> Option<(&'static str, u16)> {
     for caps in re.captures_iter(scan).take(4) {
         let text = String::from_utf8_lossy(caps.get(1).map_or(&[][..], |m| m.as_bytes()))
             .to_ascii_lowercase();
-        for (words, status) in [
-            ("page not found", 404),
-            ("not found", 404),
-            ("fatal error", 500),
-            ("exception", 500),
-            ("error", 500),
-        ] {
+        for (words, status) in SOFT_ERRORS {
             if text.contains(words) {
                 return Some((words, status));
             }

@@ -52,11 +52,11 @@ pub fn rules(report: &Report) -> String {
     out.push_str(
         "# Review each rule, append them to your config, and run `candor check` and `candor test`.\n",
     );
-    let mut proposals: Vec<(usize, &str)> = report
+    let mut proposals: Vec<((usize, usize, usize, usize), &str)> = report
         .routes
         .iter()
-        .flat_map(|r| &r.findings)
-        .filter_map(|f| f.proposal.as_deref().map(|p| (specificity(f), p)))
+        .flat_map(|r| r.findings.iter().map(move |f| (r, f)))
+        .filter_map(|(r, f)| f.proposal.as_deref().map(|p| (rank(r, f), p)))
         .collect();
     // Stable: within a rank, route order.
     proposals.sort_by_key(|(rank, _)| *rank);
@@ -67,9 +67,46 @@ pub fn rules(report: &Report) -> String {
     out
 }
 
-/// Rules with a condition on the message's words come before those without.
-fn specificity(finding: &FindingReport) -> usize {
-    usize::from(!(finding.evidence.pattern.is_some() && finding.evidence.message.is_some()))
+/// The order proposed rules go in, so that no rule takes another's responses (the first rule
+/// that matches wins): by kind in the detectors' precedence (a status in the body before error
+/// markers before a null entity before an id); within a kind, a condition on the message's words
+/// before none, in the words' precedence; and routes with fewer wildcard segments first.
+fn rank(route: &RouteReport, finding: &FindingReport) -> (usize, usize, usize, usize) {
+    const KINDS: [Kind; 14] = [
+        Kind::StatusInBody,
+        Kind::ErrorInSuccess,
+        Kind::NullEntity,
+        Kind::CreatedAs200,
+        Kind::ValidationAs500,
+        Kind::DependencyAs500,
+        Kind::SoftErrorPage,
+        Kind::EmptyDelete200,
+        Kind::Empty200,
+        Kind::MissingRetryAfter,
+        Kind::ForbiddenWithoutCredentials,
+        Kind::MethodNotAllowedWithoutAllow,
+        Kind::HtmlToApiClient,
+        Kind::LeakedInternals,
+    ];
+    let e = &finding.evidence;
+    let kind = KINDS
+        .iter()
+        .position(|k| *k == finding.kind)
+        .unwrap_or(KINDS.len());
+    let words = e.pattern.is_some() && e.message.is_some();
+    let sub = match finding.kind {
+        Kind::ErrorInSuccess if words => detect::word_precedence(e.status.unwrap_or(0)),
+        Kind::ErrorInSuccess => 100,
+        Kind::SoftErrorPage => detect::soft_error_precedence(e.pattern.as_deref().unwrap_or("")),
+        _ => 0,
+    };
+    let wildcards = route.path_regex.matches("[^/]+").count();
+    (
+        kind,
+        sub,
+        wildcards,
+        usize::from(route.route.contains("{rest}")),
+    )
 }
 
 /// The methods a route answers, for a proposed `Allow`: those seen on the same template with
@@ -156,6 +193,16 @@ fn propose(
     if route.route == OTHER {
         return None;
     }
+    let Some(path) = test_path(route, finding) else {
+        return Some(format!(
+            "# {} on {} {}: {} responses\n# evidence: {}\n# note: the route's path is not a valid request target, so no test can be written for a rule\n",
+            finding.kind,
+            route.method,
+            route.route,
+            finding.count,
+            describe(finding)
+        ));
+    };
     if let Some(note) = uninspectable(finding) {
         return Some(format!(
             "# {} on {} {}: {} responses\n# evidence: {}\n# fix: {note}\n",
@@ -225,12 +272,18 @@ fn propose(
         Kind::StatusInBody => {
             let pointer = e.pointer.as_deref()?;
             rule.when.push("when.content_type = \"json\"".to_owned());
-            rule.when.push(format!(
-                "when.json = [{{ pointer = {}, exists = true }}]",
-                toml_str(pointer)
-            ));
-            rule.then
-                .push(format!("then.status_from = {}", toml_str(pointer)));
+            // Only a 4xx/5xx in the member: an honest `"code": 0` beside it is left alone.
+            let p = toml_str(pointer);
+            if e.value.as_deref().is_some_and(|v| v.starts_with('"')) {
+                rule.when.push(format!(
+                    "when.json = [{{ pointer = {p}, matches = '^[45][0-9][0-9]$' }}]"
+                ));
+            } else {
+                rule.when.push(format!(
+                    "when.json = [{{ pointer = {p}, gte = 400 }}, {{ pointer = {p}, lte = 599 }}]"
+                ));
+            }
+            rule.then.push(format!("then.status_from = {p}"));
             rule.then.push("then.body = \"problem\"".to_owned());
             if let Some(message) = &e.message {
                 rule.then
@@ -409,10 +462,7 @@ fn propose(
     let (body, json) = body?;
     let mut headers = Vec::new();
     if let Some((sep, id)) = location {
-        headers.push((
-            "location",
-            format!("{}{sep}{id}", test_path(route, finding)),
-        ));
+        headers.push(("location", format!("{path}{sep}{id}")));
     }
     match finding.kind {
         Kind::MissingRetryAfter | Kind::DependencyAs500 => {
@@ -431,7 +481,7 @@ fn propose(
         headers,
     };
     write_test(
-        &mut out, route, finding, &name, enforce, &body, json, &expected,
+        &mut out, route, finding, &path, &name, enforce, &body, json, &expected,
     );
     Some(out)
 }
@@ -457,6 +507,9 @@ fn uninspectable(finding: &FindingReport) -> Option<String> {
             | Kind::ValidationAs500
             | Kind::DependencyAs500
     );
+    let needs_body = needs_body
+        || (finding.kind == Kind::EmptyDelete200
+            && finding.evidence.pattern.as_deref() == Some("{}"));
     if !needs_body {
         return None;
     }
@@ -499,11 +552,16 @@ fn rule_status(rule: &Rule, body: &Value, e: &super::report::Evidence, upstream:
     upstream
 }
 
-fn test_path(route: &RouteReport, finding: &FindingReport) -> String {
+/// The path of a proposed test: the example's when the route's regex matches it, else a sample
+/// of the route; `None` when neither is a valid request target.
+fn test_path(route: &RouteReport, finding: &FindingReport) -> Option<String> {
+    let valid = |p: &str| {
+        p.starts_with('/') && !p.contains('?') && p.parse::<http::uri::PathAndQuery>().is_ok()
+    };
     let path = &finding.example.path;
     match regex::Regex::new(&route.path_regex) {
-        Ok(re) if re.is_match(path) => path.clone(),
-        _ => route.sample_path.clone(),
+        Ok(re) if re.is_match(path) && valid(path) => Some(path.clone()),
+        _ => valid(&route.sample_path).then(|| route.sample_path.clone()),
     }
 }
 
@@ -512,13 +570,14 @@ fn write_test(
     out: &mut String,
     route: &RouteReport,
     finding: &FindingReport,
+    path: &str,
     name: &str,
     enforce: bool,
     body: &Value,
     json: bool,
     expected: &Expected,
 ) {
-    let path = test_path(route, finding);
+    let path = path.to_owned();
     let text = match body {
         Value::String(s) if !json => s.clone(),
         other => other.to_string(),
@@ -626,6 +685,10 @@ fn marker_condition(route: &RouteReport, pointer: &str, value: &str) -> Option<C
         text => {
             let value: Value = serde_json::from_str(text).ok()?;
             if honest.contains(&&value) {
+                return None;
+            }
+            // Evidence keeps 64 bytes of a string: a longer one cannot be matched exactly.
+            if value.as_str().is_some_and(|v| v.len() >= 64) {
                 return None;
             }
             if pointer == "/code" || pointer == "/error" {
