@@ -14,10 +14,14 @@
 //! | `detect.rs` | the detectors, one [`Kind`] each, over one [`Exchange`] |
 //! | `redact.rs` | examples scrubbed of secrets, tokens and internals, at most 200 bytes |
 //! | `store.rs` | the bounded table of routes and findings behind `/audit.json` |
+//! | `har.rs` | HAR 1.2 captures read into exchanges, for `candor audit --har` |
+//! | `openapi.rs` | an OpenAPI 3.1 document of the observed routes and the statuses sent |
 //! | `report.rs` | the report's JSON shape, and merging reports of several pods |
 //! | `propose.rs` | proposed rules and tests, as TOML |
 
 pub mod detect;
+pub mod har;
+pub mod openapi;
 pub mod propose;
 pub mod redact;
 pub mod report;

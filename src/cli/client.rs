@@ -1,5 +1,5 @@
 //! The one small HTTP/1.1 client of the commands that talk to a running candor's admin listener
-//! (`healthcheck`, `maintenance`): one request on a fresh connection, bounded in time and size.
+//! (`healthcheck`, `maintenance`, `audit`): one request on a fresh connection, bounded in time and size.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -45,7 +45,17 @@ pub(super) fn dial_address(admin: &str) -> String {
 /// Sends `request` (its `Host` set to `admin`) to `admin` and reads the whole answer.
 pub(super) async fn exchange(
     admin: &str,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
+    exchange_limited(admin, request, MAX_BODY).await
+}
+
+/// [`exchange`] reading at most `max_body` bytes of answer (an audit report of 1,000 routes is
+/// a few MiB).
+pub(super) async fn exchange_limited(
+    admin: &str,
     mut request: Request<Full<Bytes>>,
+    max_body: usize,
 ) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(admin).await?;
@@ -58,7 +68,7 @@ pub(super) async fn exchange(
         let response = sender.send_request(request).await?;
         let status = response.status();
         let (head, body) = response.into_parts();
-        let body = Limited::new(body, MAX_BODY).collect().await?.to_bytes();
+        let body = Limited::new(body, max_body).collect().await?.to_bytes();
         conn.abort();
         Ok::<_, tower::BoxError>((status, head.headers, body))
     };

@@ -10,6 +10,7 @@
 //! | `mod.rs` | the commands |
 //! | `client.rs` | the small HTTP client of the commands that talk to a running candor |
 
+mod audit;
 mod client;
 
 use std::path::PathBuf;
@@ -95,6 +96,9 @@ enum Command {
     /// Switch a running candor's maintenance mode on or off through its admin API, and print
     /// the resulting state. A reload of the config file sets it back to the file's value.
     Maintenance(MaintenanceArgs),
+    /// The responses that lie, found by audit in running candors' traffic (`[audit] enabled`)
+    /// or in a HAR capture, and the rules (with tests) that fix them.
+    Audit(audit::AuditArgs),
 }
 
 /// Arguments of `candor maintenance`.
@@ -207,6 +211,7 @@ pub fn main() -> ExitCode {
             init_logging("error", format.unwrap_or(LogFormat::Auto));
             demo(&config.path, once, audit)
         }
+        Command::Audit(args) => audit::audit(&args),
         Command::Top(args) => {
             // Top's output is its frame; likewise.
             init_logging("error", format.unwrap_or(LogFormat::Auto));
