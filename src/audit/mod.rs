@@ -9,6 +9,7 @@
 //!
 //! | file | owns |
 //! | --- | --- |
+//! | `kind.rs` | the names of the ways a response lies |
 //! | `route.rs` | path templates: `/users/42` → `/users/{id}` |
 //! | `shallow.rs` | a JSON body read two levels deep, bounded |
 //! | `detect.rs` | the detectors, one [`Kind`] each, over one [`Exchange`] |
@@ -18,6 +19,7 @@
 //! | `propose.rs` | proposed rules and tests, as TOML |
 
 pub mod detect;
+mod kind;
 pub mod propose;
 pub mod redact;
 pub mod report;

@@ -256,3 +256,137 @@ fn concat(frames: Vec<Bytes>, limit: usize) -> Bytes {
     }
     out.freeze()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::registry::Registry;
+
+    const LIE: &[u8] = br#"{"status":"error","message":"user not found"}"#;
+
+    fn auditing(limit: usize) -> Arc<Auditing> {
+        let settings = audit::Settings {
+            enabled: true,
+            ..audit::Settings::default()
+        };
+        Arc::new(Auditing {
+            audit: Arc::new(Audit::new(&settings)),
+            scrubber: Arc::new(Scrubber::new(&[]).unwrap()),
+            metrics: Metrics::register(&mut Registry::default()),
+            limit,
+        })
+    }
+
+    fn pending(
+        auditing: &Arc<Auditing>,
+        headers: HeaderMap,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Pending {
+        Pending {
+            auditing: auditing.clone(),
+            method: Method::GET,
+            uri: Uri::from_static("/users/7"),
+            signs: Box::default(),
+            status: StatusCode::OK,
+            headers,
+            sent: None,
+            permit,
+        }
+    }
+
+    fn json() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        headers
+    }
+
+    /// (exchanges, kinds found, whether the example was the whole body).
+    fn recorded(auditing: &Auditing) -> (u64, Vec<&'static str>, Vec<bool>) {
+        let report = auditing.audit.report();
+        let findings = report.routes.iter().flat_map(|r| &r.findings);
+        (
+            report.exchanges,
+            findings.clone().map(|f| f.kind.as_str()).collect(),
+            findings.map(|f| f.example.complete).collect(),
+        )
+    }
+
+    #[test]
+    fn a_body_in_several_frames_is_read_whole_and_its_place_given_back() {
+        // No runtime here: the record runs at once.
+        let auditing = auditing(1024);
+        let places = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = places.clone().try_acquire_owned().ok();
+        let mut observer = Observer::new(pending(&auditing, json(), permit), auditing.limit);
+        for part in LIE.chunks(7) {
+            observer.data(&Bytes::copy_from_slice(part));
+        }
+        assert_eq!(places.available_permits(), 0, "held while the body streams");
+        observer.end();
+        assert_eq!(places.available_permits(), 1);
+        observer.end();
+        drop(observer);
+        assert_eq!(
+            recorded(&auditing),
+            (1, vec!["error_in_success"], vec![true])
+        );
+        assert_eq!(
+            auditing.metrics.audit_findings_by_kind()[0],
+            ("error_in_success", 1)
+        );
+    }
+
+    #[test]
+    fn a_body_past_the_limit_is_recorded_once_as_its_prefix() {
+        let auditing = auditing(16);
+        let mut observer = Observer::new(pending(&auditing, json(), None), auditing.limit);
+        observer.data(&Bytes::from_static(&LIE[..10]));
+        observer.data(&Bytes::from_static(&LIE[10..]));
+        // Recorded as the limit was passed: a prefix is no JSON to read.
+        assert_eq!(recorded(&auditing), (1, vec![], vec![]));
+        observer.data(&Bytes::from_static(b"more"));
+        observer.end();
+        drop(observer);
+        assert_eq!(recorded(&auditing).0, 1);
+    }
+
+    #[test]
+    fn a_body_dropped_early_is_a_prefix_and_an_encoded_one_unseen() {
+        let mut encoded = json();
+        encoded.insert(CONTENT_ENCODING, "gzip".parse().unwrap());
+        assert!(matches!(
+            Seen::prefix(&encoded, Bytes::from_static(b"\x1f\x8b")),
+            Seen::Unseen
+        ));
+        assert!(matches!(
+            Seen::of(&encoded, Bytes::from_static(b"not gzip"), true, 64),
+            Seen::Unseen
+        ));
+        assert!(matches!(
+            Seen::of(&json(), Bytes::from_static(LIE), true, 64),
+            Seen::Complete(_)
+        ));
+        let auditing = auditing(1024);
+        let mut observer = Observer::new(pending(&auditing, json(), None), auditing.limit);
+        observer.data(&Bytes::from_static(LIE));
+        drop(observer);
+        // Every byte arrived, but the end did not: not known whole.
+        assert_eq!(recorded(&auditing), (1, vec![], vec![]));
+    }
+
+    #[test]
+    fn concat_copies_only_when_it_must_and_stops_at_the_limit() {
+        let one = Bytes::from_static(b"abcdef");
+        let got = concat(vec![one.clone()], 4);
+        assert_eq!(got, "abcd");
+        assert_eq!(got.as_ptr(), one.as_ptr(), "a slice, not a copy");
+        let parts = vec![
+            Bytes::from_static(b"ab"),
+            Bytes::from_static(b"cd"),
+            "ef".into(),
+        ];
+        assert_eq!(concat(parts.clone(), 5), "abcde");
+        assert_eq!(concat(parts, 100), "abcdef");
+        assert_eq!(concat(Vec::new(), 10), "");
+    }
+}
