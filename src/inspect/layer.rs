@@ -376,10 +376,7 @@ fn observe<B>(
         Some(permit) => {
             pending.permit = Some(permit);
             let limit = pending.auditing.limit;
-            NormalizedBody::Observed {
-                body,
-                observer: Box::new(Observer::new(pending, limit)),
-            }
+            NormalizedBody::observed(body, Observer::new(pending, limit))
         }
         None => {
             pending.auditing.skip();
