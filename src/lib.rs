@@ -14,18 +14,18 @@
 //! | `logging` | JSON log lines |
 //! | [`rules`] | the compiled rule set and its pure evaluation |
 //! | [`builtin`] | the built-in normalisations: HTML errors, scrubbing, `Retry-After` |
-//! | [`audit`] | finding the responses that lie, and proposing the rules that fix them |
+//! | [`audit`] | finding the responses that lie, and proposing the rules that fix them: the detectors and the table behind `/audit.json` |
 //! | [`config`] | the TOML schema, loading with environment overrides, validation and compilation |
 //! | [`maintenance`] | maintenance mode's live state: the switch every worker reads, the admin API and reload set |
 //! | [`metrics`] | Prometheus metrics, their typed labels, and the record behind the status page |
 //! | [`upstream`] | the pooled HTTP/1.1 upstream client as a tower `Service` |
-//! | [`inspect`] | bounded body collection and decoding, the `NormalizeLayer` |
+//! | [`inspect`] | bounded body collection and decoding, the `NormalizeLayer`, audit's view of the traffic it passes |
 //! | [`failure`] | the one table from cause to status and the rescue layer: the only place an error becomes a response |
 //! | `listener` | binding sockets, following the live ones |
 //! | [`status`] | what the status page, `/status.json` and `candor top` show |
 //! | `reload` | the live configuration (`Loaded`) and hot reload ([`Reload`]) |
 //! | [`proxy`] | workers: accept loop, the front's phases, header hygiene, the stack |
-//! | `admin` | `/healthz`, `/readyz`, `/metrics`, the status page, `/status.json`, `/maintenance` |
+//! | `admin` | `/healthz`, `/readyz`, `/metrics`, the status page, `/status.json`, `/maintenance`, `/audit.json` and `/audit` |
 //! | [`memory`] | the allocator's thresholds, and handing freed heap back to the operating system |
 //! | `demo` | the embedded legacy upstream behind `candor demo` |
 //! | [`cli`] | the `candor` command line |
@@ -75,6 +75,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{oneshot, watch};
 
 use crate::admin::Health;
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::listener::Following;
 use crate::maintenance::Switch;
@@ -204,6 +205,8 @@ struct Server {
     status: Arc<Status>,
     gate: Arc<Gate>,
     maintenance: Arc<Switch>,
+    /// The process's audit: its settings follow reloads, what it found stays.
+    audit: Arc<Audit>,
     publish: watch::Sender<Arc<Loaded>>,
     loaded: watch::Receiver<Arc<Loaded>>,
     reload: Option<Reload>,
@@ -222,8 +225,14 @@ impl Server {
         let metrics = Metrics::register(&mut registry);
         // Set from the file now and on every reload; the admin API changes it in between.
         let maintenance = Arc::new(Switch::new(&config.maintenance));
+        // Every reload applies the new `[audit]` to it with `configure`.
+        let audit = Arc::new(Audit::new(&config.audit));
         // The status page's view; hot reload calls `set_config` again on every swap.
-        let status = Arc::new(Status::new(metrics.clone(), maintenance.clone()));
+        let status = Arc::new(Status::new(
+            metrics.clone(),
+            maintenance.clone(),
+            audit.clone(),
+        ));
         status.set_config(&config, SystemTime::now());
         let proxy_addr = listeners.proxy_addr().map_err(RunError::Worker)?;
         let admin_addr = listeners.admin_addr().map_err(RunError::Worker)?;
@@ -238,6 +247,7 @@ impl Server {
         Ok(Server {
             gate: Arc::new(Gate::new(metrics.connections_open())),
             maintenance,
+            audit,
             config,
             metrics,
             registry: Arc::new(registry),
@@ -262,11 +272,12 @@ impl Server {
         let (up, started) = oneshot::channel::<io::Result<()>>();
         let (done, finished) = oneshot::channel::<()>();
         let source = self.loaded.borrow().listener.clone();
-        let (loaded, metrics, gate, maintenance, stop) = (
+        let (loaded, metrics, gate, maintenance, audit, stop) = (
             self.loaded.clone(),
             self.metrics.clone(),
             self.gate.clone(),
             self.maintenance.clone(),
+            self.audit.clone(),
             stop.clone(),
         );
         let worker = async move {
@@ -278,8 +289,8 @@ impl Server {
                 }
             };
             let _ = up.send(Ok(()));
-            if let Err(err) = proxy::serve(listener, loaded, metrics, gate, maintenance, stop).await
-            {
+            let served = proxy::serve(listener, loaded, metrics, gate, maintenance, audit, stop);
+            if let Err(err) = served.await {
                 tracing::error!(error = %err, "worker stopped");
             }
         };
@@ -335,6 +346,7 @@ impl Server {
             self.health.clone(),
             self.status.clone(),
             self.maintenance.clone(),
+            self.audit.clone(),
             admin_stop.clone(),
         ));
         let trimmer = tokio::spawn(memory::trim_after_bursts(
@@ -351,6 +363,7 @@ impl Server {
                     self.metrics.clone(),
                     self.status.clone(),
                     self.maintenance.clone(),
+                    self.audit.clone(),
                     admin_stop,
                 ));
                 (Some(task), None)

@@ -3,8 +3,9 @@
 //! the classic text format that `promtool check metrics` accepts.
 //!
 //! Labels are bounded by construction: status codes, failure kinds and skip reasons from the
-//! enums below, and rule names from the config. Never a path, host or error text. The record
-//! behind the status page (`recorder.rs`) is fed by the same call that counts a rewrite.
+//! enums below, audit's finding kinds, and rule names from the config. Never a path, host or
+//! error text. The record behind the status page (`recorder.rs`) is fed by the same call that
+//! counts a rewrite.
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -18,6 +19,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::audit::Kind;
 
 mod histogram;
 mod recorder;
@@ -164,6 +167,9 @@ pub struct Metrics {
     connections_rejected: Counter,
     upstream_close_delimited: Counter,
     maintenance_responses: Counter,
+    /// The counter of each audit finding kind, by its position in `Kind::ALL`.
+    audit_findings: Arc<[Counter; 14]>,
+    audit_skipped: Counter,
     last_reload_successful: Gauge,
     last_reload_success_time: Gauge,
     /// The status page's record of recent rewrites, fed by [`Metrics::rewrite`] only.
@@ -277,6 +283,26 @@ impl Metrics {
              in candor_requests_total)",
             maintenance_responses.clone(),
         );
+        let audit_findings = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "audit_findings",
+            "Observed exchanges whose response lied about its status (or leaked), by finding kind",
+            audit_findings.clone(),
+        );
+        let audit_findings = Arc::new(Kind::ALL.map(|kind| {
+            audit_findings
+                .get_or_create(&KindLabels {
+                    kind: kind.as_str(),
+                })
+                .clone()
+        }));
+        let audit_skipped = Counter::default();
+        registry.register(
+            "audit_skipped",
+            "Exchanges sampled for audit but not observed because inspect.max_concurrent bodies \
+             were already being read",
+            audit_skipped.clone(),
+        );
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "config_reloads",
@@ -321,6 +347,8 @@ impl Metrics {
             connections_rejected,
             upstream_close_delimited,
             maintenance_responses,
+            audit_findings,
+            audit_skipped,
             last_reload_successful,
             last_reload_success_time,
             id: {
@@ -353,6 +381,30 @@ impl Metrics {
     /// `candor_maintenance_responses_total` read back.
     pub fn maintenance_responses(&self) -> u64 {
         self.maintenance_responses.get()
+    }
+
+    /// Counts an observed exchange that showed `kind`.
+    pub fn audit_finding(&self, kind: Kind) {
+        self.audit_findings[kind as usize].inc();
+    }
+
+    /// Counts an exchange audit sampled but could not observe.
+    pub fn audit_skipped(&self) {
+        self.audit_skipped.inc();
+    }
+
+    /// `candor_audit_findings_total` read back, every kind (zeros included).
+    pub fn audit_findings_by_kind(&self) -> Vec<(&'static str, u64)> {
+        Kind::ALL
+            .iter()
+            .zip(self.audit_findings.iter())
+            .map(|(kind, counter)| (kind.as_str(), counter.get()))
+            .collect()
+    }
+
+    /// `candor_audit_skipped_total` read back.
+    pub fn audit_skipped_count(&self) -> u64 {
+        self.audit_skipped.get()
     }
 
     /// Records a configuration reload attempt made at `at`.
@@ -613,11 +665,25 @@ mod tests {
         for (i, reason) in SkipReason::ALL.iter().enumerate() {
             assert_eq!(*reason as usize, i, "{reason:?}");
         }
+        for (i, kind) in Kind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "{kind:?}");
+        }
         let mut registry = Registry::default();
         let m = Metrics::register(&mut registry);
         m.upstream_failure(FailureKind::Protocol);
         m.inspect_skipped(SkipReason::Busy);
+        m.audit_finding(Kind::MissingRetryAfter);
+        m.audit_skipped();
         let text = encode(&registry);
+        assert!(
+            text.contains("candor_audit_findings_total{kind=\"missing_retry_after\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("candor_audit_findings_total{kind=\"null_entity\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("candor_audit_skipped_total 1"), "{text}");
         assert!(
             text.contains("candor_upstream_failures_total{kind=\"protocol\"} 1"),
             "{text}"

@@ -14,7 +14,8 @@
 //! the mounted directory; neither is a write to the file itself.
 //!
 //! A successful reload also sets maintenance mode back to the file's `[maintenance]`: the file
-//! is the truth again after any change made through the admin API.
+//! is the truth again after any change made through the admin API. It applies the file's
+//! `[audit]` to the process's audit (`Audit::configure`), which keeps what it found.
 //!
 //! This module owns what it publishes: [`Loaded`], one validated configuration as every worker
 //! and the admin listener receive it.
@@ -26,6 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::audit::Audit;
 use crate::config::{self, Config};
 use crate::inspect::Normalizer;
 use crate::listener;
@@ -153,6 +155,7 @@ impl Reloader {
         metrics: Metrics,
         status: Arc<Status>,
         maintenance: Arc<Switch>,
+        audit: Arc<Audit>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
@@ -181,6 +184,7 @@ impl Reloader {
                 &metrics,
                 &status,
                 &maintenance,
+                &audit,
             );
         }
     }
@@ -201,6 +205,7 @@ fn apply(
     metrics: &Metrics,
     status: &Status,
     maintenance: &Switch,
+    audit: &Audit,
 ) {
     let current = publish.borrow().clone();
     match prepare(reload, &current) {
@@ -211,6 +216,9 @@ fn apply(
             status.set_config(&next.config, now);
             let before = maintenance.state();
             let after = maintenance.reset(&next.config.maintenance);
+            // Before the workers see the new config: a generation built for it finds the audit
+            // already set as it says.
+            audit.configure(&next.config.audit);
             publish.send_replace(Arc::new(next));
             metrics.reload(true, now);
             if before.source != after.source || before.enabled != after.enabled {

@@ -1,6 +1,6 @@
-//! Who may change maintenance mode through the admin API: with `server.admin_token` set, a
-//! request presenting that bearer token (from anywhere); without one, a loopback peer only.
-//! Reads stay open, as the rest of the admin listener is.
+//! Who may write through the admin API (`PUT /maintenance`, `DELETE /audit`): with
+//! `server.admin_token` set, a request presenting that bearer token (from anywhere); without one,
+//! a loopback peer only. Reads stay open, as the rest of the admin listener is.
 //!
 //! The token is compared in constant time (`AdminToken::matches`), and neither it nor what a
 //! client presented is ever logged or echoed.
@@ -77,7 +77,7 @@ impl Denied {
         match self {
             Denied::MissingToken => "This change needs the admin token: Authorization: Bearer <server.admin_token>.",
             Denied::WrongToken => "The admin token is not valid.",
-            Denied::NotLoopback => "No server.admin_token is configured, so only loopback clients may change maintenance mode.",
+            Denied::NotLoopback => "No server.admin_token is configured, so only loopback clients may make this change.",
         }
     }
 

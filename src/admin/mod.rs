@@ -1,17 +1,19 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, the status page (`/`), its data
-//! (`/status.json`) and maintenance mode (`/maintenance`) on their own (loopback by default)
-//! address, so probes, scrapes and people never mix with proxied traffic and the upstream can
-//! never be reached through them.
+//! (`/status.json`), maintenance mode (`/maintenance`) and audit (`/audit.json`, `/audit`) on
+//! their own (loopback by default) address, so probes, scrapes and people never mix with proxied
+//! traffic and the upstream can never be reached through them.
 //!
 //! A plain `match` on the path: a handful of routes do not need a router. Every route is
-//! read-only (`GET`, `HEAD`) but `/maintenance`, whose `PUT` is guarded.
+//! read-only (`GET`, `HEAD`) but `PUT /maintenance` and `DELETE /audit`, which are guarded.
 //!
 //! | file | owns |
 //! | --- | --- |
 //! | `mod.rs` | the accept loop and the routes |
 //! | `maintenance.rs` | `/maintenance`: the state as JSON, and changing it |
+//! | `audit.rs` | `/audit.json`: the report; `/audit`: resetting it |
 //! | `guard.rs` | who may write: the admin token, or loopback peers |
 
+mod audit;
 mod guard;
 mod maintenance;
 
@@ -32,6 +34,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use crate::audit::Audit;
 use crate::listener::{self, Following};
 use crate::maintenance::Switch;
 use crate::metrics;
@@ -62,6 +65,7 @@ struct Admin {
     health: Arc<Health>,
     status: Arc<Status>,
     maintenance: Arc<Switch>,
+    audit: Arc<Audit>,
     /// The live configuration (`/maintenance` reads the token and the file's values from it).
     loaded: watch::Receiver<Arc<Loaded>>,
 }
@@ -74,6 +78,7 @@ pub(crate) async fn serve(
     health: Arc<Health>,
     status: Arc<Status>,
     maintenance: Arc<Switch>,
+    audit: Arc<Audit>,
     mut stop: watch::Receiver<bool>,
 ) {
     let admin = Arc::new(Admin {
@@ -81,6 +86,7 @@ pub(crate) async fn serve(
         health,
         status,
         maintenance,
+        audit,
         loaded: loaded.clone(),
     });
     let first = loaded.borrow_and_update().admin.clone();
@@ -138,6 +144,14 @@ impl Admin {
             // change leaves out.
             let config = self.loaded.borrow().config.clone();
             return maintenance::handle(req, peer, &config, &self.maintenance).await;
+        }
+        match req.uri().path() {
+            "/audit.json" => return audit::report(&req, &self.audit),
+            "/audit" => {
+                let config = self.loaded.borrow().config.clone();
+                return audit::reset(&req, peer, &config, &self.audit);
+            }
+            _ => {}
         }
         route(&req, &self.registry, &self.health, &self.status)
     }

@@ -9,6 +9,7 @@
 //!
 //! | file | owns |
 //! | --- | --- |
+//! | `kind.rs` | the names of the ways a response lies |
 //! | `route.rs` | path templates: `/users/42` → `/users/{id}` |
 //! | `shallow.rs` | a JSON body read two levels deep, bounded |
 //! | `detect.rs` | the detectors, one [`Kind`] each, over one [`Exchange`] |
@@ -21,6 +22,7 @@
 
 pub mod detect;
 pub mod har;
+mod kind;
 pub mod openapi;
 pub mod propose;
 pub mod redact;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::detect::Kind;
+use super::kind::Kind;
 
 /// Everything audit found, route by route.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -218,12 +218,18 @@ impl Audit {
 
     /// What was found so far, with proposals (`mode = "shadow"`).
     pub fn report(&self) -> Report {
+        let mut report = self.counts();
+        super::propose::annotate(&mut report, false);
+        report
+    }
+
+    /// What was found so far, without proposals: what the status page counts, every second.
+    pub fn counts(&self) -> Report {
         let mut report = {
             let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             snapshot(&state)
         };
         report.skipped = self.skipped.load(Ordering::Relaxed);
-        super::propose::annotate(&mut report, false);
         report
     }
 }

@@ -64,6 +64,8 @@ pub struct Config {
     /// `[maintenance]`: the file's maintenance window (the live switch is
     /// `crate::maintenance`'s).
     pub maintenance: Maintenance,
+    /// `[audit]`: applied to the process's `crate::audit::Audit` at start and on every reload.
+    pub audit: crate::audit::Settings,
     /// `[[rules]]`, compiled, in evaluation order.
     pub rules: crate::rules::RuleSet,
     /// `[[tests]]`, run by `candor test`.

@@ -42,6 +42,8 @@ pub struct FileSpec {
     pub log: LogSpec,
     /// `[maintenance]`: candor answering 503 itself instead of forwarding.
     pub maintenance: MaintenanceSpec,
+    /// `[audit]`: observing live traffic for responses that lie about their status.
+    pub audit: AuditSpec,
     /// `[[rules]]`: the rewrite rules, in evaluation order.
     pub rules: Vec<RuleSpec>,
     /// `[[tests]]`: canned exchanges and what candor must make of them (`candor test`).
@@ -215,6 +217,28 @@ impl Default for MaintenanceSpec {
             retry_after: DurationSpec::new("5m"),
             detail: "The service is down for scheduled maintenance.".to_owned(),
             except_paths: StringListSpec(Vec::new()),
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSpec {
+    /// Whether the proxy observes its traffic.
+    pub enabled: bool,
+    /// The share of exchanges observed, 0.0 to 1.0 (an integer 0 or 1 is read as a number).
+    pub sample: f64,
+    /// Routes (template and method) kept.
+    pub max_routes: i64,
+}
+
+impl Default for AuditSpec {
+    fn default() -> Self {
+        AuditSpec {
+            enabled: false,
+            sample: 1.0,
+            max_routes: 1000,
         }
     }
 }
@@ -754,6 +778,19 @@ mod tests {
         assert_eq!(spec.maintenance.retry_after, DurationSpec::new("5m"));
         assert!(spec.maintenance.except_paths.0.is_empty());
         assert_eq!(spec.server.admin_token, None);
+        assert!(!spec.audit.enabled);
+        assert_eq!((spec.audit.sample, spec.audit.max_routes), (1.0, 1000));
+    }
+
+    #[test]
+    fn audit_sample_reads_integers_and_floats_through_both_deserializers() {
+        for (value, want) in [("0.25", 0.25), ("1", 1.0), ("0", 0.0)] {
+            let (a, b) = both(&format!("[audit]\nenabled = true\nsample = {value}\n"));
+            for spec in [a, b] {
+                assert!(spec.audit.enabled);
+                assert_eq!(spec.audit.sample, want, "{value}");
+            }
+        }
     }
 
     #[test]

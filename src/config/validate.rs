@@ -33,6 +33,8 @@ const MAX_REQUEST_BODY_BYTES: i64 = 1 << 40;
 const MAX_CONCURRENT_INSPECTIONS: i64 = 65_536;
 /// Most idle upstream connections per worker.
 const MAX_POOL_IDLE: i64 = 65536;
+/// Most routes audit keeps: at about 2 KiB a route its table then holds some 200 MiB.
+const MAX_AUDIT_ROUTES: i64 = 100_000;
 
 /// Checks that an integer lies in `range`.
 fn int_in(
@@ -83,6 +85,7 @@ pub(crate) fn compile(
     let scrub = scrub(spec, problems);
     let log = log(spec, problems);
     let maintenance = super::maintenance::compile(&spec.maintenance, problems);
+    let audit = audit(spec, problems);
     let rules = super::rules::compile(&spec.rules, problems, line_of);
     let tests = super::cases::compile(&spec.tests, &rules, problems);
     if !problems.is_empty() {
@@ -101,6 +104,7 @@ pub(crate) fn compile(
         scrub: scrub?,
         log: log?,
         maintenance: maintenance?,
+        audit: audit?,
         rules,
         tests,
     })
@@ -139,6 +143,41 @@ fn scrub(spec: &FileSpec, problems: &mut Problems) -> Option<Scrub> {
     Some(Scrub {
         enabled: spec.scrub.enabled,
         scrubber: spec.scrub.enabled.then(|| std::sync::Arc::new(scrubber)),
+    })
+}
+
+/// `[audit]`: `sample` a share, `max_routes` a bounded count.
+fn audit(spec: &FileSpec, problems: &mut Problems) -> Option<crate::audit::Settings> {
+    let a = &spec.audit;
+    let at = FieldPath::root("audit");
+    let sample = a.sample;
+    let sample = if !sample.is_finite() {
+        problems.push(
+            &at.key("sample"),
+            Some(sample.to_string()),
+            "not a number (expected 0.0 to 1.0, the share of exchanges observed)",
+        );
+        None
+    } else if !(0.0..=1.0).contains(&sample) {
+        problems.push(
+            &at.key("sample"),
+            Some(sample.to_string()),
+            "out of range (expected 0.0 to 1.0, the share of exchanges observed)",
+        );
+        None
+    } else {
+        Some(sample)
+    };
+    let max_routes = int_in(
+        problems,
+        &at.key("max_routes"),
+        a.max_routes,
+        1..=MAX_AUDIT_ROUTES,
+    );
+    Some(crate::audit::Settings {
+        enabled: a.enabled,
+        sample: sample?,
+        max_routes: max_routes?,
     })
 }
 

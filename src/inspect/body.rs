@@ -1,8 +1,9 @@
-//! The body a normalised response carries: the inner service's body untouched, the bytes (and
-//! trailers) that were read for inspection handed back, or a body candor wrote.
+//! The body a normalised response carries: the inner service's body untouched (or watched by
+//! audit as it streams), the bytes (and trailers) that were read for inspection handed back, or
+//! a body candor wrote.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -12,6 +13,7 @@ use pin_project_lite::pin_project;
 use tower::BoxError;
 
 use super::collect::Replay;
+use super::observe::Observer;
 
 pin_project! {
     /// Response body of [`super::Normalize`].
@@ -19,6 +21,10 @@ pin_project! {
     pub enum NormalizedBody<B> {
         /// The inner body, never polled by the normaliser: the fast path.
         Original { #[pin] body: B },
+        /// The inner body, forwarded frame by frame as it comes while audit keeps clones of
+        /// its first bytes (boxed with its observer: only observed responses pay for it, one
+        /// allocation, and the enum stays the size it was).
+        Observed { body: Pin<Box<Observed<B>>> },
         /// A complete body candor wrote.
         Full { #[pin] body: Full<Bytes> },
         /// An inspected body handed back as it was read: its bytes, then its trailers.
@@ -30,7 +36,29 @@ pin_project! {
     }
 }
 
+pin_project! {
+    /// A body audit watches, with its observer.
+    pub struct Observed<B> {
+        #[pin]
+        body: B,
+        observer: Observer,
+    }
+}
+
+impl<B> std::fmt::Debug for Observed<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed").finish_non_exhaustive()
+    }
+}
+
 impl<B> NormalizedBody<B> {
+    /// `body`, watched by `observer` as it streams.
+    pub(crate) fn observed(body: B, observer: Observer) -> Self {
+        NormalizedBody::Observed {
+            body: Box::pin(Observed { body, observer }),
+        }
+    }
+
     /// A complete body of `bytes`.
     pub fn full(bytes: Bytes) -> Self {
         NormalizedBody::Full {
@@ -69,6 +97,26 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             NormalizedBodyProj::Original { body } => body.poll_frame(cx).map_err(Into::into),
+            NormalizedBodyProj::Observed { body } => {
+                let observed = body.as_mut().project();
+                let (mut body, observer) = (observed.body, observed.observer);
+                let frame = ready!(body.as_mut().poll_frame(cx));
+                match &frame {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            observer.data(data);
+                        }
+                        // hyper stops polling a body that says it has ended.
+                        if body.is_end_stream() {
+                            observer.end();
+                        }
+                    }
+                    None => observer.end(),
+                    // A failed body is recorded as the prefix it was, when it is dropped.
+                    Some(Err(_)) => {}
+                }
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
             NormalizedBodyProj::Full { body } => {
                 body.poll_frame(cx).map_err(|never| match never {})
             }
@@ -86,6 +134,7 @@ where
     fn is_end_stream(&self) -> bool {
         match self {
             NormalizedBody::Original { body } => body.is_end_stream(),
+            NormalizedBody::Observed { body } => body.body.is_end_stream(),
             NormalizedBody::Full { body } => body.is_end_stream(),
             NormalizedBody::Replay { body } => body.is_end_stream(),
             NormalizedBody::Inspected { data, trailers } => data.is_none() && trailers.is_none(),
@@ -96,6 +145,7 @@ where
     fn size_hint(&self) -> SizeHint {
         match self {
             NormalizedBody::Original { body } => body.size_hint(),
+            NormalizedBody::Observed { body } => body.body.size_hint(),
             NormalizedBody::Full { body } => body.size_hint(),
             NormalizedBody::Replay { body } => body.size_hint(),
             NormalizedBody::Inspected { data, .. } => {

@@ -396,6 +396,12 @@ impl<B> Replay<B> {
     pub fn prefix_len(&self) -> usize {
         self.prefix_len
     }
+
+    /// The data frames read before the limit was passed and not yet yielded, in order (clones of
+    /// their `Bytes`, not copies).
+    pub fn prefix_data(&self) -> impl Iterator<Item = &Bytes> {
+        self.prefix.iter().filter_map(Frame::data_ref)
+    }
 }
 
 impl<B> fmt::Debug for Replay<B> {

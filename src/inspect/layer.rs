@@ -8,6 +8,13 @@
 //! first; a body that fails mid-read becomes an [`InspectError`] for the rescue layer above to
 //! answer (502, or 504 when it stalled), never a truncated success.
 //!
+//! Made [`observing`](NormalizeLayer::observing), it also shows audit the exchanges it samples
+//! (`observe.rs`): a response the normaliser passes is watched as it streams, an inspected one is
+//! recorded with the body that was read and, when candor changed it, what candor sent. Audit
+//! shares the inspection places (`inspect.max_concurrent`); a sampled exchange that finds none
+//! free is skipped and counted, its response untouched. Without audit the fast path is what it
+//! was: one branch on an `Option` that is `None`.
+//!
 //! The layer is generic over the inner service, so it works in front of any hyper/tower service
 //! (see `examples/normalize.rs`), not only candor's upstream client.
 
@@ -28,7 +35,9 @@ use super::decode;
 use super::normalize::{
     apply_head, BodyPlan, Normalizer, Outcome, Plan, Report, RequestInfo, Rewritten,
 };
-use crate::builtin::scrub;
+use super::observe::{Auditing, Observer, Pending, Seen, Sent};
+use crate::audit::{Audit, RequestSigns};
+use crate::builtin::scrub::{self, Scrubber};
 use crate::metrics::{Metrics, Rewrite, SkipReason};
 
 /// Longest excerpt of a scrubbed body written to the log.
@@ -55,6 +64,8 @@ struct Shared {
     metrics: Metrics,
     /// Leave a [`Report`] of every decision in the response's extensions (`explain`, `test`).
     report: bool,
+    /// Show audit the exchanges it samples; `None` while audit is off.
+    auditing: Option<Arc<Auditing>>,
 }
 
 impl NormalizeLayer {
@@ -65,6 +76,7 @@ impl NormalizeLayer {
                 normalizer,
                 metrics,
                 report: false,
+                auditing: None,
             }),
         }
     }
@@ -78,9 +90,45 @@ impl NormalizeLayer {
                 normalizer: shared.normalizer.clone(),
                 metrics: shared.metrics.clone(),
                 report: true,
+                auditing: shared.auditing.clone(),
             }),
         }
     }
+
+    /// The same layer, also showing `audit` the exchanges it samples (when it is enabled), with
+    /// findings and skips counted in the layer's metrics. Examples are redacted with the
+    /// config's scrub patterns, or the built-in ones when scrubbing is off.
+    pub fn observing(self, audit: Arc<Audit>) -> Self {
+        let shared = &self.shared;
+        let config = shared.normalizer.config();
+        let Some(scrubber) = config.scrub.scrubber.clone().or_else(default_scrubber) else {
+            tracing::warn!("audit's scrub patterns do not compile; audit stays off");
+            return self;
+        };
+        let auditing = Auditing {
+            audit,
+            scrubber,
+            metrics: shared.metrics.clone(),
+            limit: config.inspect.max_body_bytes,
+        };
+        NormalizeLayer {
+            shared: Arc::new(Shared {
+                normalizer: shared.normalizer.clone(),
+                metrics: shared.metrics.clone(),
+                report: shared.report,
+                auditing: Some(Arc::new(auditing)),
+            }),
+        }
+    }
+}
+
+/// The built-in scrub patterns, compiled once per process: audit redacts with them when the
+/// config's scrubbing is off.
+fn default_scrubber() -> Option<Arc<Scrubber>> {
+    static DEFAULT: std::sync::OnceLock<Option<Arc<Scrubber>>> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| Scrubber::new(&[]).ok().map(Arc::new))
+        .clone()
 }
 
 impl<S> Layer<S> for NormalizeLayer {
@@ -119,9 +167,17 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         // Cheap clones of shared bytes; the request itself moves on.
         let info = RequestInfo::of(&req, &self.shared.normalizer);
+        // Off: one branch on `None`. On: the request's signs, before it moves on.
+        let signs = match &self.shared.auditing {
+            Some(auditing) if auditing.audit.enabled() && auditing.audit.sample() => {
+                Some(Box::new(RequestSigns::of(req.headers())))
+            }
+            _ => None,
+        };
         ResponseFuture::Waiting {
             inner: self.inner.call(req),
             info: Some(info),
+            signs,
             shared: self.shared.clone(),
         }
     }
@@ -139,6 +195,8 @@ pin_project! {
             #[pin]
             inner: F,
             info: Option<RequestInfo>,
+            // The request's signs when audit sampled the exchange.
+            signs: Option<Box<RequestSigns>>,
             shared: Arc<Shared>,
         },
         /// Reading the body for inspection (boxed: only inspected responses pay for it).
@@ -161,13 +219,14 @@ where
                 ResponseFutureProj::Waiting {
                     inner,
                     info,
+                    signs,
                     shared,
                 } => {
                     let response = ready!(inner.poll(cx)).map_err(Into::into)?;
                     let info = info
                         .take()
                         .expect("a normalize future is not polled after it completed");
-                    match start(shared, info, response) {
+                    match start(shared, info, signs.take(), response) {
                         Step::Done(response) => return Poll::Ready(Ok(response)),
                         Step::Inspect(inspection) => {
                             self.set(ResponseFuture::Inspecting { inspection })
@@ -190,19 +249,25 @@ enum Step<B> {
     Inspect(Inspection<B>),
 }
 
-fn start<B>(shared: &Arc<Shared>, info: RequestInfo, response: Response<B>) -> Step<B>
+fn start<B>(
+    shared: &Arc<Shared>,
+    info: RequestInfo,
+    signs: Option<Box<RequestSigns>>,
+    response: Response<B>,
+) -> Step<B>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (parts, body) = response.into_parts();
+    let head = info.method == Method::HEAD;
     // RFC 9110 §9.3.2, §15.3.5, §15.4.5: these responses carry no content, whatever they say.
-    let body_may_exist = info.method != Method::HEAD
-        && !matches!(
+    let no_content = head
+        || matches!(
             parts.status,
             StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-        )
-        && !body.is_end_stream();
+        );
+    let body_may_exist = !no_content && !body.is_end_stream();
     let plan = shared.normalizer.plan(
         &info,
         parts.status,
@@ -210,39 +275,71 @@ where
         body_may_exist,
         body.size_hint().lower(),
     );
+    // Audit's copy of the exchange, made before the normaliser changes the head.
+    let pending = match (signs, &shared.auditing) {
+        (Some(signs), Some(auditing)) => Some(Pending {
+            auditing: auditing.clone(),
+            method: info.method.clone(),
+            uri: info.uri.clone(),
+            signs,
+            status: parts.status,
+            headers: parts.headers.clone(),
+            sent: None,
+            permit: None,
+        }),
+        _ => None,
+    };
     match plan {
-        Plan::Pass => Step::Done(Response::from_parts(
-            parts,
-            NormalizedBody::Original { body },
-        )),
+        Plan::Pass => {
+            let body = match pending {
+                None => NormalizedBody::Original { body },
+                Some(pending) => observe(shared, pending, body, body_may_exist, head),
+            };
+            Step::Done(Response::from_parts(parts, body))
+        }
         Plan::Head(skipped) => {
             // A body that has ended before a byte was read is known: it is empty, and
             // `when.body = '^\s*$'` matches it (an empty 200 to a DELETE is a 204).
-            let known_empty = info.method != Method::HEAD
-                && !matches!(
-                    parts.status,
-                    StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-                )
-                && body.is_end_stream();
+            let known_empty = !no_content && body.is_end_stream();
             let seen: Option<&[u8]> = known_empty.then_some(&[]);
             let outcome =
                 shared
                     .normalizer
                     .decide(&info, parts.status, &parts.headers, seen, skipped);
-            let response = finish(
-                shared,
-                &info,
-                parts,
-                outcome,
-                NormalizedBody::Original { body },
-            );
-            Step::Done(response)
+            let mut parts = parts;
+            let (plan, changed) = apply(shared, &info, &mut parts, outcome);
+            let body = match (pending, plan) {
+                (None, plan) => with_body(plan, NormalizedBody::Original { body }),
+                (Some(mut pending), BodyPlan::Keep) => {
+                    pending.sent = changed.then(|| sent(&parts, &BodyPlan::Keep));
+                    observe(shared, pending, body, body_may_exist, head)
+                }
+                (Some(mut pending), plan) => {
+                    pending.sent = Some(sent(&parts, &plan));
+                    // The upstream's body is dropped unread.
+                    pending.submit(if known_empty {
+                        Seen::Complete(Bytes::new())
+                    } else {
+                        Seen::Unseen
+                    });
+                    with_body(plan, NormalizedBody::Original { body })
+                }
+            };
+            Step::Done(Response::from_parts(parts, body))
         }
         Plan::Inspect => match shared.normalizer.inspection_permit() {
-            Some(permit) => {
-                Step::Inspect(Box::pin(inspect(shared.clone(), info, parts, body, permit)))
-            }
+            Some(permit) => Step::Inspect(Box::pin(inspect(
+                shared.clone(),
+                info,
+                parts,
+                body,
+                permit,
+                pending,
+            ))),
             None => {
+                if let Some(pending) = pending {
+                    pending.auditing.skip();
+                }
                 let outcome = shared.normalizer.decide(
                     &info,
                     parts.status,
@@ -257,13 +354,59 @@ where
     }
 }
 
+/// Hands `body` on with audit watching it as it streams, holding an inspection place until it
+/// is recorded; records at once when there is no body to watch, and skips (counted) when no
+/// place is free.
+fn observe<B>(
+    shared: &Shared,
+    mut pending: Pending,
+    body: B,
+    body_may_exist: bool,
+    head: bool,
+) -> NormalizedBody<B> {
+    if !body_may_exist {
+        pending.submit(if head {
+            Seen::Unseen
+        } else {
+            Seen::Complete(Bytes::new())
+        });
+        return NormalizedBody::Original { body };
+    }
+    match shared.normalizer.inspection_permit() {
+        Some(permit) => {
+            pending.permit = Some(permit);
+            let limit = pending.auditing.limit;
+            NormalizedBody::observed(body, Observer::new(pending, limit))
+        }
+        None => {
+            pending.auditing.skip();
+            NormalizedBody::Original { body }
+        }
+    }
+}
+
+/// What candor sends, once `plan` is applied to `parts`.
+fn sent(parts: &http::response::Parts, plan: &BodyPlan) -> Sent {
+    Sent {
+        status: parts.status,
+        headers: parts.headers.clone(),
+        body: match plan {
+            BodyPlan::Keep => None,
+            BodyPlan::Problem(bytes) => Some(bytes.clone()),
+            BodyPlan::Empty => Some(Bytes::new()),
+        },
+    }
+}
+
 async fn inspect<B>(
     shared: Arc<Shared>,
     info: RequestInfo,
     parts: http::response::Parts,
     body: B,
-    // Held until the body has been read and decided on.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    // Held until the body has been read and decided on (and, when audit observes the
+    // exchange, recorded).
+    permit: tokio::sync::OwnedSemaphorePermit,
+    pending: Option<Pending>,
 ) -> Result<Response<NormalizedBody<B>>, BoxError>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -271,6 +414,7 @@ where
 {
     let config = shared.normalizer.config();
     let limit = config.inspect.max_body_bytes;
+    let mut parts = parts;
     match collect_bounded(body, limit).await {
         Collected::Complete { data, trailers } => {
             let (decoded, skipped) = decode::for_inspection(&parts.headers, &data, limit);
@@ -291,8 +435,18 @@ where
                     "upstream error body leaked internals; replaced it"
                 );
             }
-            let body = NormalizedBody::inspected(data, trailers);
-            Ok(finish(&shared, &info, parts, outcome, body))
+            let (plan, changed) = apply(&shared, &info, &mut parts, outcome);
+            if let Some(mut pending) = pending {
+                pending.sent = changed.then(|| sent(&parts, &plan));
+                pending.permit = Some(permit);
+                let seen = match decoded {
+                    Some(decoded) => Seen::Complete(decoded),
+                    None => Seen::prefix(&pending.headers, data.clone()),
+                };
+                pending.submit(seen);
+            }
+            let body = with_body(plan, NormalizedBody::inspected(data, trailers));
+            Ok(Response::from_parts(parts, body))
         }
         Collected::Overflow(replay) => {
             let outcome = shared.normalizer.decide(
@@ -302,13 +456,14 @@ where
                 None,
                 Some(SkipReason::TooLarge),
             );
-            Ok(finish(
-                &shared,
-                &info,
-                parts,
-                outcome,
-                NormalizedBody::Replay { body: replay },
-            ))
+            let (plan, changed) = apply(&shared, &info, &mut parts, outcome);
+            if let Some(mut pending) = pending {
+                pending.sent = changed.then(|| sent(&parts, &plan));
+                pending.permit = Some(permit);
+                pending.submit_frames(replay.prefix_data().cloned().collect(), false);
+            }
+            let body = with_body(plan, NormalizedBody::Replay { body: replay });
+            Ok(Response::from_parts(parts, body))
         }
         // No byte of the response has been sent: the truncation becomes a visible error
         // instead of a short body presented as complete.
@@ -325,9 +480,30 @@ fn finish<B>(
     shared: &Shared,
     info: &RequestInfo,
     mut parts: http::response::Parts,
-    mut outcome: Outcome<'_>,
+    outcome: Outcome<'_>,
     body: NormalizedBody<B>,
 ) -> Response<NormalizedBody<B>> {
+    let (plan, _) = apply(shared, info, &mut parts, outcome);
+    Response::from_parts(parts, with_body(plan, body))
+}
+
+/// The body `plan` says to send: `body` when it is kept.
+fn with_body<B>(plan: BodyPlan, body: NormalizedBody<B>) -> NormalizedBody<B> {
+    match plan {
+        BodyPlan::Keep => body,
+        BodyPlan::Problem(bytes) => NormalizedBody::full(bytes),
+        BodyPlan::Empty => NormalizedBody::Empty,
+    }
+}
+
+/// Records what happened and applies the outcome to the head; returns what the body becomes and
+/// whether the response changed at all.
+fn apply(
+    shared: &Shared,
+    info: &RequestInfo,
+    parts: &mut http::response::Parts,
+    mut outcome: Outcome<'_>,
+) -> (BodyPlan, bool) {
     let metrics = &shared.metrics;
     if let Some(reason) = outcome.skipped {
         metrics.inspect_skipped(reason);
@@ -376,6 +552,7 @@ fn finish<B>(
         });
     }
     let debug_headers = config.server.debug_headers;
+    let changed = outcome.changes_response();
     let plan = apply_head(
         &mut outcome,
         &mut parts.status,
@@ -386,10 +563,5 @@ fn finish<B>(
     if shared.report {
         parts.extensions.insert(Report::of(&outcome, plan.kind()));
     }
-    let body = match plan {
-        BodyPlan::Keep => body,
-        BodyPlan::Problem(bytes) => NormalizedBody::full(bytes),
-        BodyPlan::Empty => NormalizedBody::Empty,
-    };
-    Response::from_parts(parts, body)
+    (plan, changed)
 }

@@ -7,6 +7,7 @@
 //! | `decode.rs` | gzip/deflate/br/zstd decoding for inspection, capped |
 //! | `normalize.rs` | what the rules and built-ins decide, and applying it to a head |
 //! | `layer.rs` | the tower layer |
+//! | `observe.rs` | audit's view of a sampled exchange, and of its body as it streams |
 //! | `simulate.rs` | the layer over a canned upstream, for `explain` and `test` |
 //! | `body.rs` | the normalised response body |
 
@@ -15,6 +16,7 @@ pub mod collect;
 pub mod decode;
 pub mod layer;
 pub mod normalize;
+mod observe;
 pub mod simulate;
 
 pub use body::NormalizedBody;

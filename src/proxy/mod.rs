@@ -29,6 +29,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::headers::MAX_HEAD_BYTES;
 use crate::listener::{self, Following};
@@ -62,7 +63,12 @@ pub struct Generation {
 impl Generation {
     /// Builds the generation for `loaded`, reusing `previous`'s upstream pool when the upstream
     /// settings did not change. Must run on the worker's runtime (the client spawns its reaper).
-    fn new(loaded: &Loaded, metrics: &Metrics, previous: Option<&Generation>) -> Self {
+    fn new(
+        loaded: &Loaded,
+        metrics: &Metrics,
+        audit: &Arc<Audit>,
+        previous: Option<&Generation>,
+    ) -> Self {
         let config = loaded.config.clone();
         let client = match previous {
             Some(previous) if previous.config.upstream == config.upstream => {
@@ -75,6 +81,7 @@ impl Generation {
             loaded.normalizer.clone(),
             metrics.clone(),
             client.clone(),
+            audit,
         );
         // A validated upstream authority is always a valid header value.
         let upstream_authority = HeaderValue::from_str(config.upstream.authority.as_str())
@@ -95,6 +102,8 @@ struct Worker {
     live: ArcSwap<Generation>,
     /// The process's maintenance switch, shared by every worker.
     maintenance: Arc<Switch>,
+    /// The process's audit, shared by every worker and kept across reloads.
+    audit: Arc<Audit>,
 }
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
@@ -126,13 +135,15 @@ pub(crate) async fn serve(
     metrics: Metrics,
     gate: Arc<Gate>,
     maintenance: Arc<Switch>,
+    audit: Arc<Audit>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let current = loaded.borrow_and_update().clone();
     let worker = Arc::new(Worker {
-        live: ArcSwap::from_pointee(Generation::new(&current, &metrics, None)),
+        live: ArcSwap::from_pointee(Generation::new(&current, &metrics, &audit, None)),
         metrics,
         maintenance,
+        audit,
     });
     let mut builder = http_builder(&current.config);
     // Holding on to it would keep its listening socket open after a reload moves the listener.
@@ -182,7 +193,12 @@ pub(crate) async fn serve(
                     break;
                 }
                 let next = loaded.borrow_and_update().clone();
-                let generation = Generation::new(&next, &worker.metrics, Some(&worker.live.load()));
+                let generation = Generation::new(
+                    &next,
+                    &worker.metrics,
+                    &worker.audit,
+                    Some(&worker.live.load()),
+                );
                 worker.live.store(Arc::new(generation));
                 builder = http_builder(&next.config);
                 listener.follow(&next.listener)?;

@@ -4,8 +4,9 @@
 //! [`Metrics::rewrite`](crate::metrics::Metrics::rewrite), which counts `candor_rewrites_total`
 //! and feeds its [`Recorder`](crate::metrics::Recorder) in the same call. Everything else the
 //! page shows is read from the Prometheus counters that already exist (requests by status,
-//! upstream failures by kind, inspection skips by reason), never counted a second time. `run` calls
-//! [`Status::set_config`] when the config is loaded; hot reload calls it again on every swap.
+//! upstream failures by kind, inspection skips by reason), never counted a second time; its audit
+//! section is the audit table's counts ([`Audit::counts`]). `run` calls [`Status::set_config`]
+//! when the config is loaded; hot reload calls it again on every swap.
 //!
 //! | file | role |
 //! | --- | --- |
@@ -21,6 +22,7 @@ use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Audit;
 use crate::builtin::Builtin;
 use crate::config::Config;
 use crate::maintenance::{self, Switch};
@@ -40,6 +42,7 @@ pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline
 pub struct Status {
     metrics: Metrics,
     maintenance: std::sync::Arc<Switch>,
+    audit: std::sync::Arc<Audit>,
     started_at: SystemTime,
     started: Instant,
     config: RwLock<Loaded>,
@@ -56,12 +59,17 @@ struct Loaded {
 }
 
 impl Status {
-    /// A status view over `metrics` (and the rewrite record inside them) and the maintenance
-    /// switch, with no config yet.
-    pub fn new(metrics: Metrics, maintenance: std::sync::Arc<Switch>) -> Self {
+    /// A status view over `metrics` (and the rewrite record inside them), the maintenance
+    /// switch and the audit table, with no config yet.
+    pub fn new(
+        metrics: Metrics,
+        maintenance: std::sync::Arc<Switch>,
+        audit: std::sync::Arc<Audit>,
+    ) -> Self {
         Status {
             metrics,
             maintenance,
+            audit,
             started_at: SystemTime::now(),
             started: Instant::now(),
             config: RwLock::new(Loaded {
@@ -194,6 +202,7 @@ impl Status {
                 state: self.maintenance.state().view(),
                 responses: self.metrics.maintenance_responses(),
             }),
+            audit: Some(self.audit_section()),
             recent: recorded
                 .recent
                 .iter()
@@ -209,6 +218,36 @@ impl Status {
                     request_id: e.request_id.clone(),
                 })
                 .collect(),
+        }
+    }
+
+    /// The audit table's counts: its findings, most seen first, at most [`AUDIT_FINDINGS`].
+    fn audit_section(&self) -> AuditSection {
+        let report = self.audit.counts();
+        let mut findings: Vec<AuditFinding> = report
+            .routes
+            .iter()
+            .flat_map(|route| {
+                route.findings.iter().map(|f| AuditFinding {
+                    route: route.route.clone(),
+                    method: route.method.clone(),
+                    kind: f.kind.as_str().to_owned(),
+                    count: f.count,
+                    fixed: f.fixed,
+                })
+            })
+            .collect();
+        // Stable: equal counts stay in route order.
+        findings.sort_by_key(|f| std::cmp::Reverse(f.count));
+        let more = findings.len().saturating_sub(AUDIT_FINDINGS);
+        findings.truncate(AUDIT_FINDINGS);
+        AuditSection {
+            enabled: self.audit.enabled(),
+            since: report.since,
+            exchanges: report.exchanges,
+            skipped: report.skipped,
+            findings,
+            more,
         }
     }
 
@@ -257,6 +296,11 @@ fn counts(pairs: Vec<(&'static str, u64)>) -> BTreeMap<String, u64> {
 ///                   "detail": "…", "except_paths": [], "source": "config", "since": "…",
 ///                   "responses": 0},   the live state (crate::maintenance::View) and
 ///                                      candor_maintenance_responses_total
+///   "audit": {"enabled": true, "since": "…", "exchanges": 120, "skipped": 0,
+///             "findings": [{"route": "/users/{id}", "method": "GET",
+///                           "kind": "error_in_success", "count": 3, "fixed": 0}],
+///             "more": 0},   the audit table's counts, its findings most seen first (at most
+///                           AUDIT_FINDINGS; `more` were left out; /audit.json has them all)
 ///   "recent": [{"time", "method", "path", "from", "to", "rule", "mode", "request_id"}]
 /// }
 /// ```
@@ -292,6 +336,9 @@ pub struct Snapshot {
     /// Maintenance mode now (absent from a candor older than maintenance mode).
     #[serde(default)]
     pub maintenance: Option<Maintenance>,
+    /// What audit found so far (absent from a candor older than audit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSection>,
     /// The last rewrites, newest first.
     pub recent: Vec<RecentRewrite>,
 }
@@ -304,6 +351,41 @@ pub struct Maintenance {
     pub state: maintenance::View,
     /// `candor_maintenance_responses_total`.
     pub responses: u64,
+}
+
+/// Most findings the status page lists; `/audit.json` has them all.
+pub const AUDIT_FINDINGS: usize = 50;
+
+/// `audit` of a [`Snapshot`]: the table's counts since `since` (start, or `DELETE /audit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditSection {
+    /// Whether the proxy observes its traffic now.
+    pub enabled: bool,
+    /// When observation started (RFC 3339).
+    pub since: String,
+    /// Exchanges observed.
+    pub exchanges: u64,
+    /// Sampled exchanges skipped because inspection memory was busy.
+    pub skipped: u64,
+    /// Findings, most seen first.
+    pub findings: Vec<AuditFinding>,
+    /// Findings left out of `findings`.
+    pub more: usize,
+}
+
+/// One finding in an [`AuditSection`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFinding {
+    /// The route template (`/users/{id}`).
+    pub route: String,
+    /// The request method.
+    pub method: String,
+    /// The finding's kind (`error_in_success`).
+    pub kind: String,
+    /// Exchanges that showed it.
+    pub count: u64,
+    /// Of those, how many candor already answered honestly.
+    pub fixed: u64,
 }
 
 /// `config` of a [`Snapshot`].
@@ -412,6 +494,10 @@ mod tests {
         std::sync::Arc::new(Switch::new(&config("").maintenance))
     }
 
+    fn audit() -> std::sync::Arc<Audit> {
+        std::sync::Arc::new(Audit::new(&crate::audit::Settings::default()))
+    }
+
     const TWO_RULES: &str =
         "[[rules]]\nname = \"gone\"\nwhen.status = [200]\nthen.status = 410\n\n\
          [[rules]]\nname = \"watch\"\nmode = \"shadow\"\nwhen.status = [201]\nthen.status = 500\n";
@@ -419,7 +505,7 @@ mod tests {
     #[test]
     fn every_configured_rule_and_builtin_is_listed_with_zero_counts() {
         let metrics = Metrics::register(&mut Registry::default());
-        let status = Status::new(metrics, switch());
+        let status = Status::new(metrics, switch(), audit());
         status.set_config(&config(TWO_RULES), SystemTime::UNIX_EPOCH);
         let snap = status.snapshot();
         let rows: Vec<(&str, &str, bool, u64, u64)> = snap
@@ -450,7 +536,7 @@ mod tests {
     #[test]
     fn counts_come_from_the_metrics_and_reloads_keep_removed_rules() {
         let metrics = Metrics::register(&mut Registry::default());
-        let status = Status::new(metrics.clone(), switch());
+        let status = Status::new(metrics.clone(), switch(), audit());
         status.set_config(&config(TWO_RULES), SystemTime::UNIX_EPOCH);
         metrics.response(StatusCode::OK);
         metrics.response(StatusCode::GONE);
@@ -508,7 +594,11 @@ mod tests {
 
     #[test]
     fn the_json_has_the_documented_fields_and_reads_back() {
-        let status = Status::new(Metrics::register(&mut Registry::default()), switch());
+        let status = Status::new(
+            Metrics::register(&mut Registry::default()),
+            switch(),
+            audit(),
+        );
         status.set_config(&config(TWO_RULES), SystemTime::now());
         let json = status.to_json();
         let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
@@ -524,6 +614,7 @@ mod tests {
             "upstream_failures",
             "inspect_skipped",
             "maintenance",
+            "audit",
             "recent",
         ] {
             assert!(value.get(key).is_some(), "{key} missing: {value}");

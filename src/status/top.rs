@@ -465,6 +465,7 @@ mod tests {
             upstream_failures: [("connect".into(), 0)].into(),
             inspect_skipped: [("too_large".into(), 0)].into(),
             maintenance: None,
+            audit: None,
             recent: (0..30)
                 .rev()
                 .map(|i| RecentRewrite {

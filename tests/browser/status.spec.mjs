@@ -142,6 +142,9 @@ test("after traffic the page shows every rule and the rewrites with their counts
   ]);
   assert.equal(await page.textContent("#total"), "13");
   assert.equal(await page.textContent("#origin"), "tests/browser/candor.toml");
+  // Audit is off in this config: its section says so, with an empty table.
+  assert.match(await page.textContent("#audit-summary"), /^off: 0 exchanges observed, 0 skipped/);
+  assert.deepEqual(await rows(page, "audit"), [["audit is off ([audit] enabled = false)"]]);
   const headings = await page.$$eval("#recent thead th", (ths) => ths.map((th) => th.textContent));
   assert.deepEqual(headings, [
     "Time (UTC)", "Method", "Path", "From", "To", "Rule", "Mode", "Request id",

@@ -86,6 +86,14 @@ fn two_line_config_gets_every_default() {
     assert_eq!(c.retry_after.default, Duration::from_secs(30));
     assert!(c.html_errors.enabled);
     assert!(c.scrub.enabled);
+    assert_eq!(
+        c.audit,
+        candor::audit::Settings {
+            enabled: false,
+            sample: 1.0,
+            max_routes: 1000
+        }
+    );
     assert!(c.rules.is_empty());
 }
 
@@ -132,6 +140,27 @@ fn env_overrides_win_over_the_file() {
 }
 
 #[test]
+fn audit_settings_come_from_the_file_and_the_environment() {
+    let text = format!("{MINIMAL}[audit]\nenabled = true\nsample = 0.5\nmax_routes = 20\n");
+    let c = load_ok(&text, &[]);
+    assert!(c.audit.enabled);
+    assert_eq!((c.audit.sample, c.audit.max_routes), (0.5, 20));
+    let c = load_ok(
+        MINIMAL,
+        &[
+            ("CANDOR__AUDIT__ENABLED", "true"),
+            ("CANDOR__AUDIT__SAMPLE", "0.25"),
+            ("CANDOR__AUDIT__MAX_ROUTES", "300"),
+        ],
+    );
+    assert!(c.audit.enabled);
+    assert_eq!((c.audit.sample, c.audit.max_routes), (0.25, 300));
+    // A whole number from the environment is a share too.
+    let c = load_ok(MINIMAL, &[("CANDOR__AUDIT__SAMPLE", "0")]);
+    assert_eq!(c.audit.sample, 0.0);
+}
+
+#[test]
 fn upstream_url_may_come_from_env_alone() {
     let c = load_ok("", &[("CANDOR__UPSTREAM__URL", "http://127.0.0.1:9")]);
     assert_eq!(c.upstream.port, 9);
@@ -139,7 +168,7 @@ fn upstream_url_may_come_from_env_alone() {
 
 #[test]
 fn bad_env_values_name_the_variable() {
-    let cases: [(Vars<'_>, &[&str]); 6] = [
+    let cases: [(Vars<'_>, &[&str]); 8] = [
         (
             &[("CANDOR__UPSTREAM__URLL", "http://x:1")],
             &["CANDOR__UPSTREAM__URLL = \"http://x:1\"", "upstream.urll", "unknown field `urll`"],
@@ -163,6 +192,14 @@ fn bad_env_values_name_the_variable() {
         (
             &[("CANDOR__RULES__0__NAME", "x")],
             &["CANDOR__RULES__0__NAME", "rules can only be defined in the config file"],
+        ),
+        (
+            &[("CANDOR__AUDIT__SAMPLE", "2")],
+            &["CANDOR__AUDIT__SAMPLE = \"2\": audit.sample = 2: out of range"],
+        ),
+        (
+            &[("CANDOR__AUDIT__SAMPLE", "half")],
+            &["CANDOR__AUDIT__SAMPLE = \"half\"", "audit.sample", "invalid type"],
         ),
     ];
     for (vars, wants) in cases {
@@ -235,6 +272,13 @@ fn bad_inputs() -> Vec<(String, Vec<&'static str>)> {
         (format!("{MINIMAL}[failures]\nconnect = 404\n"), vec!["test.toml:4: failures.connect = 404"]),
         (format!("{MINIMAL}[inspect]\nmax_body_bytes = 0\n"), vec!["test.toml:4: inspect.max_body_bytes = 0: out of range"]),
         (format!("{MINIMAL}[server]\nworkers = 0\n"), vec!["test.toml:4: server.workers = 0: out of range (expected 1..=1024)"]),
+        // [audit]: a share and a bounded count.
+        (format!("{MINIMAL}[audit]\nsample = 1.5\n"), vec!["test.toml:4: audit.sample = 1.5: out of range (expected 0.0 to 1.0"]),
+        (format!("{MINIMAL}[audit]\nsample = -0.1\n"), vec!["test.toml:4: audit.sample = -0.1: out of range"]),
+        (format!("{MINIMAL}[audit]\nsample = nan\n"), vec!["test.toml:4: audit.sample = NaN: not a number"]),
+        (format!("{MINIMAL}[audit]\nsample = \"all\"\n"), vec!["test.toml:4:", "audit.sample", "invalid type: string"]),
+        (format!("{MINIMAL}[audit]\nmax_routes = 0\n"), vec!["test.toml:4: audit.max_routes = 0: out of range (expected 1..=100000)"]),
+        (format!("{MINIMAL}[audit]\nmax_routes = 100001\n"), vec!["test.toml:4: audit.max_routes = 100001: out of range"]),
         (rule("mode = \"dry-run\"\nthen.status = 404"), vec!["test.toml:6:8:", "rule \"r1\": mode", "unknown variant `dry-run`"]),
         ("[upstream\nurl = 1\n".into(), vec!["test.toml:1:10:"]),
     ]

@@ -7,6 +7,7 @@
 mod harness;
 
 mod audit_e2e;
+mod audit_live;
 mod audit_propose;
 mod catalogue_inspect;
 mod catalogue_load;
