@@ -119,6 +119,25 @@ pub fn findings(report: &serde_json::Value) -> BTreeSet<(String, String, String)
 /// A config that shows the lies as they are: built-ins off, no rules.
 pub const OBSERVING: &str = "[audit]\nenabled = true\n\n[html_errors]\nenabled = false\n\n[scrub]\nenabled = false\n\n[retry_after]\nstatuses = []\n";
 
+/// Waits until `/audit.json` counts `n` exchanges (each is recorded once its body has gone by,
+/// off the request path), and returns it.
+pub async fn until_exchanges(admin: SocketAddr, n: u64) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, _, body) = get(admin, "/audit.json").await;
+        assert_eq!(status, 200);
+        let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if report["exchanges"] == n {
+            return report;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the report never counted {n} exchanges: {report:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("audit-{name}-{}", std::process::id()));
@@ -127,8 +146,12 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).output().unwrap()
+/// Runs the candor binary off the runtime, so the candor under test keeps serving meanwhile.
+async fn run(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || Command::new(BIN).args(args).output().unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -140,11 +163,8 @@ async fn audit_finds_every_lie_then_its_rules_answer_unseen_traffic_honestly() {
         send_entry(candor.addr, entry).await;
     }
 
-    let (status, _, body) = get(candor.admin, "/audit.json").await;
-    assert_eq!(status, 200);
-    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let observed = traffic["observed"].as_array().unwrap().len() as u64;
-    assert_eq!(report["exchanges"], observed, "{report:#}");
+    let report = until_exchanges(candor.admin, observed).await;
     assert_eq!(findings(&report), expected_findings(), "{report:#}");
     // Both directions, said plainly: these routes were seen and found honest.
     for (method, route) in [
@@ -174,7 +194,7 @@ async fn audit_finds_every_lie_then_its_rules_answer_unseen_traffic_honestly() {
 
     // The proposals, enforced, appended to the config: check and test accept them.
     let admin = candor.admin.to_string();
-    let out = run(&["audit", "--admin", &admin, "--rules", "--enforce"]);
+    let out = run(&["audit", "--admin", &admin, "--rules", "--enforce"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -190,13 +210,13 @@ async fn audit_finds_every_lie_then_its_rules_answer_unseen_traffic_honestly() {
     );
     std::fs::write(&path, format!("{base}\n{proposals}")).unwrap();
     let config_arg = path.to_str().unwrap();
-    let check = run(&["check", "--config", config_arg]);
+    let check = run(&["check", "--config", config_arg]).await;
     assert!(
         check.status.success(),
         "check: {}\n{proposals}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let test = run(&["test", "--config", config_arg]);
+    let test = run(&["test", "--config", config_arg]).await;
     assert!(
         test.status.success(),
         "test: {}{}\n{proposals}",
