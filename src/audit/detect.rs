@@ -116,8 +116,27 @@ pub fn detect(
     let json = is_json(content_type.map(|v| v.as_bytes()), bytes);
     let html_page =
         html::is_html(content_type) || (content_type.is_none() && looks_like_html(bytes));
-    let example =
-        |evidence: &Evidence| redact::example(exchange, response, json, evidence, scrubber);
+    // A body audit saw whole, parsed shallowly when it is JSON.
+    let top = match body {
+        Body::Complete(bytes) if json => shallow::parse(bytes),
+        _ => None,
+    };
+    // The body's top-level member names, for a proposal to carry into its problem document.
+    let names: Vec<String> = match &top {
+        Some(Top::Object(members)) => members
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.len() <= 64)
+            .take(16)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let example = |evidence: &Evidence| {
+        let mut example = redact::example(exchange, response, json, evidence, scrubber);
+        example.members = names.clone();
+        example
+    };
     let mut push = |kind: Kind, evidence: Evidence| {
         let example = example(&evidence);
         out.found.push(Detected {
@@ -125,12 +144,6 @@ pub fn detect(
             evidence,
             example,
         });
-    };
-
-    // A body audit saw whole, parsed shallowly when it is JSON.
-    let top = match body {
-        Body::Complete(bytes) if json => shallow::parse(bytes),
-        _ => None,
     };
     let no_body = body_is_empty(exchange.method, headers, body);
 
@@ -360,14 +373,14 @@ fn status_lie(top: &Top, exchange: &Exchange<'_>) -> Option<(Kind, Evidence)> {
         }
     }
     if let Some((name, value)) = error_marker(members) {
-        let message = message_of(top);
-        let (status, basis) = status_for(message.as_ref().map(|(_, m)| m.as_str()), exchange);
+        let (status, basis, words_at) = status_for(top, exchange);
+        let message = words_at.or_else(|| message_of(top).map(|(p, _)| p));
         return Some((
             Kind::ErrorInSuccess,
             Evidence {
                 pointer: Some(pointer(name)),
                 value: Some(value),
-                message: message.map(|(p, _)| p),
+                message,
                 pattern: status_words(status),
                 status: Some(status),
                 basis: Some(basis),
@@ -524,16 +537,21 @@ fn word_classes() -> &'static [(u16, &'static str, Regex)] {
     static CLASSES: OnceLock<Vec<(u16, &'static str, Regex)>> = OnceLock::new();
     CLASSES.get_or_init(|| {
         [
-            (401, "unauthorized", r"(?i)\b(unauthori[sz]ed|unauthenticated|not authenticated|token|login|log in|not logged in|credentials?)\b"),
-            (403, "forbidden", r"(?i)\b(forbidden|permission|permissions|not allowed|access denied)\b"),
-            (404, "not found", r"(?i)\b(not found|unknown|no such|does not exist|doesn't exist)\b"),
-            (409, "conflict", r"(?i)\b(conflict|conflicts|stale|locked|version|versions)\b"),
-            (429, "rate", r"(?i)\b(rate|rate[- ]limit(ed)?|quota|too many)\b"),
-            (503, "unavailable", r"(?i)\b(unavailable|down|maintenance|timeout|timed out)\b"),
-            (422, "invalid", r"(?i)\b(invalid|required|must be|must not|validation)\b"),
+            (401, "unauthorized", "unauthori[sz]ed|unauthenticated|not authenticated|token|login|log in|not logged in|credentials?"),
+            (403, "forbidden", "forbidden|permission|permissions|not allowed|access denied"),
+            (404, "not found", "not found|unknown|no such|does not exist|doesn't exist"),
+            (409, "conflict", "conflict|conflicts|stale|locked|version|versions"),
+            (429, "rate", "rate|rate[- ]limit(ed)?|quota|too many"),
+            (503, "unavailable", "unavailable|down|maintenance|timeout|timed out"),
+            (422, "invalid", "invalid|not valid|required|must be|must not|validation"),
         ]
         .into_iter()
-        .map(|(status, name, re)| (status, name, Regex::new(re).expect("a valid literal regex")))
+        .map(|(status, name, words)| {
+            // Words end at anything but a letter or digit: `version_conflict` and
+            // `user-not-found` are words too (a `\b` would not part them at `_`).
+            let re = format!("(?i)(?:^|[^a-z0-9])(?:{words})(?:[^a-z0-9]|$)");
+            (status, name, Regex::new(&re).expect("a valid literal regex"))
+        })
         .collect()
     })
 }
@@ -579,22 +597,57 @@ fn status_words(status: u16) -> Option<String> {
         .map(|(_, name, _)| (*name).to_owned())
 }
 
-/// The status a message's words say, and why; with no such word, 400 for a request that
-/// carried a body (a client-looking error) and 500 otherwise, said to be a guess.
-fn status_for(message: Option<&str>, exchange: &Exchange<'_>) -> (u16, String) {
-    if let Some(message) = message {
-        for (status, name, re) in word_classes() {
-            if re.is_match(message) {
-                return (*status, format!("the message says \"{name}\""));
+/// The status a body's words say, why, and the member whose words said it: the message, else
+/// the first field error's message; field errors without such words mean 422. With none of
+/// that, 400 for a request that carried a body (a client-looking error) and 500 otherwise,
+/// said to be a guess.
+fn status_for(top: &Top, exchange: &Exchange<'_>) -> (u16, String, Option<String>) {
+    let first_error = match top {
+        Top::Object(members) => match members.get("errors") {
+            Some(Shallow::Array {
+                first: Some(first), ..
+            }) => Some(first),
+            _ => None,
+        },
+        _ => None,
+    };
+    // The message first, then every other member that can hold one (an `error` of
+    // `"version_conflict"` beside a message that names no status).
+    let mut candidates: Vec<(String, String)> = message_of(top).into_iter().collect();
+    if let Top::Object(members) = top {
+        for name in MESSAGE_MEMBERS {
+            if let Some(Shallow::String(text)) = members.get(name) {
+                let at = pointer(name);
+                if !candidates.iter().any(|(p, _)| *p == at) {
+                    candidates.push((at, text.clone()));
+                }
             }
         }
     }
+    if let Some(Leaf::String(text)) = first_error.and_then(|f| f.get("message")) {
+        candidates.push(("/errors/0/message".to_owned(), text.clone()));
+    }
+    for (at, text) in &candidates {
+        for (status, name, re) in word_classes() {
+            if re.is_match(text) {
+                return (
+                    *status,
+                    format!("the message says \"{name}\""),
+                    Some(at.clone()),
+                );
+            }
+        }
+    }
+    if first_error.is_some_and(|f| f.get("field").is_some()) {
+        return (422, "the body lists field errors".to_owned(), None);
+    }
     if exchange.request.content_type {
-        (400, "a guess: the request carried a body and no word in the message names a status; review it".to_owned())
+        (400, "a guess: the request carried a body and no word in the message names a status; review it".to_owned(), None)
     } else {
         (
             500,
             "a guess: no word in the message names a status; review it".to_owned(),
+            None,
         )
     }
 }

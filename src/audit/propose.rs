@@ -232,8 +232,15 @@ fn propose(
                 .push(format!("then.detail_from = {}", toml_str(detail)));
         }
         if matches!(status, 429 | 503) {
-            rule.then
-                .push(format!("then.retry_after = \"{RETRY_AFTER}\""));
+            match retry_member(finding) {
+                Some(name) => rule.then.push(format!(
+                    "then.retry_after_from = {}",
+                    toml_str(&detect::pointer(name))
+                )),
+                None => rule
+                    .then
+                    .push(format!("then.retry_after = \"{RETRY_AFTER}\"")),
+            }
         }
     };
     match finding.kind {
@@ -263,9 +270,8 @@ fn propose(
                     .push(format!("when.json = [{}]", tests.join(", ")));
             }
             problem(&mut rule, status, e.message.as_deref());
-            if pointer == "/errors" || finding.example.body.contains("\"errors\":[") {
-                rule.then
-                    .push("then.problem.members = { errors = \"/errors\" }".to_owned());
+            if let Some(members) = carried(finding) {
+                rule.then.push(members);
             }
             body = Some((synthesize(finding), true));
         }
@@ -385,11 +391,10 @@ fn propose(
                 .then_some(e.message.as_deref())
                 .flatten();
             problem(&mut rule, status, detail);
-            if finding.kind == Kind::ValidationAs500
-                && finding.example.body.contains("\"errors\":[")
-            {
-                rule.then
-                    .push("then.problem.members = { errors = \"/errors\" }".to_owned());
+            if finding.kind == Kind::ValidationAs500 {
+                if let Some(members) = carried(finding) {
+                    rule.then.push(members);
+                }
             }
             body = Some((synthesize(finding), true));
         }
@@ -484,6 +489,99 @@ fn propose(
         &mut out, route, finding, &path, &name, enforce, &body, json, &expected,
     );
     Some(out)
+}
+
+/// Members that say the status or the message: the problem document says those itself.
+const SAID: [&str; 22] = [
+    "status",
+    "result",
+    "state",
+    "success",
+    "ok",
+    "code",
+    "statusCode",
+    "status_code",
+    "http_status",
+    "httpStatus",
+    "http_code",
+    "httpCode",
+    "statusCodeValue",
+    "message",
+    "msg",
+    "detail",
+    "description",
+    "error_description",
+    "error",
+    "type",
+    "title",
+    "instance",
+];
+
+/// Members naming when to retry, read by `then.retry_after_from`.
+const RETRY_MEMBERS: [&str; 5] = [
+    "retry_after",
+    "retryAfter",
+    "retry_in",
+    "retryIn",
+    "retry_after_seconds",
+];
+
+fn retry_member(finding: &FindingReport) -> Option<&str> {
+    finding
+        .example
+        .members
+        .iter()
+        .map(String::as_str)
+        .find(|m| RETRY_MEMBERS.contains(m))
+}
+
+/// `then.problem.members` carrying what the lying body told the client beside its error
+/// markers (the field errors of a 422, the versions of a 409): every other top-level member,
+/// named in camelCase as problem documents' extension members are, secrets left out.
+fn carried(finding: &FindingReport) -> Option<String> {
+    let mut names = BTreeSet::new();
+    let mut members = Vec::new();
+    for source in &finding.example.members {
+        if SAID.contains(&source.as_str())
+            || RETRY_MEMBERS.contains(&source.as_str())
+            || source == "request_id"
+            || super::redact::secret_name().is_match(source)
+            || !source
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            continue;
+        }
+        let name = camel(source);
+        let valid = name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && !["type", "title", "status", "detail", "instance", "requestId"]
+                .contains(&name.as_str());
+        if valid && names.insert(name.clone()) {
+            members.push(format!("{name} = {}", toml_str(&detect::pointer(source))));
+        }
+        if members.len() == 8 {
+            break;
+        }
+    }
+    (!members.is_empty()).then(|| format!("then.problem.members = {{ {} }}", members.join(", ")))
+}
+
+/// `current_version` → `currentVersion`.
+fn camel(name: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' || c == '-' {
+            upper = !out.is_empty();
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The media types candor inspects by default (`inspect.content_types`).

@@ -28,7 +28,7 @@ const MAX_FIELD: usize = 256;
 /// The marker a redacted value is replaced by.
 pub const REDACTED: &str = "<redacted>";
 
-fn secret_name() -> &'static Regex {
+pub(crate) fn secret_name() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         Regex::new(r"(?i)pass(word|wd)?$|secret|token|api[_-]?key|^auth|authori[sz]ation|cookie|session|credential|private[_-]?key|^pwd$|^ssn$|card[_-]?number|^cvv$")
@@ -90,6 +90,7 @@ pub fn example(
             .and_then(|v| visible(v.as_bytes())),
         body,
         complete,
+        members: Vec::new(),
     }
 }
 

@@ -150,9 +150,13 @@ pub struct Example {
     pub content_type: Option<String>,
     /// The start of the body, scrubbed (at most 200 bytes).
     pub body: String,
-    /// `body` is the whole body (nothing cut or withheld), so a test can replay it.
+    /// `body` is the whole body (nothing cut, withheld or redacted), so a test can replay it.
     #[serde(default)]
     pub complete: bool,
+    /// The body's top-level JSON member names (at most 16): what a proposed problem document
+    /// can carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 impl Report {

@@ -55,13 +55,13 @@ pub(super) async fn walkthrough(legacy: SocketAddr) -> Result<(), BoxError> {
     let server = tokio::spawn(crate::run(config, listeners, async move {
         let _ = stopped.await;
     }));
-    let mut watched_count = 0;
+    let mut watched_count: u64 = 0;
     for case in watched() {
         // In order, so the counts are the same on every run.
         let _ = fetch(proxy, case).await;
         watched_count += 1;
     }
-    let report = fetch_report(admin).await;
+    let report = fetch_report(admin, watched_count).await;
     let _ = stop.send(());
     server.await??;
     let mut report = report?;
@@ -125,33 +125,43 @@ pub(super) async fn walkthrough(legacy: SocketAddr) -> Result<(), BoxError> {
     println!("3. candor with only the proposed rules (and the built-ins, on by default):");
     println!();
     print_table(&rows);
-    let honest = rows
+    let changed = rows
         .iter()
         .filter(|r| r.upstream != r.candor || r.note != "passed through")
         .count();
     println!();
     println!(
-        "{honest} of {} answers changed or checked by rules no one wrote by hand. On your API: `candor audit --rules > audited.toml`,",
+        "{changed} of {} answers changed, by rules no one wrote by hand and the built-ins.",
         rows.len()
     );
-    println!("review, append, `candor check`, `candor test`, watch candor_rewrites_total{{mode=\"shadow\"}}, then enforce.");
+    println!("On your API: turn audit on, then `candor audit`, `candor audit --rules > audited.toml`; review,");
+    println!("append, `candor check`, `candor test`; watch candor_rewrites_total{{mode=\"shadow\"}}, then enforce.");
     if !failed.is_empty() {
         return Err(format!("{} proposed tests failed", failed.len()).into());
     }
     Ok(())
 }
 
-async fn fetch_report(admin: SocketAddr) -> Result<Report, BoxError> {
-    let request = Request::builder()
-        .method(Method::GET)
-        .uri("/audit.json")
-        .header("host", admin.to_string())
-        .body(Full::default())?;
-    let (status, _, body) = send(admin, request).await?;
-    if status != StatusCode::OK {
-        return Err(format!("GET /audit.json answered {status}").into());
+/// The report once it counts `exchanges` (each is recorded when its body has gone by, off the
+/// request path), or as it is after two seconds.
+async fn fetch_report(admin: SocketAddr, exchanges: u64) -> Result<Report, BoxError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri("/audit.json")
+            .header("host", admin.to_string())
+            .body(Full::default())?;
+        let (status, _, body) = send(admin, request).await?;
+        if status != StatusCode::OK {
+            return Err(format!("GET /audit.json answered {status}").into());
+        }
+        let report: Report = serde_json::from_slice(&body)?;
+        if report.exchanges >= exchanges || tokio::time::Instant::now() >= deadline {
+            return Ok(report);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    Ok(serde_json::from_slice(&body)?)
 }
 
 fn print_findings(report: &Report) {
@@ -193,7 +203,8 @@ fn print_findings(report: &Report) {
         .count();
     println!();
     println!(
-        "   {findings} findings on {} routes; {clean} routes honest.",
-        report.routes.len() - clean
+        "   {findings} findings on {} of {} routes; the others answered honestly.",
+        report.routes.len() - clean,
+        report.routes.len()
     );
 }
