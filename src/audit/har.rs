@@ -136,7 +136,7 @@ pub fn read(bytes: &[u8], max_body_bytes: usize) -> Result<Read, HarError> {
         sample: 1.0,
         max_routes: Settings::default().max_routes,
     });
-    let scrubber = Scrubber::new(&[]).map_err(|e| HarError::Shape(e.to_string()))?;
+    let scrubber = default_scrubber().map_err(|e| HarError::Shape(e.clone()))?;
     let mut skipped = Vec::new();
     let mut skipped_count = 0;
     let entries = har.log.entries.len();
@@ -156,6 +156,14 @@ pub fn read(bytes: &[u8], max_body_bytes: usize) -> Result<Read, HarError> {
         skipped,
         skipped_count,
     })
+}
+
+/// The default scrub patterns, compiled once per process (a HAR carries no config).
+fn default_scrubber() -> Result<&'static Scrubber, &'static String> {
+    static SCRUBBER: std::sync::OnceLock<Result<Scrubber, String>> = std::sync::OnceLock::new();
+    SCRUBBER
+        .get_or_init(|| Scrubber::new(&[]).map_err(|e| e.to_string()))
+        .as_ref()
 }
 
 fn entry(

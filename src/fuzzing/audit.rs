@@ -18,7 +18,8 @@ const SECRET: &str = "PLANTED-SECRET-4f1c";
 /// sees only its own rule.
 const BASE: &str = "[upstream]\nurl = \"http://127.0.0.1:9\"\n[html_errors]\nenabled = false\n[scrub]\nenabled = false\n[retry_after]\nstatuses = []\n";
 
-/// Observes a run of exchanges and proposes rules for them; must never panic.
+/// Observes a run of exchanges (or reads a HAR capture: an input starting with `{`) and proposes
+/// rules for them; must never panic.
 ///
 /// Text input (starts with `#`): after the comment lines, exchanges separated by `%%` lines;
 /// each is a line `METHOD PATH STATUS`, then `> name: value` request header lines and
@@ -30,6 +31,9 @@ const BASE: &str = "[upstream]\nurl = \"http://127.0.0.1:9\"\n[html_errors]\nena
 /// evidence values are short; the proposals, shadow and enforced, pass `check` when appended
 /// to a config, and each proposed test passes.
 pub fn audit(data: &[u8]) {
+    if data.first() == Some(&b'{') {
+        return har(data);
+    }
     let Some(case) = (if is_text(data) {
         text(data)
     } else {
@@ -42,9 +46,7 @@ pub fn audit(data: &[u8]) {
         sample: 1.0,
         max_routes: case.max_routes,
     });
-    let Ok(scrubber) = Scrubber::new(&[]) else {
-        panic!("the default scrub patterns compile")
-    };
+    let scrubber = scrubber();
     let now = SystemTime::now();
     let mut methods = std::collections::BTreeSet::new();
     for ex in &case.exchanges {
@@ -67,19 +69,54 @@ pub fn audit(data: &[u8]) {
                 sent: None,
                 at: now,
             },
-            &scrubber,
+            scrubber,
         );
     }
     let report = audit.report();
-    let json = serde_json::to_string(&report).unwrap_or_else(|e| panic!("report: {e}"));
+    oracles(&report, case.max_routes + methods.len());
+}
+
+/// A HAR capture (an input starting with `{`): read without a panic, then the same oracles.
+fn har(data: &[u8]) {
+    let Ok(read) = audit::har::read(data, 64 * 1024) else {
+        return;
+    };
+    assert!(
+        read.skipped_count <= read.entries,
+        "{} of {} entries skipped",
+        read.skipped_count,
+        read.entries
+    );
+    let methods = read
+        .report
+        .routes
+        .iter()
+        .map(|r| &r.method)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    oracles(&read.report, 1000 + methods);
+}
+
+/// The default scrub patterns, compiled once: compiling them is most of an input's cost.
+fn scrubber() -> &'static Scrubber {
+    static SCRUBBER: std::sync::OnceLock<Scrubber> = std::sync::OnceLock::new();
+    SCRUBBER.get_or_init(|| match Scrubber::new(&[]) {
+        Ok(scrubber) => scrubber,
+        Err(e) => panic!("the default scrub patterns compile: {e}"),
+    })
+}
+
+/// What must hold of any report: it round-trips, its routes are bounded, its examples are
+/// short and secret-free, and its proposals pass `check` and their own tests.
+fn oracles(report: &audit::Report, max_routes: usize) {
+    let json = serde_json::to_string(report).unwrap_or_else(|e| panic!("report: {e}"));
     let back: audit::Report =
         serde_json::from_str(&json).unwrap_or_else(|e| panic!("report does not read back: {e}"));
-    assert_eq!(back, report, "the report does not round-trip through JSON");
+    assert_eq!(&back, report, "the report does not round-trip through JSON");
     assert!(
-        report.routes.len() <= case.max_routes + methods.len(),
-        "{} routes kept, max_routes {}",
+        report.routes.len() <= max_routes,
+        "{} routes kept, at most {max_routes}",
         report.routes.len(),
-        case.max_routes
     );
     for route in &report.routes {
         for finding in &route.findings {

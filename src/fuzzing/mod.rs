@@ -13,7 +13,7 @@
 //! | [`rules()`] | `RuleSet::{evaluate, explain, needs_body}` | evaluate agrees with explain; `Retry-After` bounded; header values valid; filled templates safe (`Location` segments encoded); headers, members and `unfilled` are the rule's |
 //! | [`problem()`] | `Problem`, `sanitize_detail`, `proxy::hygiene` | valid JSON with the members; no hop-by-hop header survives |
 //! | [`inspect()`] | `collect_bounded`, `decode::for_inspection`, `Normalizer::{plan, decide}`, `apply_head` | no byte lost or reordered; decoded ≤ limit and round-trips; untouched means byte-identical |
-//! | [`audit()`] | `audit::Audit::{record, report}`, `propose::{annotate, rules}` | report round-trips; routes bounded; examples short and secret-free; proposals pass `check` and their tests |
+//! | [`audit()`] | `audit::Audit::{record, report}`, `audit::har::read`, `propose::{annotate, rules}` | report round-trips; routes bounded; examples short and secret-free; proposals pass `check` and their tests |
 //! | [`exchange()`] | a real candor between a raw client and a raw upstream | liveness; 2xx bodies are the upstream's; requests upstream framed unambiguously |
 //!
 //! # Input formats
