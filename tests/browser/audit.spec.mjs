@@ -88,10 +88,19 @@ test("candor audit --har over Chromium's HAR finds what live observation found",
   const har = JSON.parse(readFileSync(HAR, "utf8"));
   assert.ok(har.log.entries.length >= TRAFFIC.observed.length, "the HAR holds the traffic");
 
-  const live = await (await fetch(`http://${ADMIN}/audit.json`)).json();
   const offline = JSON.parse(execFileSync(BIN, ["audit", "--har", HAR, "--json"], { encoding: "utf8" }));
+  // candor records an exchange once its body has gone by, off the request path: wait until it
+  // has counted every one the HAR holds. (Chromium's own favicon request reaches candor but
+  // is not in the HAR, so live may count one more.)
+  let live;
+  for (let i = 0; i < 200; i++) {
+    live = await (await fetch(`http://${ADMIN}/audit.json`)).json();
+    if (live.exchanges >= offline.exchanges) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
   assert.ok(Object.keys(findings(live)).length >= 14, JSON.stringify(findings(live), null, 1));
   assert.deepEqual(findings(offline), findings(live));
-  assert.equal(offline.exchanges, live.exchanges);
-  console.log(`audit: ${live.exchanges} exchanges, ${Object.keys(findings(live)).length} findings, the same from the HAR (${har.log.entries.length} entries, ${har.log.creator.name} ${har.log.creator.version})`);
+  assert.ok(live.exchanges >= offline.exchanges, `live ${live.exchanges}, HAR ${offline.exchanges}`);
+  assert.ok(live.exchanges <= offline.exchanges + 1, `live ${live.exchanges}, HAR ${offline.exchanges}`);
+  console.log(`audit: live ${live.exchanges} exchanges, ${Object.keys(findings(live)).length} findings; the same findings from the HAR (${har.log.entries.length} entries, ${offline.exchanges} exchanges, ${har.log.creator.name} ${har.log.creator.version})`);
 });

@@ -270,3 +270,99 @@ async fn audit_finds_every_lie_then_its_rules_answer_unseen_traffic_honestly() {
         );
     }
 }
+
+/// `tests/audit/chromium.har` is what Chromium recorded (Playwright's `recordHar`) while
+/// `tests/browser/audit.spec.mjs` sent `observed` through candor to the legacy app: the HAR
+/// reader finds in it exactly what live observation finds (the browser test checks the two
+/// against each other on every CI run; this replays the committed capture without a browser).
+#[tokio::test]
+async fn a_har_chromium_recorded_gives_the_findings_of_live_observation() {
+    let har = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/audit/chromium.har");
+    let out = run(&["audit", "--har", har.to_str().unwrap(), "--json"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(findings(&report), expected_findings(), "{report:#}");
+    let table = run(&["audit", "--har", har.to_str().unwrap()]).await;
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("14 findings on 14 of"), "{table}");
+    let rules = run(&["audit", "--har", har.to_str().unwrap(), "--rules"]).await;
+    let rules = String::from_utf8(rules.stdout).unwrap();
+    assert!(
+        rules.contains("mode = \"shadow\"") && !rules.contains("\"enforce\""),
+        "{rules}"
+    );
+    let openapi = run(&["audit", "--har", har.to_str().unwrap(), "--openapi"]).await;
+    let openapi: serde_json::Value = serde_json::from_slice(&openapi.stdout).unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(
+        openapi["paths"]["/users/{id}"]["get"]["responses"]["200"].is_object(),
+        "{openapi:#}"
+    );
+}
+
+#[tokio::test]
+async fn broken_sources_are_named_and_exit_1() {
+    let dir = temp_dir("broken");
+    let bad = dir.join("bad.har");
+    std::fs::write(&bad, "{\"log\": 17}").unwrap();
+    let out = run(&["audit", "--har", bad.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a HAR 1.2 capture"), "{stderr}");
+    let missing = run(&["audit", "--har", dir.join("nope.har").to_str().unwrap()]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    // Nothing listens there (a port just freed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = run(&["audit", "--admin", &port.to_string()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("unreachable: {port}")), "{stderr}");
+}
+
+/// One candor per replica: `--admin` repeated merges their findings and counts into one report
+/// and one rule set; a name resolving to several addresses means all of them (`localhost` is
+/// 127.0.0.1 and, where there is IPv6, ::1, where nothing listens: named, not fatal).
+#[tokio::test]
+async fn pods_merge_into_one_report() {
+    let legacy = Legacy::start();
+    let a = Candor::start(config_toml(&legacy.url(), OBSERVING)).await;
+    let b = Candor::start(config_toml(&legacy.url(), OBSERVING)).await;
+    for pod in [&a, &b] {
+        for path in ["/users/1001", "/users/1"] {
+            let entry = serde_json::json!({ "method": "GET", "path": path });
+            send_entry(pod.addr, &entry).await;
+        }
+    }
+    until_exchanges(a.admin, 2).await;
+    until_exchanges(b.admin, 2).await;
+    let (a_admin, b_admin) = (a.admin.to_string(), b.admin.to_string());
+    let out = run(&["audit", "--admin", &a_admin, "--admin", &b_admin, "--json"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(merged["exchanges"], 4, "{merged:#}");
+    let users = &merged["routes"][0];
+    assert_eq!(users["route"], "/users/{id}");
+    assert_eq!(users["upstream_statuses"]["200"], 4);
+    assert_eq!(users["findings"][0]["count"], 2);
+
+    let by_name = format!("localhost:{}", a.admin.port());
+    let out = run(&["audit", "--admin", &by_name, "--json"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["exchanges"], 2, "{report:#}");
+}
