@@ -141,7 +141,7 @@ pub fn read(bytes: &[u8], max_body_bytes: usize) -> Result<Read, HarError> {
     let mut skipped_count = 0;
     let entries = har.log.entries.len();
     for (i, value) in har.log.entries.into_iter().enumerate() {
-        if let Err(why) = entry(&audit, &scrubber, value, max_body_bytes) {
+        if let Err(why) = entry(&audit, scrubber, value, max_body_bytes) {
             skipped_count += 1;
             if skipped.len() < 10 {
                 skipped.push(format!("log.entries[{i}]: {why}"));

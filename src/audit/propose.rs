@@ -52,7 +52,7 @@ pub fn rules(report: &Report) -> String {
     out.push_str(
         "# Review each rule, append them to your config, and run `candor check` and `candor test`.\n",
     );
-    let mut proposals: Vec<((usize, usize, usize, usize), &str)> = report
+    let mut proposals: Vec<(Rank, &str)> = report
         .routes
         .iter()
         .flat_map(|r| r.findings.iter().map(move |f| (r, f)))
@@ -67,11 +67,14 @@ pub fn rules(report: &Report) -> String {
     out
 }
 
+/// Where a proposed rule goes: kind, words, wildcard segments, `{rest}`.
+type Rank = (usize, usize, usize, usize);
+
 /// The order proposed rules go in, so that no rule takes another's responses (the first rule
 /// that matches wins): by kind in the detectors' precedence (a status in the body before error
 /// markers before a null entity before an id); within a kind, a condition on the message's words
 /// before none, in the words' precedence; and routes with fewer wildcard segments first.
-fn rank(route: &RouteReport, finding: &FindingReport) -> (usize, usize, usize, usize) {
+fn rank(route: &RouteReport, finding: &FindingReport) -> Rank {
     const KINDS: [Kind; 14] = [
         Kind::StatusInBody,
         Kind::ErrorInSuccess,
