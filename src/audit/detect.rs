@@ -574,7 +574,8 @@ const SOFT_ERRORS: [(&str, u16); 5] = [
     ("error", 500),
 ];
 
-/// The place of soft error page words in [`SOFT_ERRORS`]: for ordering proposed rules.
+/// The place of soft error page words among the soft error words (most specific first): for
+/// ordering proposed rules.
 pub fn soft_error_precedence(words: &str) -> usize {
     SOFT_ERRORS
         .iter()
