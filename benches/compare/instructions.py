@@ -36,14 +36,14 @@ def requests(port):
     return sum(float(n) for n in re.findall(r"^candor_requests_total\{[^}]*\} (\S+)", text, re.M))
 
 
-def measure(binary, route, out_dir, extra_env=None, tag=""):
+def measure(binary, route, out_dir, extra_env=None, tag="", config=None):
     out = Path(out_dir) / f"callgrind.{Path(binary).name}{tag}.{route.strip('/')}"
     env = dict(os.environ, CANDOR__SERVER__LISTEN=f"127.0.0.1:{LISTEN}",
                CANDOR__SERVER__ADMIN_LISTEN=f"127.0.0.1:{ADMIN}",
                CANDOR__UPSTREAM__URL=f"http://127.0.0.1:{ORIGIN}", RUST_LOG="info",
                **(extra_env or {}))
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(binary),
-                             "run", "--config", str(run.HERE / "conf" / "candor.toml")],
+                             "run", "--config", str(config or run.HERE / "conf" / "candor.toml")],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(300):
@@ -77,6 +77,10 @@ def main():
                     help="an environment setting for b only (repeatable); without --candor-b, b is "
                          "the same binary: the A/B of a config key, e.g. CANDOR__AUDIT__ENABLED=true")
     ap.add_argument("-p", "--routes", default="/ok /err /big")
+    ap.add_argument("--candor-config", default=str(run.HERE / "conf" / "candor.toml"),
+                    help="the config both binaries run with")
+    ap.add_argument("--keep", default=None, metavar="DIR",
+                    help="keep the callgrind dumps in DIR (for callgrind_annotate)")
     cfg = ap.parse_args()
     if any("=" not in kv for kv in cfg.candor_b_env):
         ap.error("--candor-b-env takes KEY=VALUE")
@@ -100,7 +104,8 @@ def main():
         try:
             time.sleep(1)
             for route in cfg.routes.split():
-                counts = [measure(b, route, tmp, env_b if i else None, f".{i}")
+                counts = [measure(b, route, cfg.keep or tmp, env_b if i else None, f".{i}",
+                                  cfg.candor_config)
                           for i, b in enumerate(binaries)]
                 line = f"{route}: " + " / ".join(f"{c:,.0f}" for c in counts) + " instructions per request"
                 if len(counts) == 2:

@@ -708,5 +708,14 @@ fn soft_error(page: &[u8]) -> Option<(&'static str, u16)> {
 
 /// The JSON pointer of a top-level member.
 pub(crate) fn pointer(name: &str) -> String {
-    format!("/{}", name.replace('~', "~0").replace('/', "~1"))
+    let mut out = String::with_capacity(name.len() + 1);
+    out.push('/');
+    for c in name.chars() {
+        match c {
+            '~' => out.push_str("~0"),
+            '/' => out.push_str("~1"),
+            c => out.push(c),
+        }
+    }
+    out
 }

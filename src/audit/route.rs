@@ -68,8 +68,9 @@ impl IdClass {
     }
 }
 
-/// One segment of a template.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One segment of a template. Two ids are the same segment whatever their class, so
+/// `/users/42` and `/users/abc123def456ghi789` are one route (equality and hashing ignore it).
+#[derive(Debug, Clone)]
 pub enum Segment {
     /// A segment kept as written.
     Literal(String),
@@ -77,8 +78,32 @@ pub enum Segment {
     Id(IdClass),
 }
 
+impl PartialEq for Segment {
+    fn eq(&self, other: &Segment) -> bool {
+        match (self, other) {
+            (Segment::Literal(a), Segment::Literal(b)) => a == b,
+            (Segment::Id(_), Segment::Id(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Segment {}
+
+impl std::hash::Hash for Segment {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            Segment::Literal(text) => {
+                state.write_u8(0);
+                text.hash(state);
+            }
+            Segment::Id(_) => state.write_u8(1),
+        }
+    }
+}
+
 /// A route template: the path with its ids replaced.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Template {
     segments: Vec<Segment>,
     /// The path ended with `/` (`/users/` is not `/users`).
@@ -134,20 +159,25 @@ impl Template {
         }
     }
 
-    /// The template with every id class forgotten: the key routes are grouped by, so
-    /// `/users/42` and `/users/abc123def456ghi789` are one route.
-    pub fn key(&self) -> Template {
-        Template {
-            segments: self
-                .segments
-                .iter()
-                .map(|s| match s {
-                    Segment::Id(_) => Segment::Id(IdClass::Token),
-                    s => s.clone(),
-                })
-                .collect(),
-            trailing_slash: self.trailing_slash,
-            rest: self.rest,
+    /// The classes of its ids, in order (for [`Template::widen_to`]).
+    pub fn id_classes(&self) -> Vec<IdClass> {
+        self.segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Id(class) => Some(*class),
+                Segment::Literal(_) => None,
+            })
+            .collect()
+    }
+
+    /// Widens its ids' classes to cover `classes` (another path's, of the same template).
+    pub fn widen_to(&mut self, classes: &[IdClass]) {
+        let ids = self.segments.iter_mut().filter_map(|s| match s {
+            Segment::Id(class) => Some(class),
+            Segment::Literal(_) => None,
+        });
+        for (mine, theirs) in ids.zip(classes) {
+            *mine = mine.widen(*theirs);
         }
     }
 
@@ -277,10 +307,12 @@ mod tests {
     #[test]
     fn ids_are_grouped_and_words_are_kept() {
         assert_eq!(Template::of("/users/42").to_string(), "/users/{id}");
+        assert_eq!(Template::of("/users/7"), Template::of("/users/42"));
         assert_eq!(
-            Template::of("/users/7").key(),
-            Template::of("/users/42").key()
+            Template::of("/users/42"),
+            Template::of("/users/abc123def456ghi789")
         );
+        assert_ne!(Template::of("/users/42"), Template::of("/users/me"));
         assert_eq!(
             Template::of("/orders/123e4567-e89b-12d3-a456-426614174000/items").to_string(),
             "/orders/{id}/items"

@@ -64,7 +64,8 @@ struct State {
     since: SystemTime,
     exchanges: u64,
     folded: bool,
-    routes: HashMap<(String, Template), Route>,
+    /// Keyed by method and template (ids of any class alike).
+    routes: HashMap<(http::Method, Template), Route>,
 }
 
 impl State {
@@ -152,29 +153,24 @@ impl Audit {
             .sent
             .map(|sent| detect::detect(exchange, &sent, scrubber).kinds());
         let template = Template::of(exchange.path);
+        let classes = template.id_classes();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.exchanges += 1;
-        let key = (exchange.method.as_str().to_owned(), template.key());
+        let mut key = (exchange.method.clone(), template);
         let max_routes = self.max_routes.load(Ordering::Relaxed);
-        let key = if state.routes.contains_key(&key) || state.routes.len() < max_routes {
-            key
-        } else {
+        if !state.routes.contains_key(&key) && state.routes.len() >= max_routes {
             state.folded = true;
-            (exchange.method.as_str().to_owned(), Template::other())
-        };
+            key = (exchange.method.clone(), Template::other());
+        }
         let route = state.routes.entry(key).or_insert_with_key(|key| Route {
-            template: if key.1.is_other() {
-                Template::other()
-            } else {
-                template.clone()
-            },
+            template: key.1.clone(),
             upstream: BTreeMap::new(),
             sent: BTreeMap::new(),
             honest: Vec::new(),
             findings: Vec::new(),
         });
         if !route.template.is_other() {
-            route.template.widen(&template);
+            route.template.widen_to(&classes);
         }
         let upstream_status = exchange.upstream.status.as_u16();
         let sent_status = exchange.sent.map_or(upstream_status, |s| s.status.as_u16());
@@ -282,7 +278,7 @@ fn snapshot(state: &State) -> Report {
         .routes
         .iter()
         .map(|((method, _), route)| RouteReport {
-            method: method.clone(),
+            method: method.as_str().to_owned(),
             route: route.template.to_string(),
             path_regex: route.template.regex(),
             sample_path: route.template.sample_path(),
