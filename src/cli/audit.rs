@@ -47,21 +47,19 @@ pub(super) fn audit(args: &AuditArgs) -> ExitCode {
     let report = match &args.har {
         Some(path) => match har::read_file(path, args.max_body_bytes) {
             Ok(read) => {
-                if read.skipped_count > 0 {
+                if read.skipped.total() > 0 {
                     eprintln!(
-                        "{}: {} of {} entries skipped:",
+                        "{}: {} of {} entries skipped: {}",
                         path.display(),
-                        read.skipped_count,
-                        read.entries
+                        read.skipped.total(),
+                        read.entries,
+                        read.skipped
                     );
-                    for why in &read.skipped {
-                        eprintln!("  {why}");
-                    }
                 }
                 read.report
             }
             Err(err) => {
-                eprintln!("error: {err}");
+                eprintln!("error: {}: {err}", path.display());
                 return ExitCode::FAILURE;
             }
         },
