@@ -1,13 +1,20 @@
 //! `candor audit`: the findings of running candors (one or several pods) or of a HAR capture,
 //! as a table, as JSON, as proposed rules and tests, or as an OpenAPI document.
+//!
+//! A pod that does not answer is named (on stderr and in the report's `unreachable`) but is not
+//! an error while another one answered: a rollout or an evicted pod must not hide what the rest
+//! found.
 
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
+use serde::Deserialize;
 
 use super::client;
 use crate::audit::{har, openapi, propose, Kind, Report};
@@ -15,15 +22,23 @@ use crate::audit::{har, openapi, propose, Kind, Report};
 /// Largest audit report read from one pod.
 const MAX_REPORT: usize = 64 << 20;
 
+/// How long one pod may take to send its report: tens of MiB take longer than the 2 s a
+/// health check gets.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The admin address when neither `--admin` nor the environment names one.
+const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
 /// Arguments of `candor audit`.
 #[derive(Debug, clap::Args)]
 pub(super) struct AuditArgs {
     /// A running candor's admin address (repeatable: one per pod). A host name that resolves
-    /// to several addresses, such as a Kubernetes headless Service, means all of them.
-    /// Default 127.0.0.1:9901.
+    /// to several addresses, such as a Kubernetes headless Service, means all of them; an
+    /// unspecified IP (`0.0.0.0`, `::`) means this host's loopback. Default:
+    /// $CANDOR__SERVER__ADMIN_LISTEN, else 127.0.0.1:9901.
     #[arg(long, value_name = "ADDR")]
     admin: Vec<String>,
-    /// Read a HAR 1.2 capture instead of asking a running candor.
+    /// Read a HAR 1.2 capture instead of asking a running candor (`-`: standard input).
     #[arg(long, value_name = "FILE", conflicts_with = "admin")]
     har: Option<PathBuf>,
     /// Print the proposed [[rules]] and [[tests]] as TOML to append to a config.
@@ -32,15 +47,29 @@ pub(super) struct AuditArgs {
     /// Propose the rules with mode = "enforce" instead of "shadow" (implies --rules).
     #[arg(long)]
     enforce: bool,
-    /// Print the (merged) report as JSON.
+    /// Print the (merged) report as JSON, in the shape of `GET /audit.json`, with proposals.
     #[arg(long, conflicts_with_all = ["rules", "enforce", "openapi"])]
     json: bool,
     /// Print an OpenAPI 3.1 document (JSON) of the observed routes and the statuses sent.
     #[arg(long, conflicts_with_all = ["rules", "enforce"])]
     openapi: bool,
     /// With --har: the body bytes read per entry (as inspect.max_body_bytes).
-    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = har::DEFAULT_MAX_BODY_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 30)
+    )]
     max_body_bytes: usize,
+    /// The admin token (`server.admin_token`), sent as a bearer token. Reading the report needs
+    /// none; this is for an admin listener behind a proxy that asks for one.
+    #[arg(
+        long,
+        env = "CANDOR__SERVER__ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
 }
 
 pub(super) fn audit(args: &AuditArgs) -> ExitCode {
@@ -63,76 +92,140 @@ pub(super) fn audit(args: &AuditArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        None => {
-            let admins = if args.admin.is_empty() {
-                vec!["127.0.0.1:9901".to_owned()]
-            } else {
-                args.admin.clone()
-            };
-            let runtime = match super::runtime() {
-                Ok(runtime) => runtime,
-                Err(code) => return code,
-            };
-            let report = runtime.block_on(gather(&admins));
-            for pod in &report.unreachable {
-                eprintln!("unreachable: {pod}");
-            }
-            // A merge of no report has no start: nothing answered.
-            if report.since.is_empty() && !report.unreachable.is_empty() {
-                eprintln!("error: no candor answered");
-                return ExitCode::FAILURE;
-            }
-            report
-        }
+        None => match from_admins(args) {
+            Some(report) => report,
+            None => return ExitCode::FAILURE,
+        },
     };
     let mut report = report;
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(err) => {
-                eprintln!("error: {err}");
-                return ExitCode::FAILURE;
-            }
-        }
+    // Every output but the OpenAPI document shows proposals: a merge dropped the pods' own.
+    propose::annotate(&mut report, args.enforce);
+    let out = if args.json {
+        // Strings, numbers, lists and maps with string keys: serialising cannot fail.
+        let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        text.push('\n');
+        text
     } else if args.openapi {
-        println!("{:#}", openapi::document(&report));
+        format!("{:#}\n", openapi::document(&report))
     } else if args.rules || args.enforce {
-        propose::annotate(&mut report, args.enforce);
-        print!("{}", propose::rules(&report));
+        propose::rules(&report)
     } else {
-        propose::annotate(&mut report, false);
-        print!("{}", findings_table(&report));
+        findings_table(&report)
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // `candor audit --rules | head` closing the pipe early is not a failure.
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write the output: {err}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
-    ExitCode::SUCCESS
+}
+
+/// The merged report of every pod `--admin` names, `None` (said on stderr) when none answered.
+fn from_admins(args: &AuditArgs) -> Option<Report> {
+    let admins = if args.admin.is_empty() {
+        vec![std::env::var("CANDOR__SERVER__ADMIN_LISTEN")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_ADMIN.to_owned())]
+    } else {
+        args.admin.clone()
+    };
+    let auth = match &args.token {
+        Some(token) => match HeaderValue::from_str(&format!("Bearer {token}")) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                eprintln!("error: --token must be visible ASCII without spaces");
+                return None;
+            }
+        },
+        None => None,
+    };
+    let runtime = super::runtime().ok()?;
+    let (report, answered) = runtime.block_on(gather(&admins, auth));
+    for pod in &report.unreachable {
+        eprintln!("unreachable: {pod}");
+    }
+    if answered == 0 {
+        eprintln!("error: no candor answered");
+        return None;
+    }
+    Some(report)
+}
+
+/// One pod to ask: the address dialled, and how it is named (with the name it came from).
+struct Pod {
+    addr: String,
+    name: String,
 }
 
 /// Every address `admin` names: itself when it is an address, else all a name resolves to.
-async fn addresses(admin: &str) -> Result<Vec<String>, String> {
+async fn addresses(admin: &str) -> Result<Vec<(SocketAddr, Pod)>, String> {
     let dial = client::dial_address(admin);
-    if dial.parse::<SocketAddr>().is_ok() {
-        return Ok(vec![dial]);
+    if let Ok(addr) = dial.parse::<SocketAddr>() {
+        let pod = Pod {
+            addr: dial.clone(),
+            name: dial,
+        };
+        return Ok(vec![(addr, pod)]);
     }
-    let found: BTreeSet<SocketAddr> = tokio::net::lookup_host(&dial)
-        .await
-        .map_err(|e| format!("{admin}: cannot resolve: {e}"))?
-        .collect();
+    let found: BTreeSet<SocketAddr> =
+        tokio::time::timeout(client::TIMEOUT, tokio::net::lookup_host(&dial))
+            .await
+            .map_err(|_| {
+                format!(
+                    "{admin}: not resolved within {}s",
+                    client::TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|e| format!("{admin}: cannot resolve: {e}"))?
+            .collect();
     if found.is_empty() {
         return Err(format!("{admin}: resolves to no address"));
     }
-    Ok(found.into_iter().map(|a| a.to_string()).collect())
+    Ok(found
+        .into_iter()
+        .map(|addr| {
+            let pod = Pod {
+                addr: addr.to_string(),
+                name: format!("{addr} ({admin})"),
+            };
+            (addr, pod)
+        })
+        .collect())
 }
 
-/// Reads `/audit.json` from every pod and merges what they found.
-async fn gather(admins: &[String]) -> Report {
+/// The body of `GET /audit.json`: the report, and whether that candor observes now.
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(flatten)]
+    report: Report,
+}
+
+/// Reads `/audit.json` from every pod, each address once however many names lead to it, and
+/// merges what they found; also says how many answered.
+async fn gather(admins: &[String], auth: Option<HeaderValue>) -> (Report, usize) {
     let mut unreachable = Vec::new();
+    let mut seen = BTreeSet::new();
     let mut tasks = tokio::task::JoinSet::new();
     for admin in admins {
         match addresses(admin).await {
             Ok(list) => {
-                for addr in list {
+                for (addr, pod) in list {
+                    if !seen.insert(addr) {
+                        continue;
+                    }
+                    let auth = auth.clone();
                     tasks.spawn(async move {
-                        let result = fetch(&addr).await;
-                        (addr, result)
+                        let result = fetch(&pod.addr, auth).await;
+                        (pod.name, result)
                     });
                 }
             }
@@ -142,28 +235,41 @@ async fn gather(admins: &[String]) -> Report {
     let mut reports = Vec::new();
     while let Some(done) = tasks.join_next().await {
         match done {
-            Ok((_, Ok(report))) => reports.push(report),
-            Ok((addr, Err(why))) => unreachable.push(format!("{addr}: {why}")),
+            Ok((name, Ok(answer))) => {
+                if answer.enabled == Some(false) {
+                    eprintln!(
+                        "note: {name}: audit is off there ([audit] enabled = false); its report holds what it found while on"
+                    );
+                }
+                reports.push((name, answer.report));
+            }
+            Ok((name, Err(why))) => unreachable.push(format!("{name}: {why}")),
             Err(err) => unreachable.push(format!("a fetch failed: {err}")),
         }
     }
-    let mut merged = if reports.len() == 1 {
-        reports.pop().unwrap_or_default()
-    } else {
-        Report::merge(reports)
-    };
+    // The same pods give the same merge, whichever answered first.
+    reports.sort_by(|a, b| a.0.cmp(&b.0));
+    let answered = reports.len();
+    let mut merged = Report::merge(reports.into_iter().map(|(_, r)| r).collect());
     unreachable.sort();
     merged.unreachable.extend(unreachable);
-    merged
+    (merged, answered)
 }
 
-async fn fetch(admin: &str) -> Result<Report, String> {
-    let request = http::Request::get("/audit.json")
+async fn fetch(admin: &str, auth: Option<HeaderValue>) -> Result<Answer, String> {
+    let mut request = http::Request::get("/audit.json");
+    if let Some(auth) = auth {
+        request = request.header(http::header::AUTHORIZATION, auth);
+    }
+    let request = request
         .body(http_body_util::Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
-    match client::exchange_limited(admin, request, MAX_REPORT).await {
+    match client::exchange_limited(admin, request, MAX_REPORT, REPORT_TIMEOUT).await {
         Ok((status, _, body)) if status == StatusCode::OK => serde_json::from_slice(&body)
             .map_err(|e| format!("/audit.json is not an audit report: {e}")),
+        Ok((status, _, _)) if status == StatusCode::NOT_FOUND => {
+            Err("/audit.json answered 404: a candor from before audit?".to_owned())
+        }
         Ok((status, _, _)) => Err(format!("/audit.json answered {status}")),
         Err(err) => Err(err.to_string()),
     }
@@ -276,6 +382,9 @@ pub(crate) fn findings_table(report: &Report) -> String {
     }
     if report.folded {
         out.push_str("; routes past audit.max_routes folded into {other}");
+    }
+    if !report.unreachable.is_empty() {
+        let _ = write!(out, "; {} unreachable", report.unreachable.len());
     }
     out.push('\n');
     if findings > fixed {

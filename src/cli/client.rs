@@ -21,9 +21,9 @@ pub(super) enum ClientError {
     /// Nothing answered, or the exchange broke.
     #[error("does not answer: {0}")]
     Io(#[source] tower::BoxError),
-    /// No answer within [`TIMEOUT`].
-    #[error("did not answer within {}s", TIMEOUT.as_secs())]
-    Timeout,
+    /// No answer within the time allowed.
+    #[error("did not answer within {}s", .0.as_secs())]
+    Timeout(Duration),
 }
 
 /// The address to dial for `admin`: an unspecified IP (`0.0.0.0:9901`, what a container binds)
@@ -47,15 +47,16 @@ pub(super) async fn exchange(
     admin: &str,
     request: Request<Full<Bytes>>,
 ) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
-    exchange_limited(admin, request, MAX_BODY).await
+    exchange_limited(admin, request, MAX_BODY, TIMEOUT).await
 }
 
-/// [`exchange`] reading at most `max_body` bytes of answer (an audit report of 1,000 routes is
-/// a few MiB).
+/// [`exchange`] reading at most `max_body` bytes of answer within `timeout` (an audit report of
+/// 1,000 routes is a few MiB).
 pub(super) async fn exchange_limited(
     admin: &str,
     mut request: Request<Full<Bytes>>,
     max_body: usize,
+    timeout: Duration,
 ) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(admin).await?;
@@ -72,10 +73,10 @@ pub(super) async fn exchange_limited(
         conn.abort();
         Ok::<_, tower::BoxError>((status, head.headers, body))
     };
-    match tokio::time::timeout(TIMEOUT, exchange).await {
+    match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(err)) => Err(ClientError::Io(err)),
-        Err(_) => Err(ClientError::Timeout),
+        Err(_) => Err(ClientError::Timeout(timeout)),
     }
 }
 

@@ -226,18 +226,25 @@ fn a_har_gives_a_table_of_findings_and_a_summary() {
     // The gzip-labelled entry's content is decoded text: found like the other.
     assert_eq!(
         users,
-        ["/users/{id}", "GET", "error_in_success", "2", "0", "404"]
+        [
+            "/users/{id}",
+            "GET",
+            "error_in_success",
+            "2",
+            "0",
+            "→",
+            "404"
+        ]
     );
-    let summary = lines.last().unwrap();
-    assert!(
-        summary.starts_with(
-            "14 findings (0 fixed) on 14 of 15 routes from 17 exchanges since 2026-12-07T10:00:00Z"
-        ),
-        "{summary}"
+    // 14 rows under the head, a blank line, the summary and the hint.
+    assert_eq!(lines.len(), 18, "{stdout}");
+    assert_eq!(
+        lines[16],
+        "14 findings on 14 of 15 routes, 0 fixed, from 17 exchanges since 2026-12-07T10:00:00Z"
     );
-    assert_eq!(lines.len(), 16, "{stdout}");
+    assert!(lines[17].contains("candor audit --rules"), "{stdout}");
     assert!(
-        stderr.contains("1 of 18 entries left out: 1 failed"),
+        stderr.contains("1 of 18 entries skipped: 1 failed"),
         "{stderr}"
     );
 
@@ -354,7 +361,7 @@ fn a_broken_har_is_exit_1_with_a_message_naming_what_and_where() {
             "log.entries[3].response.status: expected a number, found a string",
         ),
         (&not_json, "not valid JSON"),
-        (&not_har, "not a HAR: no `log` member"),
+        (&not_har, "not a HAR 1.2 capture: no `log` member"),
         (&missing, "cannot read it"),
     ] {
         let out = candor(&["audit", "--har", file.to_str().unwrap()]);
@@ -367,7 +374,7 @@ fn a_broken_har_is_exit_1_with_a_message_naming_what_and_where() {
     }
     let usage = candor(&["audit", "--har", "x.har", "--admin", "127.0.0.1:9901"]);
     assert_eq!(usage.status.code(), Some(2));
-    let usage = candor(&["audit", "--har", "x.har", "--enforce"]);
+    let usage = candor(&["audit", "--har", "x.har", "--json", "--rules"]);
     assert_eq!(usage.status.code(), Some(2));
 }
 
@@ -419,7 +426,7 @@ fn admin_pods_are_merged_and_an_unreachable_one_is_named() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("{nobody}: does not answer")),
+        stderr.contains(&format!("unreachable: {nobody}: does not answer")),
         "{stderr}"
     );
     assert!(stderr.contains("no candor answered"), "{stderr}");
@@ -437,7 +444,7 @@ fn admin_pods_are_merged_and_an_unreachable_one_is_named() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains(&format!("warning: {nobody}: does not answer")),
+        stderr.contains(&format!("unreachable: {nobody}: does not answer")),
         "{stderr}"
     );
     let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -460,11 +467,9 @@ fn admin_pods_are_merged_and_an_unreachable_one_is_named() {
     // The table names the unreachable pod in its summary too.
     let out = candor(&["audit", "--admin", &a, "--admin", &nobody]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        text(&out.stdout).trim_end().ends_with("; 1 unreachable"),
-        "{}",
-        text(&out.stdout)
-    );
+    let table = text(&out.stdout);
+    assert!(table.contains("from 17 exchanges since"), "{table}");
+    assert!(table.contains("; 1 unreachable"), "{table}");
     // A host name means every address it resolves to: `localhost` is at least 127.0.0.1.
     let port = a.rsplit(':').next().unwrap();
     let out = candor(&["audit", "--admin", &format!("localhost:{port}"), "--json"]);

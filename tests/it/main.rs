@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod audit_cli;
 mod audit_e2e;
 mod audit_live;
 mod audit_propose;
