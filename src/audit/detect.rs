@@ -59,7 +59,7 @@ pub struct Observation {
     pub found: Vec<Detected>,
     /// For an honest 2xx JSON response: the members a detector reads as markers elsewhere,
     /// with their values (what a proposed condition must not match).
-    pub honest: Vec<(String, serde_json::Value)>,
+    pub honest: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Observation {
@@ -121,20 +121,18 @@ pub fn detect(
         Body::Complete(bytes) if json => shallow::parse(bytes),
         _ => None,
     };
-    // The body's top-level member names, for a proposal to carry into its problem document.
-    let names: Vec<String> = match &top {
-        Some(Top::Object(members)) => members
-            .iter()
-            .map(|(name, _)| name)
-            .filter(|name| name.len() <= 64)
-            .take(16)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    };
     let example = |evidence: &Evidence| {
         let mut example = redact::example(exchange, response, json, evidence, scrubber);
-        example.members = names.clone();
+        // The body's top-level member names, for a proposal to carry into its problem document.
+        if let Some(Top::Object(members)) = &top {
+            example.members = members
+                .iter()
+                .map(|(name, _)| name)
+                .filter(|name| name.len() <= 64)
+                .take(16)
+                .map(str::to_owned)
+                .collect();
+        }
         example
     };
     let mut push = |kind: Kind, evidence: Evidence| {
@@ -318,8 +316,8 @@ fn is_json(content_type: Option<&[u8]>, body: &[u8]) -> bool {
     match content_type {
         Some(ct) => {
             let media = ct.split(|&b| b == b';').next().unwrap_or(ct).trim_ascii();
-            let media = media.to_ascii_lowercase();
-            media.ends_with(b"/json") || media.ends_with(b"+json")
+            let tail = &media[media.len().saturating_sub(5)..];
+            tail.eq_ignore_ascii_case(b"/json") || tail.eq_ignore_ascii_case(b"+json")
         }
         None => matches!(body.trim_ascii_start().first(), Some(b'{' | b'[')),
     }
@@ -454,19 +452,26 @@ fn error_marker(members: &shallow::Members) -> Option<(&str, String)> {
 }
 
 /// The members of an honest 2xx body that a detector reads as markers elsewhere.
-fn honest_markers(members: &shallow::Members) -> Vec<(String, serde_json::Value)> {
-    let names = STATE_MEMBERS
+/// Members a detector reads as markers, and their pointers.
+const MARKERS: [(&str, &str); 8] = [
+    ("status", "/status"),
+    ("result", "/result"),
+    ("state", "/state"),
+    ("success", "/success"),
+    ("ok", "/ok"),
+    ("errors", "/errors"),
+    ("error", "/error"),
+    ("code", "/code"),
+];
+
+fn honest_markers(members: &shallow::Members) -> Vec<(&'static str, serde_json::Value)> {
+    MARKERS
         .iter()
-        .chain(&["success", "ok", "errors", "error", "code"]);
-    let mut out = Vec::new();
-    for name in names {
-        if let Some(value) = members.get(name) {
-            if let Some(value) = value.honest_value() {
-                out.push((pointer(name), value));
-            }
-        }
-    }
-    out
+        .filter_map(|(name, pointer)| {
+            let value = members.get(name)?.honest_value()?;
+            Some((*pointer, value))
+        })
+        .collect()
 }
 
 /// `created_as_200`: the new entity's id member.
