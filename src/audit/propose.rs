@@ -35,9 +35,32 @@ pub fn annotate(report: &mut Report, enforce: bool) {
                 None
             } else {
                 propose(&snapshot, finding, allow.as_deref(), enforce, &mut names)
+                    .map(|text| printable_comments(&text))
             };
         }
     }
+}
+
+/// The text with every control character in its comments replaced by `?`: a comment may
+/// quote a route, and TOML comments take only printable characters.
+fn printable_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.starts_with('#') {
+            let (body, end) = match line.strip_suffix('\n') {
+                Some(body) => (body, "\n"),
+                None => (line, ""),
+            };
+            out.extend(
+                body.chars()
+                    .map(|c| if c.is_control() && c != '\t' { '?' } else { c }),
+            );
+            out.push_str(end);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// Every proposal of `report` (already [`annotate`]d), as one TOML text to append to a config:
