@@ -41,15 +41,35 @@ impl Kinds {
     }
 }
 
-/// One finding in one exchange.
+/// One finding in one exchange. Its example is made only when the table keeps one
+/// ([`example`]): a route's thousandth lie of a kind costs no redaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detected {
     /// What was found.
     pub kind: Kind,
     /// What gave it away; findings of a route are grouped by kind and evidence.
     pub evidence: Evidence,
-    /// The exchange, scrubbed.
-    pub example: Example,
+}
+
+/// The example of `response` (one side of `exchange`), scrubbed: what a finding keeps.
+pub fn example(exchange: &Exchange<'_>, response: &Response<'_>, scrubber: &Scrubber) -> Example {
+    let content_type = response.headers.get(CONTENT_TYPE);
+    let bytes = response.body.bytes();
+    let json = is_json(content_type.map(|v| v.as_bytes()), bytes);
+    let mut example = redact::example(exchange, response, json, scrubber);
+    // The body's top-level member names, for a proposal to carry into its problem document.
+    if let (true, Body::Complete(bytes)) = (json, response.body) {
+        if let Some(Top::Object(members)) = shallow::parse(bytes) {
+            example.members = members
+                .iter()
+                .map(|(name, _)| name)
+                .filter(|name| name.len() <= 64)
+                .take(16)
+                .map(str::to_owned)
+                .collect();
+        }
+    }
+    example
 }
 
 /// What the detectors made of one response.
@@ -121,28 +141,7 @@ pub fn detect(
         Body::Complete(bytes) if json => shallow::parse(bytes),
         _ => None,
     };
-    let example = |evidence: &Evidence| {
-        let mut example = redact::example(exchange, response, json, evidence, scrubber);
-        // The body's top-level member names, for a proposal to carry into its problem document.
-        if let Some(Top::Object(members)) = &top {
-            example.members = members
-                .iter()
-                .map(|(name, _)| name)
-                .filter(|name| name.len() <= 64)
-                .take(16)
-                .map(str::to_owned)
-                .collect();
-        }
-        example
-    };
-    let mut push = |kind: Kind, evidence: Evidence| {
-        let example = example(&evidence);
-        out.found.push(Detected {
-            kind,
-            evidence,
-            example,
-        });
-    };
+    let mut push = |kind: Kind, evidence: Evidence| out.found.push(Detected { kind, evidence });
     let no_body = body_is_empty(exchange.method, headers, body);
 
     if status.is_success() {

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::report::{Evidence, Example};
+use super::report::Example;
 use super::{Body, Exchange, Response};
 use crate::builtin::scrub::{self, Scrubber};
 
@@ -70,7 +70,6 @@ pub fn example(
     exchange: &Exchange<'_>,
     response: &Response<'_>,
     json: bool,
-    _evidence: &Evidence,
     scrubber: &Scrubber,
 ) -> Example {
     let (body, complete) = body(response.body, json, scrubber);

@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 use super::detect::{self, Detected, Kind, Kinds};
-use super::report::{self, FindingReport, Honest, Report, RouteReport};
+use super::report::{self, Example, FindingReport, Honest, Report, RouteReport};
 use super::route::Template;
 use super::Exchange;
 use crate::builtin::scrub::Scrubber;
@@ -92,6 +92,7 @@ struct Route {
 #[derive(Debug)]
 struct Finding {
     detected: Detected,
+    example: Example,
     count: u64,
     fixed: u64,
     first: SystemTime,
@@ -179,6 +180,8 @@ impl Audit {
         for (pointer, value) in &upstream.honest {
             note_honest(&mut route.honest, pointer, value);
         }
+        // Made at most once per exchange, and only when a finding keeps it.
+        let mut example: Option<Example> = None;
         for detected in &upstream.found {
             let fixed = sent.is_some_and(|kinds| !kinds.contains(detected.kind));
             let full = route.findings.len() >= MAX_FINDINGS_PER_ROUTE;
@@ -189,12 +192,23 @@ impl Audit {
                     finding.count += 1;
                     finding.fixed += u64::from(fixed);
                     finding.last = exchange.at;
-                    if !finding.detected.example.complete && detected.example.complete {
-                        finding.detected.example = detected.example.clone();
+                    // A whole example replaces a cut one (a test can replay it).
+                    if !finding.example.complete {
+                        let example = example.get_or_insert_with(|| {
+                            detect::example(exchange, &exchange.upstream, scrubber)
+                        });
+                        if example.complete {
+                            finding.example = example.clone();
+                        }
                     }
                 }
                 None if !full => route.findings.push(Finding {
                     detected: detected.clone(),
+                    example: example
+                        .get_or_insert_with(|| {
+                            detect::example(exchange, &exchange.upstream, scrubber)
+                        })
+                        .clone(),
                     count: 1,
                     fixed: u64::from(fixed),
                     first: exchange.at,
@@ -295,7 +309,7 @@ fn snapshot(state: &State) -> Report {
                     first_seen: rfc3339(f.first),
                     last_seen: rfc3339(f.last),
                     evidence: f.detected.evidence.clone(),
-                    example: f.detected.example.clone(),
+                    example: f.example.clone(),
                     proposal: None,
                 })
                 .collect(),
