@@ -166,6 +166,16 @@ struct Pod {
 
 /// Every address `admin` names: itself when it is an address, else all a name resolves to.
 async fn addresses(admin: &str) -> Result<Vec<(SocketAddr, Pod)>, String> {
+    // The resolver's own words for these ("invalid socket address", "Name or service not
+    // known") do not say what is wrong with the argument.
+    if admin.contains("://") {
+        return Err(format!("{admin}: give HOST:PORT, not a URL"));
+    }
+    if !admin.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+    }) {
+        return Err(format!("{admin}: not HOST:PORT"));
+    }
     let dial = client::dial_address(admin);
     if let Ok(addr) = dial.parse::<SocketAddr>() {
         let pod = Pod {

@@ -440,6 +440,18 @@ fn admin_pods_are_merged_and_an_unreachable_one_is_named() {
         "{stderr}"
     );
     assert!(stderr.contains("no candor answered"), "{stderr}");
+    for (admin, why) in [
+        ("http://127.0.0.1:9901", "not a URL"),
+        ("127.0.0.1", "not HOST:PORT"),
+    ] {
+        let out = candor(&["audit", "--admin", admin]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("unreachable: {admin}: ")) && stderr.contains(why),
+            "{stderr}"
+        );
+    }
 
     // Two pods that saw the capture, as `/audit.json` answers it (with `enabled`).
     let dir = temp_dir("admin");
