@@ -516,6 +516,18 @@ impl Reader<'_> {
                 ))
             }
         };
+        // The bytes transferred: 0 says the response had no body when `content.size` is not
+        // recorded (with a size, 0 may be a body the browser's cache supplied).
+        let body_size = match response.get("bodySize") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(other) => {
+                return Err(format!(
+                    "{res_at}.bodySize: expected a number, found {}",
+                    kind(other)
+                ))
+            }
+        };
         let bytes: Cow<'v, [u8]> = match (text, file) {
             (Some(text), _) => match encoding {
                 None | Some("") => Cow::Borrowed(text.as_bytes()),
@@ -540,7 +552,9 @@ impl Reader<'_> {
                 Err(why) => return Ok(Err(format!("{at}._file {file:?}: {why}"))),
             },
             // No text: an empty body when the size says so, else a body the capture left out.
-            (None, None) if size == Some(0) => Cow::Borrowed(&[][..]),
+            (None, None) if size == Some(0) || (size.is_none() && body_size == Some(0)) => {
+                Cow::Borrowed(&[][..])
+            }
             (None, None) => return Ok(Ok(Content::Unseen)),
         };
         // A capture that cut the text short says so by a larger size.
@@ -928,6 +942,15 @@ mod tests {
             json!({ "size": 0, "mimeType": "x-unknown" }),
         );
         delete["response"]["headers"] = json!([]);
+        // No `content.size`, but nothing transferred: an empty body too.
+        let mut delete_no_size = entry(
+            "DELETE",
+            "http://h/carts/6",
+            200,
+            json!({ "mimeType": "x-unknown" }),
+        );
+        delete_no_size["response"]["headers"] = json!([]);
+        delete_no_size["response"]["bodySize"] = json!(0);
         let long = format!(r#"{{"status":"error","message":"{}"}}"#, "x".repeat(300));
         let cut = read(
             &har(vec![
@@ -941,6 +964,7 @@ mod tests {
                     json!({ "size": 50, "mimeType": "application/json" }),
                 ),
                 entry("GET", "http://h/none", 200, Value::Null),
+                delete_no_size,
             ])[..],
             None,
             64,
@@ -953,9 +977,15 @@ mod tests {
             Kind::EmptyDelete200,
             1
         )));
+        assert!(found.contains(&(
+            "DELETE".into(),
+            "/carts/{id}".into(),
+            Kind::EmptyDelete200,
+            1
+        )));
         // Cut at 64 bytes, the JSON is not parsed: no finding on /long, nor the unseen ones.
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(cut.report.exchanges, 4);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(cut.report.exchanges, 5);
     }
 
     #[test]

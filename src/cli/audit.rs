@@ -166,6 +166,16 @@ struct Pod {
 
 /// Every address `admin` names: itself when it is an address, else all a name resolves to.
 async fn addresses(admin: &str) -> Result<Vec<(SocketAddr, Pod)>, String> {
+    // The resolver's own words for these ("invalid socket address", "Name or service not
+    // known") do not say what is wrong with the argument.
+    if admin.contains("://") {
+        return Err(format!("{admin}: give HOST:PORT, not a URL"));
+    }
+    if !admin.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+    }) {
+        return Err(format!("{admin}: not HOST:PORT"));
+    }
     let dial = client::dial_address(admin);
     if let Ok(addr) = dial.parse::<SocketAddr>() {
         let pod = Pod {
@@ -275,8 +285,30 @@ async fn fetch(admin: &str, auth: Option<HeaderValue>) -> Result<Answer, String>
     }
 }
 
+/// What `--rules` holds for a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proposed {
+    /// A `[[rules]]` entry with its test.
+    Rule,
+    /// A comment only: a built-in to turn on, or why no rule can be written.
+    Note,
+    /// Nothing: no rule tells it apart (the route's honest responses look the same, or it is
+    /// `{other}`).
+    Nothing,
+}
+
+impl Proposed {
+    fn of(finding: &crate::audit::report::FindingReport) -> Proposed {
+        match finding.proposal.as_deref() {
+            Some(p) if p.contains("[[rules]]") => Proposed::Rule,
+            Some(_) => Proposed::Note,
+            None => Proposed::Nothing,
+        }
+    }
+}
+
 /// What the table says would fix a finding.
-fn fix(kind: Kind, status: Option<u16>, fixed: bool, proposed: bool) -> String {
+fn fix(kind: Kind, status: Option<u16>, fixed: bool, proposed: Proposed) -> String {
     if fixed {
         return "fixed".to_owned();
     }
@@ -290,35 +322,34 @@ fn fix(kind: Kind, status: Option<u16>, fixed: bool, proposed: bool) -> String {
         (_, Some(status)) => format!("→ {status}"),
         (_, None) => String::new(),
     };
-    if proposed {
-        what
+    // The note says where `--rules` has something other than a rule, so nobody looks there
+    // for one that is not.
+    let note = match (kind, proposed) {
+        (_, Proposed::Rule) => return what,
+        (Kind::HtmlToApiClient | Kind::LeakedInternals, _) => "(see --rules)",
+        (_, Proposed::Note) => "(no rule: see the note in --rules)",
+        (_, Proposed::Nothing) => "(no rule proposed)",
+    };
+    if what.is_empty() {
+        note.to_owned()
     } else {
-        format!("{what} (see --rules)")
+        format!("{what} {note}")
     }
 }
 
-/// The findings as a table, then a one-line summary.
+/// The findings as a table (none when there are none), then a one-line summary.
 pub(crate) fn findings_table(report: &Report) -> String {
     use std::fmt::Write as _;
     let mut rows = Vec::new();
     for route in &report.routes {
         for f in &route.findings {
-            let proposed = f
-                .proposal
-                .as_deref()
-                .is_some_and(|p| p.contains("[[rules]]"));
             rows.push([
                 route.route.clone(),
                 route.method.clone(),
                 f.kind.as_str().to_owned(),
                 f.count.to_string(),
                 f.fixed.to_string(),
-                fix(
-                    f.kind,
-                    f.evidence.status,
-                    f.is_fixed(),
-                    proposed || f.is_fixed(),
-                ),
+                fix(f.kind, f.evidence.status, f.is_fixed(), Proposed::of(f)),
             ]);
         }
     }
@@ -386,9 +417,133 @@ pub(crate) fn findings_table(report: &Report) -> String {
     if !report.unreachable.is_empty() {
         let _ = write!(out, "; {} unreachable", report.unreachable.len());
     }
-    out.push('\n');
+    // One line, so a script (or `candor demo --audit`) can take the summary with `tail -1`.
     if findings > fixed {
-        out.push_str("`candor audit --rules` proposes the rules and tests that fix them.\n");
+        out.push_str("; `candor audit --rules` proposes the rules");
     }
+    out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::report::{Evidence, Example, FindingReport, RouteReport};
+
+    fn finding(kind: Kind, count: u64, fixed: u64, proposal: Option<&str>) -> FindingReport {
+        FindingReport {
+            kind,
+            count,
+            fixed,
+            first_seen: "2026-12-07T10:00:00Z".into(),
+            last_seen: "2026-12-07T10:00:00Z".into(),
+            evidence: Evidence {
+                status: Some(404),
+                ..Evidence::default()
+            },
+            example: Example::default(),
+            proposal: proposal.map(str::to_owned),
+        }
+    }
+
+    fn route(route: &str, method: &str, findings: Vec<FindingReport>) -> RouteReport {
+        RouteReport {
+            method: method.into(),
+            route: route.into(),
+            findings,
+            ..RouteReport::default()
+        }
+    }
+
+    #[test]
+    fn the_table_says_what_fixes_each_finding_and_sums_up_in_one_line() {
+        let report = Report {
+            since: "2026-12-07T10:00:00Z".into(),
+            exchanges: 40,
+            routes: vec![
+                route(
+                    "/users/{id}",
+                    "GET",
+                    vec![finding(Kind::ErrorInSuccess, 12, 0, Some("[[rules]]\n"))],
+                ),
+                route(
+                    "/orders/{id}",
+                    "GET",
+                    vec![
+                        finding(Kind::NullEntity, 3, 3, None),
+                        finding(Kind::ErrorInSuccess, 2, 0, Some("# fix: add a type\n")),
+                    ],
+                ),
+                route(
+                    "/pages",
+                    "GET",
+                    vec![finding(Kind::HtmlToApiClient, 1, 0, Some("# fix: …\n"))],
+                ),
+                route(
+                    "/{other}",
+                    "GET",
+                    vec![finding(Kind::StatusInBody, 1, 0, None)],
+                ),
+                route("/health", "GET", Vec::new()),
+            ],
+            unreachable: vec!["10.0.0.3:9901: does not answer".into()],
+            ..Report::default()
+        };
+        let table = findings_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 8, "{table}");
+        let cells: Vec<Vec<&str>> = lines[..6]
+            .iter()
+            .map(|l| {
+                l.split("  ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            cells[0],
+            ["ROUTE", "METHOD", "KIND", "COUNT", "FIXED", "FIX"]
+        );
+        assert_eq!(
+            cells[1],
+            ["/users/{id}", "GET", "error_in_success", "12", "0", "→ 404"]
+        );
+        assert_eq!(cells[2][5], "fixed");
+        assert_eq!(cells[3][5], "→ 404 (no rule: see the note in --rules)");
+        assert_eq!(cells[4][5], "the html_errors built-in (see --rules)");
+        assert_eq!(cells[5][5], "→ 404 (no rule proposed)");
+        assert_eq!(lines[6], "");
+        assert_eq!(
+            lines[7],
+            "5 findings on 4 of 5 routes, 1 fixed, from 40 exchanges since 2026-12-07T10:00:00Z; 1 unreachable; `candor audit --rules` proposes the rules"
+        );
+    }
+
+    #[test]
+    fn nothing_found_is_the_summary_alone() {
+        let report = Report {
+            since: "2026-12-07T10:00:00Z".into(),
+            exchanges: 3,
+            routes: vec![route("/health", "GET", Vec::new())],
+            ..Report::default()
+        };
+        assert_eq!(
+            findings_table(&report),
+            "0 findings on 0 of 1 routes, 0 fixed, from 3 exchanges since 2026-12-07T10:00:00Z\n"
+        );
+        let all_fixed = Report {
+            routes: vec![route(
+                "/a",
+                "GET",
+                vec![finding(Kind::NullEntity, 2, 2, None)],
+            )],
+            ..Report::default()
+        };
+        let table = findings_table(&all_fixed);
+        assert!(
+            table.ends_with("1 fixed, from 0 exchanges since -\n"),
+            "{table}"
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //! | file | owns |
 //! | --- | --- |
 //! | `mod.rs` | the commands |
+//! | `audit.rs` | `candor audit`: reports gathered from pods or read from a HAR, the findings table |
 //! | `client.rs` | the small HTTP client of the commands that talk to a running candor |
 
 mod audit;

@@ -236,13 +236,12 @@ fn a_har_gives_a_table_of_findings_and_a_summary() {
             "404"
         ]
     );
-    // 14 rows under the head, a blank line, the summary and the hint.
-    assert_eq!(lines.len(), 18, "{stdout}");
+    // 14 rows under the head, a blank line, and the one-line summary.
+    assert_eq!(lines.len(), 17, "{stdout}");
     assert_eq!(
         lines[16],
-        "14 findings on 14 of 15 routes, 0 fixed, from 17 exchanges since 2026-12-07T10:00:00Z"
+        "14 findings on 14 of 15 routes, 0 fixed, from 17 exchanges since 2026-12-07T10:00:00Z; `candor audit --rules` proposes the rules"
     );
-    assert!(lines[17].contains("candor audit --rules"), "{stdout}");
     assert!(
         stderr.contains("1 of 18 entries skipped: 1 failed"),
         "{stderr}"
@@ -255,6 +254,12 @@ fn a_har_gives_a_table_of_findings_and_a_summary() {
     assert_eq!(report["exchanges"], 17);
     assert_eq!(report["routes"].as_array().unwrap().len(), 15);
 }
+
+/// A config with nothing but an upstream: every built-in at its default.
+const DEFAULTS: &str = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+
+/// The smallest valid config with every built-in that changes a response off.
+const BUILT_INS_OFF: &str = "[upstream]\nurl = \"http://127.0.0.1:9\"\n[html_errors]\nenabled = false\n[scrub]\nenabled = false\n[retry_after]\nstatuses = []\n";
 
 #[test]
 fn proposed_rules_pass_check_and_their_tests_in_a_minimal_config() {
@@ -273,23 +278,28 @@ fn proposed_rules_pass_check_and_their_tests_in_a_minimal_config() {
             rules.starts_with("# Proposed by `candor audit` from 17 exchanges"),
             "{rules}"
         );
-        let config = dir.join(format!("candor{}.toml", flags.len()));
-        std::fs::write(
-            &config,
-            format!("[upstream]\nurl = \"http://127.0.0.1:3000\"\n\n{rules}"),
-        )
-        .unwrap();
-        let check = candor(&["check", "--config", config.to_str().unwrap()]);
-        let stdout = text(&check.stdout);
-        assert_eq!(
-            check.status.code(),
-            Some(0),
-            "{}\n{rules}",
-            text(&check.stderr)
-        );
-        assert!(stdout.contains(summary), "{stdout}");
-        let test = candor(&["test", "--config", config.to_str().unwrap()]);
-        assert_eq!(test.status.code(), Some(0), "{}", text(&test.stdout));
+        // With the built-ins on (the defaults), and with every one off: the proposed tests
+        // must not lean on a built-in's answer.
+        for (n, base) in [DEFAULTS, BUILT_INS_OFF].into_iter().enumerate() {
+            let config = dir.join(format!("candor{}-{n}.toml", flags.len()));
+            std::fs::write(&config, format!("{base}\n{rules}")).unwrap();
+            let check = candor(&["check", "--config", config.to_str().unwrap()]);
+            let stdout = text(&check.stdout);
+            assert_eq!(
+                check.status.code(),
+                Some(0),
+                "{}\n{base}\n{rules}",
+                text(&check.stderr)
+            );
+            assert!(stdout.contains(summary), "{stdout}");
+            let test = candor(&["test", "--config", config.to_str().unwrap()]);
+            assert_eq!(
+                test.status.code(),
+                Some(0),
+                "{}\n{base}",
+                text(&test.stdout)
+            );
+        }
     }
 }
 
@@ -430,6 +440,18 @@ fn admin_pods_are_merged_and_an_unreachable_one_is_named() {
         "{stderr}"
     );
     assert!(stderr.contains("no candor answered"), "{stderr}");
+    for (admin, why) in [
+        ("http://127.0.0.1:9901", "not a URL"),
+        ("127.0.0.1", "not HOST:PORT"),
+    ] {
+        let out = candor(&["audit", "--admin", admin]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("unreachable: {admin}: ")) && stderr.contains(why),
+            "{stderr}"
+        );
+    }
 
     // Two pods that saw the capture, as `/audit.json` answers it (with `enabled`).
     let dir = temp_dir("admin");

@@ -132,8 +132,24 @@ fn seeds_pass_their_oracles() {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| entry(&data))) {
                 panic!("seed {target}/{name}: {:?}", panic.downcast_ref::<String>());
             }
+            if target == "audit" && name.starts_with("har-") {
+                har_seed_is_read(name, &data);
+            }
         }
     }
+}
+
+/// A HAR seed must be a capture the reader takes, with a finding: one that is not valid JSON
+/// only ever reaches the parse error, and leaves the reader's oracles unseeded.
+fn har_seed_is_read(name: &str, data: &[u8]) {
+    let read = candor::audit::har::read(data, None, 64 * 1024)
+        .unwrap_or_else(|e| panic!("seed audit/{name} is not read as a HAR: {e}"));
+    let findings: usize = read.report.routes.iter().map(|r| r.findings.len()).sum();
+    assert!(
+        findings > 0,
+        "seed audit/{name} finds nothing: {:?}",
+        read.report
+    );
 }
 
 /// Writes `fuzz/corpus/<target>/seed-<name>` for every seed below.
@@ -195,8 +211,8 @@ fn audit_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 "GET /debug 500\n< content-type: text/html\n\n<b>Fatal error</b>: Uncaught PDOException in /var/www/app/db.php:12 password=hunter2",
             ],
         )),
-        ("har-playwright", br#"{"log":{"version":"1.2","creator":{"name":"Playwright","version":"1.65.1"},"pages":[],"entries":[{"startedDateTime":"2026-12-07T10:00:00.123Z","request":{"method":"GET","url":"http://127.0.0.1:8080/users/1001","headers":[{"name":"Accept","value":"*/*"}]},"response":{"status":200,"headers":[{"name":"Content-Type","value":"application/json"},{"name":"Content-Encoding","value":"gzip"}],"content":{"size":54,"mimeType":"application/json","text":"{"status": "error", "message": "user 1001 not found"}"}}},{"startedDateTime":"2026-12-07T10:00:01Z","request":{"method":"DELETE","url":"http://127.0.0.1:8080/items/6","headers":[]},"response":{"status":405,"headers":[],"content":{"size":0}}},{"request":{"method":"GET","url":"http://127.0.0.1:8080/gone"},"response":{"status":0,"headers":[]}}]}}"#.to_vec()),
-        ("har-base64", br#"{"log":{"version":"1.2","creator":{"name":"mitmproxy","version":"11"},"entries":[{"startedDateTime":"2026-12-07T10:00:00+01:00","request":{"method":"POST","url":"https://api.example/accounts","headers":[{"name":":authority","value":"api.example"},{"name":"content-type","value":"application/json"}]},"response":{"status":200,"headers":[{"name":"content-type","value":"application/json"}],"content":{"size":10,"text":"eyJpZCI6Nzd9","encoding":"base64"}}},{"request":{"method":"GET","url":"::bad"},"response":{"status":200}}]}}"#.to_vec()),
+        ("har-playwright", br#"{"log":{"version":"1.2","creator":{"name":"Playwright","version":"1.65.1"},"pages":[],"entries":[{"startedDateTime":"2026-12-07T10:00:00.123Z","request":{"method":"GET","url":"http://127.0.0.1:8080/users/1001","headers":[{"name":"Accept","value":"*/*"}]},"response":{"status":200,"headers":[{"name":"Content-Type","value":"application/json"},{"name":"Content-Encoding","value":"gzip"}],"content":{"size":53,"mimeType":"application/json","text":"{\"status\": \"error\", \"message\": \"user 1001 not found\"}"}}},{"startedDateTime":"2026-12-07T10:00:01Z","request":{"method":"DELETE","url":"http://127.0.0.1:8080/items/6","headers":[]},"response":{"status":405,"headers":[],"content":{"size":0}}},{"request":{"method":"GET","url":"http://127.0.0.1:8080/gone"},"response":{"status":0,"headers":[]}}]}}"#.to_vec()),
+        ("har-base64", br#"{"log":{"version":"1.2","creator":{"name":"mitmproxy","version":"11"},"entries":[{"startedDateTime":"2026-12-07T10:00:00+01:00","request":{"method":"POST","url":"https://api.example/accounts","headers":[{"name":":authority","value":"api.example"},{"name":"content-type","value":"application/json"}]},"response":{"status":200,"headers":[{"name":"content-type","value":"application/json"}],"content":{"size":9,"text":"eyJpZCI6Nzd9","encoding":"base64"}}},{"request":{"method":"GET","url":"::bad"},"response":{"status":200}}]}}"#.to_vec()),
         ("hostile", seed(
             "invalid UTF-8, deep JSON, a huge string, an empty honest route",
             &[
