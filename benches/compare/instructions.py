@@ -79,9 +79,13 @@ def main():
     ap.add_argument("-p", "--routes", default="/ok /err /big")
     ap.add_argument("--candor-config", default=str(run.HERE / "conf" / "candor.toml"),
                     help="the config both binaries run with")
+    ap.add_argument("--port-offset", type=int, default=0,
+                    help="added to the origin, listen and admin ports, so two runs can share a host")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="keep the callgrind dumps in DIR (for callgrind_annotate)")
     cfg = ap.parse_args()
+    global ORIGIN, LISTEN, ADMIN
+    ORIGIN, LISTEN, ADMIN = ORIGIN + cfg.port_offset, LISTEN + cfg.port_offset, ADMIN + cfg.port_offset
     if any("=" not in kv for kv in cfg.candor_b_env):
         ap.error("--candor-b-env takes KEY=VALUE")
     env_b = dict(kv.split("=", 1) for kv in cfg.candor_b_env)
