@@ -84,6 +84,7 @@ use crate::proxy::limits::Gate;
 pub use crate::reload::Reload;
 use crate::reload::{Loaded, Reloader};
 use crate::status::Status;
+use crate::upstream::Limiter;
 
 /// Why candor could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +205,8 @@ struct Server {
     health: Arc<Health>,
     status: Arc<Status>,
     gate: Arc<Gate>,
+    /// The upstream concurrency limit, one for every worker; reloads reconfigure it.
+    limiter: Arc<Limiter>,
     maintenance: Arc<Switch>,
     /// The process's audit: its settings follow reloads, what it found stays.
     audit: Arc<Audit>,
@@ -246,6 +249,7 @@ impl Server {
         )));
         Ok(Server {
             gate: Arc::new(Gate::new(metrics.connections_open())),
+            limiter: Limiter::new(&config.limit, &metrics),
             maintenance,
             audit,
             config,
@@ -272,14 +276,14 @@ impl Server {
         let (up, started) = oneshot::channel::<io::Result<()>>();
         let (done, finished) = oneshot::channel::<()>();
         let source = self.loaded.borrow().listener.clone();
-        let (loaded, metrics, gate, maintenance, audit, stop) = (
-            self.loaded.clone(),
-            self.metrics.clone(),
-            self.gate.clone(),
-            self.maintenance.clone(),
-            self.audit.clone(),
-            stop.clone(),
-        );
+        let (loaded, stop) = (self.loaded.clone(), stop.clone());
+        let shared = proxy::Shared {
+            metrics: self.metrics.clone(),
+            gate: self.gate.clone(),
+            maintenance: self.maintenance.clone(),
+            audit: self.audit.clone(),
+            limiter: self.limiter.clone(),
+        };
         let worker = async move {
             let listener = match Following::new(source) {
                 Ok(listener) => listener,
@@ -289,7 +293,7 @@ impl Server {
                 }
             };
             let _ = up.send(Ok(()));
-            let served = proxy::serve(listener, loaded, metrics, gate, maintenance, audit, stop);
+            let served = proxy::serve(listener, loaded, shared, stop);
             if let Err(err) = served.await {
                 tracing::error!(error = %err, "worker stopped");
             }

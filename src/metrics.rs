@@ -35,6 +35,24 @@ const DURATION_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// Buckets of `candor_upstream_queue_seconds`: from 1 ms (a place freed by the next response)
+/// to 10 s (past the default `upstream.queue_timeout` of 5 s).
+const QUEUE_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The upstream concurrency limit now: `candor_upstream_in_flight`, `candor_upstream_limit`,
+/// `candor_upstream_queue_depth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpstreamLoad {
+    /// Exchanges holding a place.
+    pub in_flight: u64,
+    /// The limit.
+    pub limit: u64,
+    /// Requests waiting for a place.
+    pub queue_depth: u64,
+}
+
 /// The `kind` label of `candor_upstream_failures_total`: what went wrong with an upstream
 /// exchange. Every kind exists from the start, so dashboards show 0 rather than "no data".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,11 +71,14 @@ pub enum FailureKind {
     Incomplete,
     /// Anything else.
     Other,
+    /// Not sent: shed at `upstream.max_connections` (queue full, or `upstream.queue_timeout`
+    /// passed). Counted with the failures because it is the upstream's capacity that ran out.
+    Shed,
 }
 
 impl FailureKind {
     /// Every kind, in the order the status page lists them.
-    pub const ALL: [FailureKind; 7] = [
+    pub const ALL: [FailureKind; 8] = [
         FailureKind::Connect,
         FailureKind::ConnectTimeout,
         FailureKind::Timeout,
@@ -65,6 +86,7 @@ impl FailureKind {
         FailureKind::Protocol,
         FailureKind::Incomplete,
         FailureKind::Other,
+        FailureKind::Shed,
     ];
 
     /// The label value.
@@ -77,6 +99,7 @@ impl FailureKind {
             FailureKind::Protocol => "protocol",
             FailureKind::Incomplete => "incomplete",
             FailureKind::Other => "other",
+            FailureKind::Shed => "shed",
         }
     }
 }
@@ -156,7 +179,7 @@ pub struct Metrics {
     /// map lookup, and the status page can read every count back.
     requests_by_status: Arc<[OnceLock<Counter>]>,
     /// The counter of each [`FailureKind`], by its position in [`FailureKind::ALL`].
-    failure_counters: Arc<[Counter; 7]>,
+    failure_counters: Arc<[Counter; 8]>,
     duration: DurationHistogram,
     rewrites: Family<RewriteLabels, Counter>,
     template_failures: Family<RuleLabels, Counter>,
@@ -165,6 +188,10 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     connections_open: Gauge,
     connections_rejected: Counter,
+    upstream_in_flight: Gauge,
+    upstream_queue_depth: Gauge,
+    upstream_limit: Gauge,
+    upstream_queue_seconds: DurationHistogram,
     upstream_close_delimited: Counter,
     maintenance_responses: Counter,
     /// The counter of each audit finding kind, by its position in `Kind::ALL`.
@@ -269,6 +296,33 @@ impl Metrics {
             "Client connections answered 503 and closed because server.max_connections were open",
             connections_rejected.clone(),
         );
+        let upstream_in_flight = Gauge::default();
+        registry.register(
+            "upstream_in_flight",
+            "Upstream exchanges holding a place among upstream.max_connections now (until their \
+             response body ends), across workers",
+            upstream_in_flight.clone(),
+        );
+        let upstream_queue_depth = Gauge::default();
+        registry.register(
+            "upstream_queue_depth",
+            "Requests waiting for a place among upstream.max_connections now",
+            upstream_queue_depth.clone(),
+        );
+        let upstream_limit = Gauge::default();
+        registry.register(
+            "upstream_limit",
+            "The upstream concurrency limit now: upstream.max_connections, or the adaptive \
+             limit's current value",
+            upstream_limit.clone(),
+        );
+        let upstream_queue_seconds = DurationHistogram::new(&QUEUE_BUCKETS);
+        registry.register(
+            "upstream_queue_seconds",
+            "Time requests that found no free place waited in the upstream queue (got a place \
+             or were shed)",
+            upstream_queue_seconds.clone(),
+        );
         let upstream_close_delimited = Counter::default();
         registry.register(
             "upstream_close_delimited",
@@ -345,6 +399,10 @@ impl Metrics {
             reloads,
             connections_open,
             connections_rejected,
+            upstream_in_flight,
+            upstream_queue_depth,
+            upstream_limit,
+            upstream_queue_seconds,
             upstream_close_delimited,
             maintenance_responses,
             audit_findings,
@@ -361,6 +419,30 @@ impl Metrics {
     /// The gauge of open client connections (kept by `proxy::limits::Gate`).
     pub fn connections_open(&self) -> Gauge {
         self.connections_open.clone()
+    }
+
+    /// The gauges `upstream::Limiter` keeps: in flight, queue depth, limit.
+    pub fn upstream_limit_gauges(&self) -> (Gauge, Gauge, Gauge) {
+        (
+            self.upstream_in_flight.clone(),
+            self.upstream_queue_depth.clone(),
+            self.upstream_limit.clone(),
+        )
+    }
+
+    /// Records how long a request waited in the upstream queue.
+    pub fn upstream_queue_wait(&self, waited: std::time::Duration) {
+        self.upstream_queue_seconds.observe(waited);
+    }
+
+    /// The upstream limit's gauges read back, for the status page.
+    pub fn upstream_load(&self) -> UpstreamLoad {
+        let read = |gauge: &Gauge| u64::try_from(gauge.get()).unwrap_or(0);
+        UpstreamLoad {
+            in_flight: read(&self.upstream_in_flight),
+            limit: read(&self.upstream_limit),
+            queue_depth: read(&self.upstream_queue_depth),
+        }
     }
 
     /// Counts a connection refused by `server.max_connections`.

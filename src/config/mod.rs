@@ -49,6 +49,9 @@ pub struct Config {
     pub server: Server,
     /// `[upstream]`.
     pub upstream: Upstream,
+    /// `[upstream]`'s concurrency limit, apart from [`Upstream`] so that changing it keeps the
+    /// workers' connection pools.
+    pub limit: Limit,
     /// `[failures]`.
     pub failures: Failures,
     /// `[inspect]`.
@@ -153,6 +156,22 @@ pub struct Upstream {
     pub pool_max_idle: usize,
     /// Longest pause between two pieces of a response body before it is given up.
     pub body_idle_timeout: Duration,
+}
+
+/// The upstream concurrency limit (`upstream.max_connections` and friends), applied to the
+/// process's `crate::upstream::Limiter` at start and on every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    /// Exchanges in flight at once across workers, 1..; in adaptive mode the ceiling.
+    pub max_connections: usize,
+    /// Requests that may wait for a place, 1..; more are shed.
+    pub max_queue: usize,
+    /// Longest a request waits for a place before it is shed.
+    pub queue_timeout: Duration,
+    /// Whether the limit follows the upstream's latency (`upstream/gradient.rs`).
+    pub adaptive: bool,
+    /// The adaptive limit's floor and starting point, 1..=`max_connections`.
+    pub min_connections: usize,
 }
 
 /// Statuses for upstream failures.

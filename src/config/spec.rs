@@ -271,6 +271,16 @@ pub struct UpstreamSpec {
     pub pool_max_idle: i64,
     /// Longest pause between two pieces of a response body.
     pub body_idle_timeout: DurationSpec,
+    /// Upstream exchanges in flight at once, across workers (the adaptive limit's ceiling).
+    pub max_connections: i64,
+    /// Requests that may wait for a place; more are shed with 503.
+    pub max_queue: i64,
+    /// Longest a request waits for a place before it is shed with 503.
+    pub queue_timeout: DurationSpec,
+    /// Whether the limit follows the upstream's latency.
+    pub adaptive: bool,
+    /// The adaptive limit's floor (and where it starts).
+    pub min_connections: i64,
 }
 
 impl Default for UpstreamSpec {
@@ -284,6 +294,14 @@ impl Default for UpstreamSpec {
             pool_idle_timeout: DurationSpec::new("4s"),
             pool_max_idle: 64,
             body_idle_timeout: DurationSpec::new("60s"),
+            // As Envoy's circuit breaker: far above what a legacy app serves, so the limit is
+            // opt-in protection, and a default install never sheds.
+            max_connections: 1024,
+            max_queue: 1024,
+            // Past 5 s a waiting client is better told to come back (503 + Retry-After).
+            queue_timeout: DurationSpec::new("5s"),
+            adaptive: false,
+            min_connections: 1,
         }
     }
 }

@@ -15,8 +15,8 @@ use super::error::{show_str, FieldPath, Problems};
 use super::spec::{FileSpec, StringListSpec, UpstreamSpec};
 use super::values::{duration, status, status_item, DurationKind};
 use super::{
-    AdminToken, Config, Failures, HtmlErrors, Inspect, Log, LogFormat, RetryAfter, Scrub, Server,
-    Upstream,
+    AdminToken, Config, Failures, HtmlErrors, Inspect, Limit, Log, LogFormat, RetryAfter, Scrub,
+    Server, Upstream,
 };
 use crate::builtin::scrub::{ScrubError, Scrubber, MAX_PATTERN_LEN};
 use crate::rules::StatusMatch;
@@ -31,6 +31,8 @@ const MAX_CONNECTIONS: i64 = 1_000_000;
 const MAX_REQUEST_BODY_BYTES: i64 = 1 << 40;
 /// Most inspections at once.
 const MAX_CONCURRENT_INSPECTIONS: i64 = 65_536;
+/// Most upstream exchanges in flight, and most queued: as many as client connections.
+const MAX_UPSTREAM_LIMIT: i64 = MAX_CONNECTIONS;
 /// Most idle upstream connections per worker.
 const MAX_POOL_IDLE: i64 = 65536;
 /// Most routes audit keeps: at about 2 KiB a route its table then holds some 200 MiB.
@@ -79,6 +81,7 @@ pub(crate) fn compile(
 ) -> Option<Config> {
     let server = server(spec, problems);
     let upstream = upstream(&spec.upstream, problems);
+    let limit = limit(&spec.upstream, problems);
     let failures = failures(spec, problems);
     let inspect = inspect(spec, problems);
     let retry_after = retry_after(spec, problems);
@@ -95,6 +98,7 @@ pub(crate) fn compile(
         origin: origin.to_owned(),
         server: server?,
         upstream: upstream?,
+        limit: limit?,
         failures: failures?,
         inspect: inspect?,
         retry_after: retry_after?,
@@ -357,6 +361,52 @@ fn upstream(spec: &UpstreamSpec, problems: &mut Problems) -> Option<Upstream> {
         pool_idle_timeout: pool_idle_timeout?,
         pool_max_idle: pool_max_idle?,
         body_idle_timeout: body_idle_timeout?,
+    })
+}
+
+/// `upstream.max_connections`, `max_queue`, `queue_timeout`, `adaptive`, `min_connections`.
+fn limit(spec: &UpstreamSpec, problems: &mut Problems) -> Option<Limit> {
+    let at = FieldPath::root("upstream");
+    let max_connections = int_in(
+        problems,
+        &at.key("max_connections"),
+        spec.max_connections,
+        1..=MAX_UPSTREAM_LIMIT,
+    );
+    let max_queue = int_in(
+        problems,
+        &at.key("max_queue"),
+        spec.max_queue,
+        1..=MAX_UPSTREAM_LIMIT,
+    );
+    let queue_timeout = duration(
+        problems,
+        &at.key("queue_timeout"),
+        &spec.queue_timeout,
+        DurationKind::Timeout,
+    );
+    let min_connections = int_in(
+        problems,
+        &at.key("min_connections"),
+        spec.min_connections,
+        1..=MAX_UPSTREAM_LIMIT,
+    );
+    if let (Some(min), Some(max)) = (min_connections, max_connections) {
+        if min > max {
+            problems.push(
+                &at.key("min_connections"),
+                Some(min.to_string()),
+                format!("above upstream.max_connections ({max})"),
+            );
+            return None;
+        }
+    }
+    Some(Limit {
+        max_connections: max_connections?,
+        max_queue: max_queue?,
+        queue_timeout: queue_timeout?,
+        adaptive: spec.adaptive,
+        min_connections: min_connections?,
     })
 }
 

@@ -69,6 +69,9 @@ pub enum Failure {
     Refusal(Refusal),
     /// The connection arrived while `server.max_connections` were open.
     OverCapacity,
+    /// Shed at the upstream concurrency limit (`upstream.max_connections`): the queue was full
+    /// or `upstream.queue_timeout` passed. Never sent upstream.
+    Shed,
     /// Anything else: answered 502 and logged, so new causes are seen and classified.
     Other,
 }
@@ -131,6 +134,7 @@ impl Failure {
             Failure::Protocol => FailureKind::Protocol,
             Failure::Incomplete => FailureKind::Incomplete,
             Failure::Other => FailureKind::Other,
+            Failure::Shed => FailureKind::Shed,
             Failure::ClientBody
             | Failure::RequestTooLarge
             | Failure::ClientTimeout
@@ -170,7 +174,8 @@ impl Failure {
             Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => {
                 error!("http_request_error")
             }
-            Failure::OverCapacity => error!("connection_limit_reached"),
+            // RFC 9209 §2.3.12: the proxy's own limit on upstream connections was reached.
+            Failure::OverCapacity | Failure::Shed => error!("connection_limit_reached"),
             Failure::Other => error!("proxy_internal_error"),
             Failure::Refusal(_) => return None,
         })
@@ -189,7 +194,9 @@ impl Failure {
             Failure::Refusal(Refusal::Connect) => StatusCode::METHOD_NOT_ALLOWED,
             Failure::Refusal(Refusal::BodyTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::Refusal(_) => StatusCode::BAD_REQUEST,
-            Failure::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
+            // A 504 would say the upstream was too slow; it was never asked. 503 + Retry-After
+            // is load shedding (RFC 9110 §15.6.4).
+            Failure::OverCapacity | Failure::Shed => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Reset | Failure::Protocol | Failure::Incomplete | Failure::Other => {
                 StatusCode::BAD_GATEWAY
             }
@@ -212,6 +219,7 @@ impl Failure {
             Failure::ClientTimeout => "The request body stopped arriving.",
             Failure::Refusal(refusal) => refusal.detail(),
             Failure::OverCapacity => "Too many connections; retry shortly.",
+            Failure::Shed => "The upstream service is at its concurrency limit; retry later.",
             Failure::Other => "The upstream request failed.",
         }
     }
@@ -367,6 +375,7 @@ pub fn classify(err: &BoxError) -> Failure {
             UpstreamError::Resolve(_) | UpstreamError::NoAddress => Failure::Dns,
             UpstreamError::Http(http) => classify_hyper(http),
             UpstreamError::Framing | UpstreamError::UnaskedUpgrade => Failure::Protocol,
+            UpstreamError::Shed(_) => Failure::Shed,
         };
     }
     if let Some(http) = err.downcast_ref::<hyper::Error>() {

@@ -31,6 +31,7 @@ fn status_table() {
         (Failure::Refusal(Refusal::BodyTooLarge), 413, None),
         (Failure::Refusal(Refusal::MissingHost), 400, None),
         (Failure::OverCapacity, 503, None),
+        (Failure::Shed, 503, Some(K::Shed)),
         (Failure::Other, 502, Some(K::Other)),
     ];
     for (failure, status, kind) in cases {
@@ -58,6 +59,12 @@ fn every_503_carries_retry_after_rounded_up() {
     assert!(r.headers().get(RETRY_AFTER).is_none());
     let r: Response<Bytes> = Failure::OverCapacity.respond(&cfg, "/", None);
     assert_eq!(r.headers()[RETRY_AFTER], "1");
+    let r: Response<Bytes> = Failure::Shed.respond(&cfg, "/", None);
+    assert_eq!(r.headers()[RETRY_AFTER], "5", "failures.retry_after");
+    assert_eq!(
+        r.headers()[&PROXY_STATUS],
+        "candor; error=connection_limit_reached"
+    );
 }
 
 #[test]

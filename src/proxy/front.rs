@@ -42,7 +42,7 @@ use crate::guard::{Guarded, Side};
 use crate::inspect::normalize::Rewritten;
 use crate::maintenance::State as MaintenanceState;
 use crate::metrics::{Metrics, TimedBody};
-use crate::upstream::RequestBody;
+use crate::upstream::{RequestBody, UpgradePermit};
 
 /// The body of every response candor sends.
 pub type ResponseBody = TimedBody<StackBody>;
@@ -294,9 +294,12 @@ fn prepare_response(mut response: Response<StackBody>, pending: Pending) -> Resp
     if status == StatusCode::SWITCHING_PROTOCOLS {
         // The upstream client answers an unasked 101 as a protocol failure, so a 101 here is a
         // switch the client asked for.
+        // The exchange's place among `upstream.max_connections` stays taken while the
+        // upgraded connection is open.
+        let permit = response.extensions_mut().remove::<UpgradePermit>();
         if let Some(client) = pending.client_upgrade {
             let upstream = hyper::upgrade::on(&mut response);
-            tokio::spawn(bridge(client, upstream));
+            tokio::spawn(bridge(client, upstream, permit));
         }
     }
     let keep_length = pending.keep_length || status == StatusCode::NOT_MODIFIED;
@@ -362,8 +365,9 @@ impl Access {
     }
 }
 
-/// Copies bytes both ways between the client and the upstream once both sides have switched.
-async fn bridge(client: OnUpgrade, upstream: OnUpgrade) {
+/// Copies bytes both ways between the client and the upstream once both sides have switched,
+/// holding the exchange's concurrency-limit place (if any) until both ends are closed.
+async fn bridge(client: OnUpgrade, upstream: OnUpgrade, _permit: Option<UpgradePermit>) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(err) => {

@@ -36,7 +36,7 @@ use crate::listener::{self, Following};
 use crate::maintenance::Switch;
 use crate::metrics::Metrics;
 use crate::reload::Loaded;
-use crate::upstream::Client;
+use crate::upstream::{Client, Limiter};
 
 pub use self::front::{Front, FrontFuture, ResponseBody};
 pub use self::stack::{Stack, StackBody};
@@ -66,6 +66,7 @@ impl Generation {
     fn new(
         loaded: &Loaded,
         metrics: &Metrics,
+        limiter: &Arc<Limiter>,
         audit: &Arc<Audit>,
         previous: Option<&Generation>,
     ) -> Self {
@@ -76,11 +77,14 @@ impl Generation {
             }
             _ => Client::new(&config.upstream, metrics.upstream_close_delimited()),
         };
+        // Every worker applies the settings; after the first the same ones change nothing.
+        limiter.configure(&config.limit);
         let stack = stack::build(
             &config,
             loaded.normalizer.clone(),
             metrics.clone(),
             client.clone(),
+            limiter.clone(),
             audit,
         );
         // A validated upstream authority is always a valid header value.
@@ -104,6 +108,8 @@ struct Worker {
     maintenance: Arc<Switch>,
     /// The process's audit, shared by every worker and kept across reloads.
     audit: Arc<Audit>,
+    /// The process's upstream concurrency limit, shared by every worker.
+    limiter: Arc<Limiter>,
 }
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
@@ -126,24 +132,44 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What every worker of the process shares, handed to [`serve`].
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    /// The process's metrics.
+    pub(crate) metrics: Metrics,
+    /// The connection gate (`server.max_connections`).
+    pub(crate) gate: Arc<Gate>,
+    /// The maintenance switch.
+    pub(crate) maintenance: Arc<Switch>,
+    /// The audit, kept across reloads.
+    pub(crate) audit: Arc<Audit>,
+    /// The upstream concurrency limit (`upstream.max_connections`).
+    pub(crate) limiter: Arc<Limiter>,
+}
+
 /// Serves one worker on the caller's runtime: accepts on `listener` until `shutdown` flips,
 /// follows reloads announced on `loaded`, then drains in-flight requests for at most
 /// `server.drain_timeout`.
 pub(crate) async fn serve(
     mut listener: Following,
     mut loaded: watch::Receiver<Arc<Loaded>>,
-    metrics: Metrics,
-    gate: Arc<Gate>,
-    maintenance: Arc<Switch>,
-    audit: Arc<Audit>,
+    shared: Shared,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let Shared {
+        metrics,
+        gate,
+        maintenance,
+        audit,
+        limiter,
+    } = shared;
     let current = loaded.borrow_and_update().clone();
     let worker = Arc::new(Worker {
-        live: ArcSwap::from_pointee(Generation::new(&current, &metrics, &audit, None)),
+        live: ArcSwap::from_pointee(Generation::new(&current, &metrics, &limiter, &audit, None)),
         metrics,
         maintenance,
         audit,
+        limiter,
     });
     let mut builder = http_builder(&current.config);
     // Holding on to it would keep its listening socket open after a reload moves the listener.
@@ -196,6 +222,7 @@ pub(crate) async fn serve(
                 let generation = Generation::new(
                     &next,
                     &worker.metrics,
+                    &worker.limiter,
                     &worker.audit,
                     Some(&worker.live.load()),
                 );

@@ -197,6 +197,7 @@ impl Status {
             rules,
             rewrites,
             upstream_failures: counts(self.metrics.upstream_failures_by_kind()),
+            upstream_limit: Some(UpstreamLimit::from(self.metrics.upstream_load())),
             inspect_skipped: counts(self.metrics.inspect_skipped_by_reason()),
             maintenance: Some(Maintenance {
                 state: self.maintenance.state().view(),
@@ -291,6 +292,9 @@ fn counts(pairs: Vec<(&'static str, u64)>) -> BTreeMap<String, u64> {
 ///        the config, counts 0 included, then any rule a reload removed (mode "removed")
 ///   "rewrites": [{"from": 200, "to": 404, "mode": "enforce", "count": 12}],   most first
 ///   "upstream_failures": {"connect": 0, "timeout": 1, …},   every kind, as in the metric
+///   "upstream_limit": {"in_flight": 3, "limit": 4, "queue_depth": 0},   the concurrency
+///        limit now (candor_upstream_in_flight, candor_upstream_limit,
+///        candor_upstream_queue_depth)
 ///   "inspect_skipped": {"too_large": 0, "content_type": 0, "encoding": 0},
 ///   "maintenance": {"enabled": false, "retry_after": "5m", "retry_after_seconds": 300,
 ///                   "detail": "…", "except_paths": [], "source": "config", "since": "…",
@@ -331,6 +335,9 @@ pub struct Snapshot {
     pub rewrites: Vec<Transition>,
     /// `candor_upstream_failures_total` by kind.
     pub upstream_failures: BTreeMap<String, u64>,
+    /// The upstream concurrency limit now (absent from a candor older than the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_limit: Option<UpstreamLimit>,
     /// `candor_inspect_skipped_total` by reason.
     pub inspect_skipped: BTreeMap<String, u64>,
     /// Maintenance mode now (absent from a candor older than maintenance mode).
@@ -341,6 +348,27 @@ pub struct Snapshot {
     pub audit: Option<AuditSection>,
     /// The last rewrites, newest first.
     pub recent: Vec<RecentRewrite>,
+}
+
+/// `upstream_limit` of a [`Snapshot`]: exchanges in flight, the limit, requests queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamLimit {
+    /// `candor_upstream_in_flight`.
+    pub in_flight: u64,
+    /// `candor_upstream_limit`: `upstream.max_connections`, or the adaptive limit now.
+    pub limit: u64,
+    /// `candor_upstream_queue_depth`.
+    pub queue_depth: u64,
+}
+
+impl From<crate::metrics::UpstreamLoad> for UpstreamLimit {
+    fn from(load: crate::metrics::UpstreamLoad) -> Self {
+        UpstreamLimit {
+            in_flight: load.in_flight,
+            limit: load.limit,
+            queue_depth: load.queue_depth,
+        }
+    }
 }
 
 /// `maintenance` of a [`Snapshot`]: the live state and how many requests it answered.

@@ -219,7 +219,21 @@ pub fn render(
         clean(&snap.config.origin),
         clean(&snap.config.loaded_at)
     );
-    let _ = writeln!(out, "upstream  {}", clean(&snap.config.upstream));
+    match &snap.upstream_limit {
+        Some(load) => {
+            let _ = writeln!(
+                out,
+                "upstream  {}   {} in flight / limit {}   {} queued",
+                clean(&snap.config.upstream),
+                load.in_flight,
+                load.limit,
+                load.queue_depth
+            );
+        }
+        None => {
+            let _ = writeln!(out, "upstream  {}", clean(&snap.config.upstream));
+        }
+    }
     let by_status: Vec<String> = snap
         .requests
         .by_status
@@ -463,6 +477,11 @@ mod tests {
                 count: 7,
             }],
             upstream_failures: [("connect".into(), 0)].into(),
+            upstream_limit: Some(crate::status::UpstreamLimit {
+                in_flight: 3,
+                limit: 4,
+                queue_depth: 9,
+            }),
             inspect_skipped: [("too_large".into(), 0)].into(),
             maintenance: None,
             audit: None,
@@ -488,6 +507,7 @@ mod tests {
         for needle in [
             "candor 0.1.0 at 127.0.0.1:9901   up 1h 0m 1s   06:00:01 UTC",
             "requests  12 total   200: 5  404: 7",
+            "upstream  http://127.0.0.1:3000   3 in flight / limit 4   9 queued",
             "user-not-found    enforce         7        0",
             "scrub (built-in)  enforce         0        0",
             "200   404   enforce         7",

@@ -6,6 +6,8 @@
 //! is idle by then), so no task is spawned per request and the mutex is never contended.
 //!
 //! Failures are returned as [`UpstreamError`]; `failure::classify` turns them into statuses.
+//! The response body also carries the concurrency-limit [`Permit`] the limit layer hands it,
+//! and lets it go when the body ends, fails or is dropped.
 
 use std::future::Future;
 use std::io;
@@ -29,6 +31,8 @@ use tower::{BoxError, Service};
 use crate::config;
 use crate::guard::{Guarded, Side};
 use crate::headers::MAX_HEAD_BYTES;
+
+use super::limit::{Permit, Shed};
 
 pin_project! {
     /// The request body candor sends upstream: the client's, with its limit and idle timeout; or
@@ -110,6 +114,10 @@ pub enum UpstreamError {
     /// a connection that is still HTTP to the client. Never switched on.
     #[error("the upstream switched protocols unasked")]
     UnaskedUpgrade,
+    /// The request was not sent: `upstream.max_connections` exchanges were in flight and the
+    /// queue was full, or the request waited in it longer than `upstream.queue_timeout`.
+    #[error("the request was shed at the upstream concurrency limit")]
+    Shed(#[source] Shed),
 }
 
 /// Where the upstream lives: an address known at load time, or a name resolved per connection
@@ -349,6 +357,7 @@ impl Inner {
             return response.map(|body| UpstreamBody {
                 body: guard(body),
                 slot: None,
+                permit: None,
             });
         }
         let headers = response.headers();
@@ -365,6 +374,7 @@ impl Inner {
             let mut body = UpstreamBody {
                 body: guard(body),
                 slot,
+                permit: None,
             };
             if body.body.is_end_stream() {
                 body.release();
@@ -434,12 +444,14 @@ struct PoolSlot {
 
 pin_project! {
     /// An upstream response body. It hands its connection back to the pool when it ends; if it is
-    /// dropped early or fails, the connection is dropped with it and hyper closes it.
+    /// dropped early or fails, the connection is dropped with it and hyper closes it. Its
+    /// concurrency-limit permit, if it holds one, goes at the same moment.
     #[derive(Debug)]
     pub struct UpstreamBody {
         #[pin]
         body: Guarded<Incoming>,
         slot: Option<PoolSlot>,
+        permit: Option<Permit>,
     }
 }
 
@@ -447,6 +459,15 @@ impl UpstreamBody {
     fn release(&mut self) {
         if let Some(slot) = self.slot.take() {
             slot.pool.checkin(slot.sender);
+        }
+        self.permit = None;
+    }
+
+    /// Holds `permit` until the body ends (at once if it already has): the exchange counts
+    /// against `upstream.max_connections` until the upstream has sent its last byte.
+    pub(crate) fn hold(&mut self, permit: Permit) {
+        if !self.body.is_end_stream() {
+            self.permit = Some(permit);
         }
     }
 }
@@ -466,11 +487,15 @@ impl Body for UpstreamBody {
         };
         match &frame {
             Some(Ok(_)) if !this.body.is_end_stream() => {}
-            Some(Err(_)) => drop(this.slot.take()),
+            Some(Err(_)) => {
+                drop(this.slot.take());
+                drop(this.permit.take());
+            }
             _ => {
                 if let Some(slot) = this.slot.take() {
                     slot.pool.checkin(slot.sender);
                 }
+                drop(this.permit.take());
             }
         }
         Poll::Ready(frame)

@@ -1,0 +1,20 @@
+//! The upstream: the hyper client as a tower `Service`, and the concurrency limit in front of
+//! it that protects a fragile upstream from more exchanges than it can serve.
+//!
+//! Flow: the stack's [`LimitLayer`] takes a place among `upstream.max_connections` (or waits in
+//! the FIFO queue, or sheds the request with [`UpstreamError::Shed`]), then the upstream timeout,
+//! then [`Client`]. The place is held by the response body until it ends, so a slow download
+//! still counts as load on the upstream.
+//!
+//! | file | owns |
+//! | --- | --- |
+//! | `client.rs` | [`Client`]: the per-worker pool, [`RequestBody`], [`UpstreamBody`], [`UpstreamError`] |
+//! | `limit.rs` | [`Limiter`] (shared by every worker), [`LimitLayer`], the permit a response holds |
+//! | `gradient.rs` | the adaptive limit (`upstream.adaptive`): a gradient on the upstream's latency |
+
+mod client;
+mod gradient;
+mod limit;
+
+pub use client::{Client, RequestBody, UpstreamBody, UpstreamError};
+pub use limit::{Limit, LimitLayer, Limiter, Permit, ResponseFuture, Shed, UpgradePermit};
