@@ -33,7 +33,7 @@ use crate::inspect::InspectError;
 use crate::maintenance;
 use crate::metrics::FailureKind;
 use crate::problem::Problem;
-use crate::upstream::UpstreamError;
+use crate::upstream::{Shed, UpstreamError};
 
 pub use rescue::{Rescue, RescueLayer, ResponseFuture};
 
@@ -375,8 +375,10 @@ pub fn classify(err: &BoxError) -> Failure {
             UpstreamError::Resolve(_) | UpstreamError::NoAddress => Failure::Dns,
             UpstreamError::Http(http) => classify_hyper(http),
             UpstreamError::Framing | UpstreamError::UnaskedUpgrade => Failure::Protocol,
-            UpstreamError::Shed(_) => Failure::Shed,
         };
+    }
+    if err.is::<Shed>() {
+        return Failure::Shed;
     }
     if let Some(http) = err.downcast_ref::<hyper::Error>() {
         return classify_hyper(http);

@@ -32,7 +32,7 @@ use crate::config;
 use crate::guard::{Guarded, Side};
 use crate::headers::MAX_HEAD_BYTES;
 
-use super::limit::{Permit, Shed};
+use super::limit::{Hold, Permit};
 
 pin_project! {
     /// The request body candor sends upstream: the client's, with its limit and idle timeout; or
@@ -114,10 +114,6 @@ pub enum UpstreamError {
     /// a connection that is still HTTP to the client. Never switched on.
     #[error("the upstream switched protocols unasked")]
     UnaskedUpgrade,
-    /// The request was not sent: `upstream.max_connections` exchanges were in flight and the
-    /// queue was full, or the request waited in it longer than `upstream.queue_timeout`.
-    #[error("the request was shed at the upstream concurrency limit")]
-    Shed(#[source] Shed),
 }
 
 /// Where the upstream lives: an address known at load time, or a name resolved per connection
@@ -462,10 +458,12 @@ impl UpstreamBody {
         }
         self.permit = None;
     }
+}
 
+impl Hold for UpstreamBody {
     /// Holds `permit` until the body ends (at once if it already has): the exchange counts
     /// against `upstream.max_connections` until the upstream has sent its last byte.
-    pub(crate) fn hold(&mut self, permit: Permit) {
+    fn hold(&mut self, permit: Permit) {
         if !self.body.is_end_stream() {
             self.permit = Some(permit);
         }

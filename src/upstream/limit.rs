@@ -28,12 +28,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-use super::client::{RequestBody, UpstreamBody, UpstreamError};
 use super::gradient::Gradient;
 use crate::config;
 use crate::metrics::Metrics;
 
-/// Why a request was shed at the limit.
+/// What lives as long as an exchange and can hold its [`Permit`]: the upstream response body.
+pub trait Hold {
+    /// Keeps `permit` until the exchange ends.
+    fn hold(&mut self, permit: Permit);
+}
+
+/// Why a request was shed at the limit: it was not sent upstream. `failure::classify` reads it
+/// as `Failure::Shed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Shed {
     /// `upstream.max_queue` requests were already waiting.
@@ -291,25 +297,24 @@ pub struct Limit<S> {
     layer: LimitLayer,
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<UpstreamBody>, BoxError>> + Send>>;
+type BoxFuture<B> = Pin<Box<dyn Future<Output = Result<Response<B>, BoxError>> + Send>>;
 
-impl<S> Service<Request<RequestBody>> for Limit<S>
+impl<S, R, B> Service<Request<R>> for Limit<S>
 where
-    S: Service<Request<RequestBody>, Response = Response<UpstreamBody>, Error = BoxError>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<R>, Response = Response<B>, Error = BoxError> + Clone + Send + 'static,
     S::Future: Send,
+    R: Send + 'static,
+    B: Hold + Send + 'static,
 {
-    type Response = Response<UpstreamBody>;
+    type Response = Response<B>;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+    fn call(&mut self, req: Request<R>) -> Self::Future {
         if let Some(permit) = self.layer.limiter.try_acquire() {
             return ResponseFuture::Sent {
                 inner: self.inner.call(req),
@@ -324,10 +329,7 @@ where
         } = self.layer.clone();
         ResponseFuture::Queued {
             future: Box::pin(async move {
-                let mut permit = limiter
-                    .acquire(max_queue, queue_timeout)
-                    .await
-                    .map_err(UpstreamError::Shed)?;
+                let mut permit = limiter.acquire(max_queue, queue_timeout).await?;
                 let result = inner.oneshot(req).await;
                 finish(result, &mut permit).map(|response| attach(response, permit))
             }),
@@ -338,10 +340,10 @@ where
 /// Reports the exchange's latency when it is one the adaptive limit can steer by: a response
 /// head, or the upstream timeout (the clearest sign of overload). A failed connect says nothing
 /// about how busy the upstream is.
-fn finish(
-    result: Result<Response<UpstreamBody>, BoxError>,
+fn finish<B>(
+    result: Result<Response<B>, BoxError>,
     permit: &mut Permit,
-) -> Result<Response<UpstreamBody>, BoxError> {
+) -> Result<Response<B>, BoxError> {
     match &result {
         Ok(_) => permit.sample(),
         Err(err) if err.is::<tower::timeout::error::Elapsed>() => permit.sample(),
@@ -352,7 +354,7 @@ fn finish(
 
 /// Hands the permit to what lives as long as the exchange: the response body, or for a protocol
 /// switch the upgraded connection.
-fn attach(mut response: Response<UpstreamBody>, permit: Permit) -> Response<UpstreamBody> {
+fn attach<B: Hold>(mut response: Response<B>, permit: Permit) -> Response<B> {
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         response
             .extensions_mut()
@@ -366,7 +368,7 @@ fn attach(mut response: Response<UpstreamBody>, permit: Permit) -> Response<Upst
 pin_project! {
     /// Response future of [`Limit`].
     #[project = ResponseFutureProj]
-    pub enum ResponseFuture<F> {
+    pub enum ResponseFuture<F, B> {
         /// The request had a place at once: the inner service has it.
         Sent {
             #[pin]
@@ -374,15 +376,16 @@ pin_project! {
             permit: Option<Permit>,
         },
         /// The request is queued (or shed); boxed, as only requests past the limit take it.
-        Queued { future: BoxFuture },
+        Queued { future: BoxFuture<B> },
     }
 }
 
-impl<F> Future for ResponseFuture<F>
+impl<F, B> Future for ResponseFuture<F, B>
 where
-    F: Future<Output = Result<Response<UpstreamBody>, BoxError>>,
+    F: Future<Output = Result<Response<B>, BoxError>>,
+    B: Hold,
 {
-    type Output = Result<Response<UpstreamBody>, BoxError>;
+    type Output = Result<Response<B>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {

@@ -2,7 +2,7 @@
 //! it that protects a fragile upstream from more exchanges than it can serve.
 //!
 //! Flow: the stack's [`LimitLayer`] takes a place among `upstream.max_connections` (or waits in
-//! the FIFO queue, or sheds the request with [`UpstreamError::Shed`]), then the upstream timeout,
+//! the FIFO queue, or sheds the request with [`Shed`]), then the upstream timeout,
 //! then [`Client`]. The place is held by the response body until it ends, so a slow download
 //! still counts as load on the upstream.
 //!
@@ -17,4 +17,4 @@ mod gradient;
 mod limit;
 
 pub use client::{Client, RequestBody, UpstreamBody, UpstreamError};
-pub use limit::{Limit, LimitLayer, Limiter, Permit, ResponseFuture, Shed, UpgradePermit};
+pub use limit::{Hold, Limit, LimitLayer, Limiter, Permit, ResponseFuture, Shed, UpgradePermit};

@@ -22,6 +22,7 @@ mod fuzz_corpus;
 mod hardening;
 mod layers;
 mod lifecycle;
+mod limit;
 mod maintenance;
 mod meaning;
 mod module_graph;
