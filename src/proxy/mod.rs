@@ -75,7 +75,11 @@ impl Generation {
             Some(previous) if previous.config.upstream == config.upstream => {
                 previous.client.clone()
             }
-            _ => Client::new(&config.upstream, metrics.upstream_close_delimited()),
+            _ => Client::new(
+                &config.upstream,
+                metrics.upstream_close_delimited(),
+                limiter.clone(),
+            ),
         };
         // Every worker applies the settings; after the first the same ones change nothing.
         limiter.configure(&config.limit);
@@ -84,7 +88,6 @@ impl Generation {
             loaded.normalizer.clone(),
             metrics.clone(),
             client.clone(),
-            limiter.clone(),
             audit,
         );
         // A validated upstream authority is always a valid header value.

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use tower::timeout::{Timeout, TimeoutLayer};
 use tower::ServiceBuilder;
 
 use crate::audit::Audit;
@@ -10,12 +9,13 @@ use crate::config::Config;
 use crate::failure::{Rescue, RescueLayer};
 use crate::inspect::{Normalize, NormalizeLayer, NormalizedBody, Normalizer};
 use crate::metrics::Metrics;
-use crate::upstream::{Client, Limit, LimitLayer, Limiter, UpstreamBody};
+use crate::upstream::{Client, UpstreamBody};
 
 /// The tower stack every forwarded request goes through, outer to inner. Every layer is ready at
-/// all times (the upstream pool connects per request, and the concurrency limit waits inside its
-/// response future, where a client that goes away leaves the queue), which the front relies on.
-pub type Stack = Rescue<Normalize<Limit<Timeout<Client>>>>;
+/// all times (the upstream pool connects per request, and the concurrency limit waits inside the
+/// client's response future, where a client that goes away leaves the queue), which the front
+/// relies on.
+pub type Stack = Rescue<Normalize<Client>>;
 
 /// The body of every forwarded response: the upstream's, or what the normaliser or the rescue
 /// layer wrote in its place.
@@ -28,7 +28,6 @@ pub(crate) fn build(
     normalizer: Arc<Normalizer>,
     metrics: Metrics,
     client: Client,
-    limiter: Arc<Limiter>,
     audit: &Arc<Audit>,
 ) -> Stack {
     let normalize = NormalizeLayer::new(normalizer, metrics.clone());
@@ -46,13 +45,10 @@ pub(crate) fn build(
         // and makes their status honest; a body it fails to read is an error for rescue. Audit
         // watches here too: it sees the upstream's response and what candor made of it.
         .layer(normalize)
-        // Limit: a place among `upstream.max_connections` (shared by every worker) before
-        // anything is sent, or a FIFO wait, or a shed (503 via rescue). Above the timeout, so
-        // the time queued is bounded by `upstream.queue_timeout`, not taken from the upstream's
-        // `upstream.timeout`.
-        .layer(LimitLayer::new(limiter, &config.limit))
-        // Timeout: `upstream.timeout` bounds the wait for response headers, connect included;
-        // the body streams without a deadline (a download may legitimately take minutes).
-        .layer(TimeoutLayer::new(config.upstream.timeout))
+        // Client: takes a place among `upstream.max_connections` (one limit for every worker)
+        // or waits for one in the FIFO queue, or is shed (503 via rescue); then
+        // `upstream.timeout` bounds the wait for response headers, connect included, but not
+        // the time queued (`upstream.queue_timeout` does). The body streams without a deadline
+        // (a download may legitimately take minutes).
         .service(client)
 }

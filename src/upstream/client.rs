@@ -5,9 +5,15 @@
 //! goes back to the pool the moment its response body reaches end of stream (hyper's dispatcher
 //! is idle by then), so no task is spawned per request and the mutex is never contended.
 //!
-//! Failures are returned as [`UpstreamError`]; `failure::classify` turns them into statuses.
-//! The response body also carries the concurrency-limit [`Permit`] the limit layer hands it,
-//! and lets it go when the body ends, fails or is dropped.
+//! Each exchange first takes a place from the process's [`Limiter`] (`upstream.max_connections`,
+//! waiting in its queue or shed), then gets `upstream.timeout` for its response head, connect
+//! included: the time queued is bounded by `upstream.queue_timeout` alone. Both happen inside
+//! the one boxed future a request already has, so the fast path adds no layer and no move of a
+//! future (a separate limit layer cost 2.2 % more instructions per request). The response body
+//! holds the place until it ends, fails or is dropped; a 101 hands it to the upgraded connection.
+//!
+//! Failures are returned as [`UpstreamError`] (or [`Shed`], or tower's `Elapsed` for the
+//! timeout); `failure::classify` turns them into statuses.
 
 use std::future::Future;
 use std::io;
@@ -32,7 +38,7 @@ use crate::config;
 use crate::guard::{Guarded, Side};
 use crate::headers::MAX_HEAD_BYTES;
 
-use super::limit::{Hold, Permit};
+use super::limit::{Limiter, Permit, UpgradePermit};
 
 pin_project! {
     /// The request body candor sends upstream: the client's, with its limit and idle timeout; or
@@ -134,6 +140,10 @@ pub struct Client {
 struct Inner {
     target: Target,
     connect_timeout: Duration,
+    /// `upstream.timeout`: from the place taken to the response head.
+    timeout: Duration,
+    /// The process's concurrency limit, shared by every worker's client.
+    limiter: Arc<Limiter>,
     body_idle_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -154,9 +164,9 @@ struct Idle {
 const UPSTREAM_READ_MAX: usize = MAX_HEAD_BYTES + 4096;
 
 impl Client {
-    /// A client for `cfg`. Must be called inside the worker's tokio runtime: it spawns the task
-    /// that closes idle connections.
-    pub fn new(cfg: &config::Upstream, close_delimited: Counter) -> Self {
+    /// A client for `cfg` taking its places from `limiter`. Must be called inside the worker's
+    /// tokio runtime: it spawns the task that closes idle connections.
+    pub fn new(cfg: &config::Upstream, close_delimited: Counter, limiter: Arc<Limiter>) -> Self {
         let target = match cfg.host.trim_matches(['[', ']']).parse() {
             Ok(ip) => Target::Addr(SocketAddr::new(ip, cfg.port)),
             Err(_) => Target::Name(cfg.host.clone(), cfg.port),
@@ -175,6 +185,8 @@ impl Client {
         let inner = Arc::new(Inner {
             target,
             connect_timeout: cfg.connect_timeout,
+            timeout: cfg.timeout,
+            limiter,
             body_idle_timeout: cfg.body_idle_timeout,
             idle_timeout: cfg.pool_idle_timeout,
             max_idle: cfg.pool_max_idle,
@@ -303,6 +315,30 @@ impl Inner {
         }
     }
 
+    /// One exchange: a place among `upstream.max_connections`, then the request within
+    /// `upstream.timeout`.
+    async fn exchange(
+        self: Arc<Self>,
+        req: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, BoxError> {
+        let mut permit = match self.limiter.try_acquire() {
+            Some(permit) => permit,
+            None => self.limiter.clone().queue().await?,
+        };
+        let result = match tokio::time::timeout(self.timeout, self.clone().send(req)).await {
+            Ok(result) => result,
+            Err(_) => Err(tower::timeout::error::Elapsed::new().into()),
+        };
+        // The adaptive limit steers by the time to a response head, and by the timeout (the
+        // clearest sign of overload); a failed connect says nothing about how busy it is.
+        match &result {
+            Ok(_) => permit.sample(),
+            Err(err) if err.is::<tower::timeout::error::Elapsed>() => permit.sample(),
+            Err(_) => {}
+        }
+        result.map(|response| hold(response, permit))
+    }
+
     async fn send(
         self: Arc<Self>,
         mut req: Request<RequestBody>,
@@ -380,6 +416,17 @@ impl Inner {
     }
 }
 
+/// Hands the permit to what lives as long as the exchange: the response body, or for a protocol
+/// switch the upgraded connection (through the response's extensions, to the proxy front).
+fn hold(mut response: Response<UpstreamBody>, permit: Permit) -> Response<UpstreamBody> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        response.extensions_mut().insert(UpgradePermit::new(permit));
+    } else if !response.body().body.is_end_stream() {
+        response.body_mut().permit = Some(permit);
+    }
+    response
+}
+
 /// A bodiless copy of `req`'s head, to send again.
 fn head_copy(req: &Request<RequestBody>) -> Request<RequestBody> {
     let mut copy = Request::new(RequestBody::Empty);
@@ -423,12 +470,13 @@ impl Service<Request<RequestBody>> for Client {
         Pin<Box<dyn Future<Output = Result<Response<UpstreamBody>, BoxError>> + Send + 'static>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Connections are made per request; there is no capacity to wait for.
+        // Connections are made per request, and a request waits for a place inside its own
+        // future (where a client that goes away leaves the queue): always ready.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
-        Box::pin(self.inner.clone().send(req))
+        Box::pin(self.inner.clone().exchange(req))
     }
 }
 
@@ -457,16 +505,6 @@ impl UpstreamBody {
             slot.pool.checkin(slot.sender);
         }
         self.permit = None;
-    }
-}
-
-impl Hold for UpstreamBody {
-    /// Holds `permit` until the body ends (at once if it already has): the exchange counts
-    /// against `upstream.max_connections` until the upstream has sent its last byte.
-    fn hold(&mut self, permit: Permit) {
-        if !self.body.is_end_stream() {
-            self.permit = Some(permit);
-        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! table, never sent upstream). The protection HAProxy gives a server with `maxconn` and
 //! `timeout queue`, and Envoy with its circuit breakers.
 //!
-//! [`Limiter`] is one per process, shared by every worker's stack. Its places are the permits of
+//! [`Limiter`] is one per process, shared by every worker's upstream client, which takes a place
+//! before it sends anything (`client.rs`). Its places are the permits of
 //! a tokio `Semaphore`: taking one is a compare-and-swap when one is free, waiting is FIFO, and a
 //! waiter whose client goes away drops its acquire future, which leaves the queue at once. A
 //! [`Permit`] lives as long as the exchange: the response body holds it until its last byte (or
@@ -15,28 +16,16 @@
 //! not forget because they were in use become debt, paid by forgetting permits as their
 //! exchanges end.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
-use pin_project_lite::pin_project;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
-use tower::{BoxError, Layer, Service, ServiceExt};
 
 use super::gradient::Gradient;
 use crate::config;
 use crate::metrics::Metrics;
-
-/// What lives as long as an exchange and can hold its [`Permit`]: the upstream response body.
-pub trait Hold {
-    /// Keeps `permit` until the exchange ends.
-    fn hold(&mut self, permit: Permit);
-}
 
 /// Why a request was shed at the limit: it was not sent upstream. `failure::classify` reads it
 /// as `Failure::Shed`.
@@ -60,6 +49,10 @@ pub struct Limiter {
     debt: AtomicUsize,
     /// Whether permits time their exchange for the adaptive limit.
     adaptive: AtomicBool,
+    /// `upstream.max_queue` now.
+    max_queue: AtomicUsize,
+    /// `upstream.queue_timeout` now, in nanoseconds.
+    queue_timeout: AtomicU64,
     in_flight: Gauge,
     queue_depth: Gauge,
     limit_gauge: Gauge,
@@ -94,6 +87,8 @@ impl Limiter {
             }),
             debt: AtomicUsize::new(0),
             adaptive: AtomicBool::new(false),
+            max_queue: AtomicUsize::new(0),
+            queue_timeout: AtomicU64::new(0),
             in_flight,
             queue_depth,
             limit_gauge,
@@ -123,6 +118,9 @@ impl Limiter {
             cfg.max_connections
         };
         self.adaptive.store(cfg.adaptive, Ordering::Release);
+        self.max_queue.store(cfg.max_queue, Ordering::Release);
+        let nanos = u64::try_from(cfg.queue_timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.queue_timeout.store(nanos, Ordering::Release);
         self.resize(&mut state, target);
     }
 
@@ -155,10 +153,18 @@ impl Limiter {
     }
 
     /// A place at once, if one is free and nobody is queued before this request.
-    fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         let permit = self.semaphore.try_acquire().ok()?;
         permit.forget();
         Some(self.permit())
+    }
+
+    /// A place after waiting in the queue as `upstream.max_queue` and `upstream.queue_timeout`
+    /// say now.
+    pub(crate) async fn queue(self: Arc<Self>) -> Result<Permit, Shed> {
+        let max_queue = self.max_queue.load(Ordering::Acquire);
+        let timeout = Duration::from_nanos(self.queue_timeout.load(Ordering::Acquire));
+        self.acquire(max_queue, timeout).await
     }
 
     /// A place after waiting in the queue: [`Shed::QueueFull`] when `max_queue` already wait,
@@ -235,7 +241,7 @@ pub struct Permit {
 
 impl Permit {
     /// Reports the exchange's latency to the adaptive limit, once.
-    fn sample(&mut self) {
+    pub(crate) fn sample(&mut self) {
         if let Some(started) = self.started.take() {
             self.limiter.sample(started.elapsed());
         }
@@ -255,152 +261,17 @@ impl Drop for Permit {
 /// The permit of a switched-protocol exchange, in the 101 response's extensions: the proxy front
 /// keeps it for as long as the upgraded connection is open.
 #[derive(Debug, Clone)]
-pub struct UpgradePermit(#[allow(dead_code)] Arc<Permit>);
+pub struct UpgradePermit(Arc<Permit>);
 
-/// Puts [`Limit`] in front of a service. Built per configuration (its queue settings follow
-/// reloads); the [`Limiter`] is the process's.
-#[derive(Debug, Clone)]
-pub struct LimitLayer {
-    limiter: Arc<Limiter>,
-    max_queue: usize,
-    queue_timeout: Duration,
-}
-
-impl LimitLayer {
-    /// A layer taking places from `limiter`, queueing as `cfg` says.
-    pub fn new(limiter: Arc<Limiter>, cfg: &config::Limit) -> Self {
-        LimitLayer {
-            limiter,
-            max_queue: cfg.max_queue,
-            queue_timeout: cfg.queue_timeout,
-        }
-    }
-}
-
-impl<S> Layer<S> for LimitLayer {
-    type Service = Limit<S>;
-
-    fn layer(&self, inner: S) -> Limit<S> {
-        Limit {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`LimitLayer`]: sends a request on when it has a place, queues it or
-/// sheds it otherwise. Always ready: the wait is in the response future, where a client that
-/// goes away can leave it.
-#[derive(Debug, Clone)]
-pub struct Limit<S> {
-    inner: S,
-    layer: LimitLayer,
-}
-
-type BoxFuture<B> = Pin<Box<dyn Future<Output = Result<Response<B>, BoxError>> + Send>>;
-
-impl<S, R, B> Service<Request<R>> for Limit<S>
-where
-    S: Service<Request<R>, Response = Response<B>, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send,
-    R: Send + 'static,
-    B: Hold + Send + 'static,
-{
-    type Response = Response<B>;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future, B>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
+impl UpgradePermit {
+    /// Wraps `permit` for the response's extensions (which need `Clone`).
+    pub(crate) fn new(permit: Permit) -> Self {
+        UpgradePermit(Arc::new(permit))
     }
 
-    fn call(&mut self, req: Request<R>) -> Self::Future {
-        if let Some(permit) = self.layer.limiter.try_acquire() {
-            return ResponseFuture::Sent {
-                inner: self.inner.call(req),
-                permit: Some(permit),
-            };
-        }
-        let inner = self.inner.clone();
-        let LimitLayer {
-            limiter,
-            max_queue,
-            queue_timeout,
-        } = self.layer.clone();
-        ResponseFuture::Queued {
-            future: Box::pin(async move {
-                let mut permit = limiter.acquire(max_queue, queue_timeout).await?;
-                let result = inner.oneshot(req).await;
-                finish(result, &mut permit).map(|response| attach(response, permit))
-            }),
-        }
-    }
-}
-
-/// Reports the exchange's latency when it is one the adaptive limit can steer by: a response
-/// head, or the upstream timeout (the clearest sign of overload). A failed connect says nothing
-/// about how busy the upstream is.
-fn finish<B>(
-    result: Result<Response<B>, BoxError>,
-    permit: &mut Permit,
-) -> Result<Response<B>, BoxError> {
-    match &result {
-        Ok(_) => permit.sample(),
-        Err(err) if err.is::<tower::timeout::error::Elapsed>() => permit.sample(),
-        Err(_) => {}
-    }
-    result
-}
-
-/// Hands the permit to what lives as long as the exchange: the response body, or for a protocol
-/// switch the upgraded connection.
-fn attach<B: Hold>(mut response: Response<B>, permit: Permit) -> Response<B> {
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        response
-            .extensions_mut()
-            .insert(UpgradePermit(Arc::new(permit)));
-    } else {
-        response.body_mut().hold(permit);
-    }
-    response
-}
-
-pin_project! {
-    /// Response future of [`Limit`].
-    #[project = ResponseFutureProj]
-    pub enum ResponseFuture<F, B> {
-        /// The request had a place at once: the inner service has it.
-        Sent {
-            #[pin]
-            inner: F,
-            permit: Option<Permit>,
-        },
-        /// The request is queued (or shed); boxed, as only requests past the limit take it.
-        Queued { future: BoxFuture<B> },
-    }
-}
-
-impl<F, B> Future for ResponseFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, BoxError>>,
-    B: Hold,
-{
-    type Output = Result<Response<B>, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ResponseFutureProj::Sent { inner, permit } => {
-                let result = match inner.poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(result) => result,
-                };
-                let mut permit = permit
-                    .take()
-                    .expect("a limit future is not polled after it completed");
-                Poll::Ready(finish(result, &mut permit).map(|response| attach(response, permit)))
-            }
-            ResponseFutureProj::Queued { future } => future.as_mut().poll(cx),
-        }
+    /// Exchanges the upgraded connection still holds a place for (this one among them).
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
     }
 }
 

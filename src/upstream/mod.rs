@@ -1,15 +1,15 @@
 //! The upstream: the hyper client as a tower `Service`, and the concurrency limit in front of
 //! it that protects a fragile upstream from more exchanges than it can serve.
 //!
-//! Flow: the stack's [`LimitLayer`] takes a place among `upstream.max_connections` (or waits in
-//! the FIFO queue, or sheds the request with [`Shed`]), then the upstream timeout,
-//! then [`Client`]. The place is held by the response body until it ends, so a slow download
+//! Flow: [`Client`] takes a place among `upstream.max_connections` from the [`Limiter`] (or
+//! waits in its FIFO queue, or sheds the request with [`Shed`]), then sends the request within
+//! `upstream.timeout`. The place is held by the response body until it ends, so a slow download
 //! still counts as load on the upstream.
 //!
 //! | file | owns |
 //! | --- | --- |
 //! | `client.rs` | [`Client`]: the per-worker pool, [`RequestBody`], [`UpstreamBody`], [`UpstreamError`] |
-//! | `limit.rs` | [`Limiter`] (shared by every worker), [`LimitLayer`], the permit a response holds |
+//! | `limit.rs` | [`Limiter`] (shared by every worker), the [`Permit`] a response holds, [`Shed`] |
 //! | `gradient.rs` | the adaptive limit (`upstream.adaptive`): a gradient on the upstream's latency |
 
 mod client;
@@ -17,4 +17,4 @@ mod gradient;
 mod limit;
 
 pub use client::{Client, RequestBody, UpstreamBody, UpstreamError};
-pub use limit::{Hold, Limit, LimitLayer, Limiter, Permit, ResponseFuture, Shed, UpgradePermit};
+pub use limit::{Limiter, Permit, Shed, UpgradePermit};
