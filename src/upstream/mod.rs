@@ -16,5 +16,5 @@ mod client;
 mod gradient;
 mod limit;
 
-pub use client::{Client, RequestBody, UpstreamBody, UpstreamError};
+pub use client::{Client, RequestBody, ResponseFuture, UpstreamBody, UpstreamError};
 pub use limit::{Limiter, Permit, Shed, UpgradePermit};
