@@ -193,8 +193,12 @@ impl Limiter {
         self.in_flight.inc();
         Permit {
             limiter: self.clone(),
-            started: self.adaptive.load(Ordering::Acquire).then(Instant::now),
         }
+    }
+
+    /// When an exchange getting its place now starts, if the adaptive limit wants its latency.
+    pub(crate) fn clock(&self) -> Option<Instant> {
+        self.adaptive.load(Ordering::Relaxed).then(Instant::now)
     }
 
     /// One exchange of the adaptive limit took `rtt` to its head.
@@ -231,18 +235,18 @@ impl Drop for QueuePlace<'_> {
     }
 }
 
-/// One exchange's place among `upstream.max_connections`, given back when dropped.
+/// One exchange's place among `upstream.max_connections`, given back when dropped. One pointer:
+/// the response body carries it, and every byte added to a body is copied on each of its moves.
 #[derive(Debug)]
 pub struct Permit {
     limiter: Arc<Limiter>,
-    /// When the exchange got its place, if the adaptive limit wants its latency.
-    started: Option<Instant>,
 }
 
 impl Permit {
-    /// Reports the exchange's latency to the adaptive limit, once.
-    pub(crate) fn sample(&mut self) {
-        if let Some(started) = self.started.take() {
+    /// Reports to the adaptive limit an exchange that started at `started` (from
+    /// [`Limiter::clock`]) and got its answer now.
+    pub(crate) fn sample(&self, started: Option<Instant>) {
+        if let Some(started) = started {
             self.limiter.sample(started.elapsed());
         }
     }
