@@ -5,18 +5,25 @@
 //! `timeout queue`, and Envoy with its circuit breakers.
 //!
 //! [`Limiter`] is one per process, shared by every worker's upstream client, which takes a place
-//! before it sends anything (`client.rs`). Its places are the permits of
-//! a tokio `Semaphore`: taking one is a compare-and-swap when one is free, waiting is FIFO, and a
-//! waiter whose client goes away drops its acquire future, which leaves the queue at once. A
-//! [`Permit`] lives as long as the exchange: the response body holds it until its last byte (or
-//! until it is dropped), an upgraded connection until it closes.
+//! before it sends anything (`client.rs`). The places are one atomic count: while nobody waits,
+//! taking one is a compare-and-swap and giving it back a subtraction, so a limit far away costs
+//! the fast path a few instructions (a semaphore's release took a lock on every request). Those
+//! who find no place wait on a tokio `Semaphore`, which is FIFO and whose acquire future, dropped
+//! when the client goes away, leaves the queue at once; while anyone waits, an exchange that ends
+//! hands its place over through the semaphore instead of giving it back, so a newcomer cannot
+//! overtake the queue. A [`Permit`] lives as long as the exchange: the response body holds it
+//! until its last byte (or until it is dropped), an upgraded connection until it closes.
 //!
 //! The limit changes at runtime (a reload, or the adaptive limit of `gradient.rs`) without
-//! cutting anything: raising it adds permits; lowering it forgets free permits, and any it could
-//! not forget because they were in use become debt, paid by forgetting permits as their
-//! exchanges end.
+//! cutting anything: raising it hands the new places to waiters; lowering it only stops new
+//! exchanges until enough have ended (an exchange ending above the limit gives its place back
+//! instead of handing it over).
+//!
+//! A place handed over just as its waiter found one on its own stays in the semaphore, still
+//! counted: the next request to queue takes it at once. So a place is never lost, and the count
+//! never passes the limit.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -42,18 +49,21 @@ pub enum Shed {
 /// The process's upstream concurrency limit. See the module docs.
 #[derive(Debug)]
 pub struct Limiter {
-    semaphore: Semaphore,
+    /// Places handed over to waiters (and the rare stranded one); never closed.
+    handoff: Semaphore,
+    /// The limit now.
+    limit: AtomicUsize,
     state: Mutex<State>,
-    /// `State::debt`, readable without the lock: a permit returned while it is 0 (always, unless
-    /// the limit was just lowered) goes straight back to the semaphore.
-    debt: AtomicUsize,
-    /// Whether permits time their exchange for the adaptive limit.
+    /// Whether exchanges are timed for the adaptive limit.
     adaptive: AtomicBool,
     /// `upstream.max_queue` now.
     max_queue: AtomicUsize,
     /// `upstream.queue_timeout` now, in nanoseconds.
     queue_timeout: AtomicU64,
+    /// `candor_upstream_in_flight`: the places taken (handed-over ones included). Its atomic
+    /// is the count itself.
     in_flight: Gauge,
+    /// `candor_upstream_queue_depth`: requests waiting. Its atomic is the count itself.
     queue_depth: Gauge,
     limit_gauge: Gauge,
     metrics: Metrics,
@@ -61,10 +71,6 @@ pub struct Limiter {
 
 #[derive(Debug)]
 struct State {
-    /// Permits the semaphore stands for: in flight + free − debt.
-    limit: usize,
-    /// Permits in flight that are forgotten instead of returned when their exchange ends.
-    debt: usize,
     /// The settings last applied; `None` before the first.
     settings: Option<config::Limit>,
     /// The adaptive limit, when `upstream.adaptive` is on.
@@ -78,14 +84,12 @@ impl Limiter {
     pub fn new(cfg: &config::Limit, metrics: &Metrics) -> Arc<Self> {
         let (in_flight, queue_depth, limit_gauge) = metrics.upstream_limit_gauges();
         let limiter = Arc::new(Limiter {
-            semaphore: Semaphore::new(0),
+            handoff: Semaphore::new(0),
+            limit: AtomicUsize::new(0),
             state: Mutex::new(State {
-                limit: 0,
-                debt: 0,
                 settings: None,
                 gradient: None,
             }),
-            debt: AtomicUsize::new(0),
             adaptive: AtomicBool::new(false),
             max_queue: AtomicUsize::new(0),
             queue_timeout: AtomicU64::new(0),
@@ -121,42 +125,100 @@ impl Limiter {
         self.max_queue.store(cfg.max_queue, Ordering::Release);
         let nanos = u64::try_from(cfg.queue_timeout.as_nanos()).unwrap_or(u64::MAX);
         self.queue_timeout.store(nanos, Ordering::Release);
-        self.resize(&mut state, target);
+        self.resize(target);
     }
 
     /// The current limit.
     pub fn limit(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .limit
+        self.limit.load(Ordering::Acquire)
     }
 
-    /// Sets the limit to `target` permits (under the state lock).
-    fn resize(&self, state: &mut State, target: usize) {
+    fn taken(&self) -> &AtomicI64 {
+        self.in_flight.inner()
+    }
+
+    fn waiting(&self) -> &AtomicI64 {
+        self.queue_depth.inner()
+    }
+
+    /// Sets the limit to `target` (under the state lock): places it adds go to waiters first.
+    fn resize(&self, target: usize) {
         let target = target.clamp(1, Semaphore::MAX_PERMITS);
-        if target > state.limit {
-            let mut more = target - state.limit;
-            let paid = more.min(state.debt);
-            state.debt -= paid;
-            more -= paid;
-            self.semaphore.add_permits(more);
-        } else {
-            let fewer = state.limit - target;
-            let forgotten = self.semaphore.forget_permits(fewer);
-            state.debt += fewer - forgotten;
-        }
-        state.limit = target;
-        self.debt.store(state.debt, Ordering::Release);
+        let before = self.limit.swap(target, Ordering::SeqCst);
         self.limit_gauge
             .set(i64::try_from(target).unwrap_or(i64::MAX));
+        for _ in before..target {
+            if self.waiting().load(Ordering::SeqCst) <= 0 || !self.take() {
+                break;
+            }
+            self.handoff.add_permits(1);
+        }
+    }
+
+    /// Takes a place if one is free under the limit.
+    fn take(&self) -> bool {
+        let limit = i64::try_from(self.limit.load(Ordering::SeqCst)).unwrap_or(i64::MAX);
+        self.taken()
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |taken| {
+                (taken < limit).then_some(taken + 1)
+            })
+            .is_ok()
     }
 
     /// A place at once, if one is free and nobody is queued before this request.
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        let permit = self.semaphore.try_acquire().ok()?;
-        permit.forget();
-        Some(self.permit())
+        if self.waiting().load(Ordering::SeqCst) > 0 || !self.take() {
+            return None;
+        }
+        Some(Permit {
+            limiter: self.clone(),
+        })
+    }
+
+    /// Gives a place back: to the first waiter if there is one and the limit allows, else to
+    /// the count.
+    fn release(&self) {
+        let limit = i64::try_from(self.limit.load(Ordering::SeqCst)).unwrap_or(i64::MAX);
+        if self.waiting().load(Ordering::SeqCst) > 0 && self.taken().load(Ordering::SeqCst) <= limit
+        {
+            self.handoff.add_permits(1);
+            // Its waiter may have gone meanwhile.
+            if self.waiting().load(Ordering::SeqCst) <= 0 {
+                self.reclaim();
+            }
+            return;
+        }
+        self.taken().fetch_sub(1, Ordering::SeqCst);
+        // A request may have started to queue between the two looks: if it still waits, it is
+        // given a place now, or it could wait for one that is free.
+        self.feed();
+    }
+
+    /// Hands free places to waiters that no handed-over place covers yet.
+    fn feed(&self) {
+        while self.waiting().load(Ordering::SeqCst)
+            > i64::try_from(self.handoff.available_permits()).unwrap_or(i64::MAX)
+            && self.take()
+        {
+            self.handoff.add_permits(1);
+        }
+    }
+
+    /// With nobody waiting, places left in the semaphore (handed over to a waiter that found
+    /// one on its own, timed out or went away) go back to the count, so the fast path can take
+    /// them and `candor_upstream_in_flight` counts only real exchanges; then anyone who started
+    /// to wait meanwhile is fed.
+    fn reclaim(&self) {
+        while self.waiting().load(Ordering::SeqCst) <= 0 {
+            match self.handoff.try_acquire() {
+                Ok(handed) => {
+                    handed.forget();
+                    self.taken().fetch_sub(1, Ordering::SeqCst);
+                }
+                Err(_) => break,
+            }
+        }
+        self.feed();
     }
 
     /// A place after waiting in the queue as `upstream.max_queue` and `upstream.queue_timeout`
@@ -170,29 +232,32 @@ impl Limiter {
     /// A place after waiting in the queue: [`Shed::QueueFull`] when `max_queue` already wait,
     /// [`Shed::QueueTimeout`] after `timeout`. Dropping the future leaves the queue.
     async fn acquire(self: Arc<Self>, max_queue: usize, timeout: Duration) -> Result<Permit, Shed> {
-        let waiting = self.queue_depth.inc();
-        let place = QueuePlace(&self.queue_depth);
+        let waiting = self.waiting().fetch_add(1, Ordering::SeqCst);
+        let place = QueuePlace(&self);
         if usize::try_from(waiting).unwrap_or(0) >= max_queue {
             return Err(Shed::QueueFull);
         }
+        // A place may have come free since the fast path looked (and nobody was handed it).
+        if self.handoff.available_permits() == 0 && self.take() {
+            drop(place);
+            return Ok(Permit {
+                limiter: self.clone(),
+            });
+        }
         let start = Instant::now();
-        let acquired = tokio::time::timeout(timeout, self.semaphore.acquire()).await;
+        let acquired = tokio::time::timeout(timeout, self.handoff.acquire()).await;
         drop(place);
         self.metrics.upstream_queue_wait(start.elapsed());
         match acquired {
-            Ok(Ok(permit)) => {
-                permit.forget();
-                Ok(self.permit())
+            Ok(Ok(handed)) => {
+                // The place it stands for is already counted.
+                handed.forget();
+                Ok(Permit {
+                    limiter: self.clone(),
+                })
             }
             // The semaphore is never closed; a timeout is the only way not to get a place.
             Ok(Err(_)) | Err(_) => Err(Shed::QueueTimeout),
-        }
-    }
-
-    fn permit(self: &Arc<Self>) -> Permit {
-        self.in_flight.inc();
-        Permit {
-            limiter: self.clone(),
         }
     }
 
@@ -209,29 +274,21 @@ impl Limiter {
             Some(gradient) => gradient.sample(rtt, in_flight, Instant::now()),
             None => None,
         };
-        if let Some(next) = next.filter(|next| *next != state.limit) {
-            self.resize(&mut state, next);
+        if let Some(next) = next.filter(|next| *next != self.limit()) {
+            self.resize(next);
         }
-    }
-
-    /// A returned permit pays debt if there is any; `false`: there is none, free it.
-    fn pay_debt(&self) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.debt == 0 {
-            return false;
-        }
-        state.debt -= 1;
-        self.debt.store(state.debt, Ordering::Release);
-        true
     }
 }
 
-/// A place in the queue; dropped (the request got a place, gave up or went away), it frees it.
-struct QueuePlace<'a>(&'a Gauge);
+/// A place in the queue; dropped (the request got a place, gave up or went away), it frees it,
+/// and the last to leave takes back any place still waiting in the semaphore.
+struct QueuePlace<'a>(&'a Limiter);
 
 impl Drop for QueuePlace<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        if self.0.waiting().fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.reclaim();
+        }
     }
 }
 
@@ -254,11 +311,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.limiter.in_flight.dec();
-        if self.limiter.debt.load(Ordering::Acquire) > 0 && self.limiter.pay_debt() {
-            return;
-        }
-        self.limiter.semaphore.add_permits(1);
+        self.limiter.release();
     }
 }
 
@@ -318,7 +371,7 @@ mod tests {
         assert_eq!(limiter.limit(), 1);
         let mut held = held.into_iter();
         drop(held.next());
-        assert!(limiter.try_acquire().is_none(), "debt paid first");
+        assert!(limiter.try_acquire().is_none(), "still over the new limit");
         drop(held.next());
         assert!(limiter.try_acquire().is_none(), "still one in flight");
         drop(held.next());
@@ -331,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn raising_the_limit_pays_debt_before_adding_places() {
+    fn lowering_then_raising_settles_at_the_last_limit() {
         let limiter = limiter(4);
         let held: Vec<Permit> = (0..4).filter_map(|_| limiter.try_acquire()).collect();
         limiter.configure(&settings(1));
