@@ -21,12 +21,14 @@
 //!
 //! While the latency stays within [`TOLERANCE`] of its minimum the limit grows by √limit a
 //! window; once it rises the gradient shrinks it. The gradient alone settles where √limit
-//! equals the shrink, about twice an app's real capacity (8 for 4 PHP workers): an upstream
-//! that queues internally keeps its latency proportional to the excess, so the gradient never
-//! reaches 1/2. Little's law gives the ceiling: an upstream that serves `throughput` exchanges a
-//! second in `min_rtt` each is busy with `throughput × min_rtt` of them, so while the latency is
+//! equals the shrink, well above an app's real capacity: an upstream that queues internally
+//! keeps its latency proportional to the excess, so the gradient never reaches 1/2. Little's
+//! law gives the ceiling: an upstream that serves `throughput` exchanges a second in `min_rtt`
+//! each is busy with `throughput × min_rtt` of them, so while the latency is
 //! up, more than that plus one only wait inside the upstream. For 4 workers of 20 ms (200
-//! requests a second) it settles at 5. It cannot settle at exactly 4 without knowing the app:
+//! requests a second) it settles at 5 in the simulation; against real apps, where each
+//! exchange also opens a connection, at 7 (README, "Protecting the legacy app"). It cannot
+//! settle at exactly 4 without knowing the app:
 //! finding the capacity takes probing one past it.
 //!
 //! The limiter starts at `min_connections` and grows from there, so a fragile app is never hit
