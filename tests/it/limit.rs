@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -323,4 +323,58 @@ async fn l6_the_limit_holds_across_workers() {
         assert_eq!(answer.await.unwrap().0, 200);
     }
     assert_eq!(gated.peak.load(Ordering::SeqCst), 2);
+}
+
+/// Asks candor for a WebSocket upgrade on a fresh connection and returns it once switched.
+async fn upgraded(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(WAIT, read_head(&mut client))
+        .await
+        .expect("a head within the deadline");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    client
+}
+
+#[tokio::test]
+async fn l6_an_upgraded_connection_holds_its_place_while_open() {
+    // An upstream that switches to a byte echo after its 101, for every connection.
+    let (addr, _) = raw_upstream(|mut stream| async move {
+        let _ = read_head(&mut stream).await;
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+            )
+            .await;
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            if stream.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let candor = Candor::start(limited(&format!("http://{addr}"), 1, 4)).await;
+    let mut first = upgraded(candor.addr).await;
+    first.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    first.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"ping");
+    assert_eq!(gauge(&candor, "candor_upstream_in_flight").await, 1);
+    // The tunnel is open: a second upgrade waits for its place, until the first one closes.
+    let second = tokio::spawn(upgraded(candor.addr));
+    queued(&candor, 1).await;
+    drop(first);
+    let mut second = second.await.unwrap();
+    assert_eq!(gauge(&candor, "candor_upstream_queue_depth").await, 0);
+    second.write_all(b"pong").await.unwrap();
+    second.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"pong");
 }
