@@ -33,6 +33,7 @@ use crate::inspect::Normalizer;
 use crate::listener;
 use crate::maintenance::Switch;
 use crate::metrics::Metrics;
+use crate::sd_notify::{self, Notifier};
 use crate::status::Status;
 
 /// A validated configuration as every worker receives it: published at start and after each
@@ -107,11 +108,14 @@ pub(crate) struct Reloader {
     hangups: Option<tokio::signal::unix::Signal>,
     /// The file's content when last looked at: events that leave it unchanged are ignored.
     last_seen: Option<Vec<u8>>,
+    /// Told of every reload (systemd's RELOADING=1, then READY=1).
+    notifier: Notifier,
 }
 
 impl Reloader {
-    /// Starts watching (inside a tokio runtime: SIGHUP is registered with it).
-    pub(crate) fn start(reload: Reload) -> Reloader {
+    /// Starts watching (inside a tokio runtime: SIGHUP is registered with it); `notifier` hears
+    /// of each reload.
+    pub(crate) fn start(reload: Reload, notifier: Notifier) -> Reloader {
         let (events_tx, events) = mpsc::unbounded_channel::<()>();
         let watcher = if reload.watch {
             match watch_directory(&reload.path, events_tx) {
@@ -145,6 +149,7 @@ impl Reloader {
             events,
             _watcher: watcher,
             hangups,
+            notifier,
         }
     }
 
@@ -177,7 +182,10 @@ impl Reloader {
                     "sighup"
                 }
             };
-            apply(
+            // A reload the service manager can see (`systemctl status`), and READY again
+            // whatever the outcome: a refused config leaves the running one serving.
+            self.notifier.reloading();
+            let ok = apply(
                 &self.reload,
                 trigger,
                 &publish,
@@ -186,6 +194,19 @@ impl Reloader {
                 &maintenance,
                 &audit,
             );
+            let current = publish.borrow().clone();
+            let serving = match (current.listener.local_addr(), current.admin.local_addr()) {
+                (Ok(listen), Ok(admin)) => {
+                    sd_notify::serving(&current.config.upstream.url, listen, admin)
+                }
+                _ => "serving".to_owned(),
+            };
+            if ok {
+                self.notifier.ready(&serving);
+            } else {
+                self.notifier
+                    .ready(&format!("{serving}; the last reload failed, see the log"));
+            }
         }
     }
 }
@@ -197,7 +218,8 @@ async fn recv_hangup(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
     }
 }
 
-/// Loads, validates and publishes; logs and counts the outcome.
+/// Loads, validates and publishes; logs and counts the outcome, and says whether the new
+/// config is live.
 fn apply(
     reload: &Reload,
     trigger: &'static str,
@@ -206,7 +228,7 @@ fn apply(
     status: &Status,
     maintenance: &Switch,
     audit: &Audit,
-) {
+) -> bool {
     let current = publish.borrow().clone();
     match prepare(reload, &current) {
         Ok(next) => {
@@ -235,6 +257,7 @@ fn apply(
                 changed = %diff.changed.join(","),
                 "config reloaded"
             );
+            true
         }
         Err(err) => {
             metrics.reload(false, SystemTime::now());
@@ -244,6 +267,7 @@ fn apply(
                 error = %err,
                 "config reload failed; keeping the running config"
             );
+            false
         }
     }
 }

@@ -85,6 +85,9 @@ pub struct Server {
     pub workers: usize,
     /// How long graceful shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// How long candor keeps serving after SIGTERM while `/readyz` answers 503, before it
+    /// drains; zero (the default) drains at once.
+    pub shutdown_delay: Duration,
     /// How long a client has to send a complete request head.
     pub header_read_timeout: Duration,
     /// Client connections open at once, across workers; more are answered 503 and closed.
@@ -412,6 +415,7 @@ admin_listen = "127.0.0.1:9901"
 debug_headers = true
 workers = 2
 drain_timeout = "10s"
+shutdown_delay = "5s"
 header_read_timeout = "10s"
 
 [upstream]

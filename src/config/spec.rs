@@ -162,6 +162,8 @@ pub struct ServerSpec {
     pub workers: Option<i64>,
     /// Graceful shutdown drain window.
     pub drain_timeout: DurationSpec,
+    /// How long to keep serving after SIGTERM, with `/readyz` failing, before the drain.
+    pub shutdown_delay: DurationSpec,
     /// Time a client has to send a full request head.
     pub header_read_timeout: DurationSpec,
     /// Client connections open at once, across workers.
@@ -184,6 +186,7 @@ impl Default for ServerSpec {
             debug_headers: true,
             workers: None,
             drain_timeout: DurationSpec::new("10s"),
+            shutdown_delay: DurationSpec::new("0s"),
             header_read_timeout: DurationSpec::new("10s"),
             max_connections: 10_000,
             max_request_body_bytes: 100 * 1024 * 1024,

@@ -236,6 +236,12 @@ fn server(spec: &FileSpec, problems: &mut Problems) -> Option<Server> {
         &s.drain_timeout,
         DurationKind::Timeout,
     );
+    let shutdown_delay = duration(
+        problems,
+        &at.key("shutdown_delay"),
+        &s.shutdown_delay,
+        DurationKind::Delay,
+    );
     let header_read_timeout = duration(
         problems,
         &at.key("header_read_timeout"),
@@ -277,6 +283,7 @@ fn server(spec: &FileSpec, problems: &mut Problems) -> Option<Server> {
         debug_headers: s.debug_headers,
         workers: workers?,
         drain_timeout: drain_timeout?,
+        shutdown_delay: shutdown_delay?,
         header_read_timeout: header_read_timeout?,
         max_connections: max_connections?,
         max_request_body_bytes: max_request_body_bytes? as u64,
@@ -564,6 +571,8 @@ mod tests {
             ("0s", DurationKind::RetryAfter, Some(Duration::ZERO)),
             ("100us", DurationKind::Timeout, None),
             ("25h", DurationKind::RetryAfter, None),
+            ("0s", DurationKind::Delay, Some(Duration::ZERO)),
+            ("25h", DurationKind::Delay, None),
             ("soon", DurationKind::Timeout, None),
             ("5", DurationKind::Timeout, None),
             ("", DurationKind::RetryAfter, None),

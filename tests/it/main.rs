@@ -26,6 +26,7 @@ mod maintenance;
 mod meaning;
 mod module_graph;
 mod passthrough;
+mod process_manager;
 mod protocol;
 mod proxy;
 mod reload;
