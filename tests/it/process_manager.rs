@@ -39,22 +39,24 @@ fn config_text(upstream: &str, extra: &str, status: u16) -> String {
 /// The service manager's end: a datagram socket that reads one notification at a time, each
 /// read bounded by [`WAIT`].
 struct Manager {
-    socket: UnixDatagram,
+    socket: tokio::net::UnixDatagram,
 }
 
 impl Manager {
     fn new(socket: UnixDatagram) -> Manager {
-        socket.set_read_timeout(Some(WAIT)).unwrap();
-        Manager { socket }
+        socket.set_nonblocking(true).unwrap();
+        Manager {
+            socket: tokio::net::UnixDatagram::from_std(socket).unwrap(),
+        }
     }
 
     /// The next notification's lines.
-    fn next(&self) -> Vec<String> {
+    async fn next(&self) -> Vec<String> {
         let mut buf = [0u8; 4096];
-        let n = self
-            .socket
-            .recv(&mut buf)
-            .unwrap_or_else(|err| panic!("no notification within {WAIT:?}: {err}"));
+        let n = tokio::time::timeout(WAIT, self.socket.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no notification within {WAIT:?}"))
+            .unwrap();
         String::from_utf8(buf[..n].to_vec())
             .unwrap()
             .lines()
@@ -63,8 +65,8 @@ impl Manager {
     }
 
     /// The next notification, which must carry `state` (`READY=1`, …).
-    fn expect(&self, state: &str) -> Vec<String> {
-        let lines = self.next();
+    async fn expect(&self, state: &str) -> Vec<String> {
+        let lines = self.next().await;
         assert!(
             lines.iter().any(|l| l == state),
             "expected {state}: {lines:?}"
@@ -96,29 +98,29 @@ async fn systemd_hears_ready_then_reloading_and_ready_on_sighup_then_stopping() 
         socket_path.to_str().unwrap(),
     );
 
-    let ready = manager.expect("READY=1");
+    let ready = manager.expect("READY=1").await;
     let status = format!("STATUS=proxying {} to ", running.addr);
     assert!(ready.iter().any(|l| l.starts_with(&status)), "{ready:?}");
     assert_eq!(get(running.addr, "/").await.0, 409);
 
     std::fs::write(&running.config, config_text(&up.url(), "", 410)).unwrap();
     running.signal("HUP");
-    let reloading = manager.expect("RELOADING=1");
+    let reloading = manager.expect("RELOADING=1").await;
     // systemd 253 and later refuse a RELOADING=1 without the monotonic clock beside it.
     let usec = reloading
         .iter()
         .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
         .and_then(|v| v.parse::<u64>().ok());
     assert!(usec.is_some_and(|usec| usec > 0), "{reloading:?}");
-    manager.expect("READY=1");
+    manager.expect("READY=1").await;
     // READY came after the swap: the new rule answers.
     assert_eq!(get(running.addr, "/").await.0, 410);
 
     // A config that does not validate: reloading, then ready again on the old config.
     std::fs::write(&running.config, "[upstream]\nurl = 3\n").unwrap();
     running.signal("HUP");
-    manager.expect("RELOADING=1");
-    let ready = manager.expect("READY=1");
+    manager.expect("RELOADING=1").await;
+    let ready = manager.expect("READY=1").await;
     assert!(
         ready.iter().any(|l| l.contains("the last reload failed")),
         "{ready:?}"
@@ -126,7 +128,7 @@ async fn systemd_hears_ready_then_reloading_and_ready_on_sighup_then_stopping() 
     assert_eq!(get(running.addr, "/").await.0, 410);
 
     running.signal("TERM");
-    manager.expect("STOPPING=1");
+    manager.expect("STOPPING=1").await;
     assert_eq!(running.wait(), 0);
     let _ = std::fs::remove_file(&socket_path);
 }
@@ -138,9 +140,9 @@ async fn an_abstract_notify_socket_is_reached_too() {
     let address = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let manager = Manager::new(UnixDatagram::bind_addr(&address).unwrap());
     let running = run_notified(&config_text(&up.url(), "", 409), &format!("@{name}"));
-    manager.expect("READY=1");
+    manager.expect("READY=1").await;
     running.signal("TERM");
-    manager.expect("STOPPING=1");
+    manager.expect("STOPPING=1").await;
     assert_eq!(running.wait(), 0);
 }
 
@@ -160,16 +162,20 @@ async fn readyz_becomes(admin: std::net::SocketAddr, want: u16) {
 }
 
 #[tokio::test]
-async fn during_the_shutdown_delay_readyz_fails_while_requests_still_succeed() {
+async fn during_a_reloaded_shutdown_delay_readyz_fails_while_requests_still_succeed() {
     let up = upstream(|_req| async { response(200, "ok") }).await;
-    // An hour: the delay cannot end by itself while the test looks; a second SIGTERM ends it.
     let path = temp_path("candor.toml");
+    std::fs::write(&path, config_text(&up.url(), "", 409)).unwrap();
+    let running = CandorProcess::run("shutdown-delay", &path, &["--no-watch"], &[]);
+    // The delay is read when SIGTERM comes, so a reload sets it. An hour: it cannot end by
+    // itself while the test looks; a second SIGTERM ends it.
     std::fs::write(
         &path,
         config_text(&up.url(), "shutdown_delay = \"1h\"", 409),
     )
     .unwrap();
-    let running = CandorProcess::run("shutdown-delay", &path, &["--no-watch"], &[]);
+    running.signal("HUP");
+    running.log_line("config reloaded").await;
     assert_eq!(get(running.admin, "/readyz").await.0, 200);
     // A keep-alive client, connected before SIGTERM.
     let (mut kept, conn) =
