@@ -49,6 +49,7 @@ fn two_line_config_gets_every_default() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert_eq!(c.server.workers, cpus.min(1024));
     assert_eq!(c.server.drain_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.shutdown_delay, Duration::ZERO);
     assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
 
     assert_eq!(c.upstream.url.to_string(), "http://127.0.0.1:3000/");
@@ -119,6 +120,7 @@ fn env_overrides_win_over_the_file() {
             ("CANDOR__SERVER__DEBUG_HEADERS", "false"),
             ("CANDOR__SERVER__LISTEN", "0.0.0.0:8000"),
             ("CANDOR__UPSTREAM__TIMEOUT", "1m"),
+            ("CANDOR__SERVER__SHUTDOWN_DELAY", "5s"),
             ("CANDOR__RETRY_AFTER__STATUSES", "429,503,500"),
             (
                 "CANDOR__INSPECT__CONTENT_TYPES",
@@ -132,6 +134,7 @@ fn env_overrides_win_over_the_file() {
     assert!(!c.server.debug_headers);
     assert_eq!(c.server.listen.to_string(), "0.0.0.0:8000");
     assert_eq!(c.upstream.timeout, Duration::from_secs(60));
+    assert_eq!(c.server.shutdown_delay, Duration::from_secs(5));
     assert_eq!(c.retry_after.statuses.len(), 3);
     assert_eq!(
         c.inspect.content_types,
