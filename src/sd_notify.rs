@@ -9,19 +9,25 @@
 //! reach an abstract socket.
 //!
 //! `lib.rs` sends `READY=1` once the workers accept and `STOPPING=1` when shutdown begins;
-//! `reload` sends `RELOADING=1` (with `MONOTONIC_USEC`, which systemd 253 and later require beside
-//! it) before it loads a config and `READY=1` after, whatever the outcome (a refused config leaves
-//! the running one serving). A failed send is logged and otherwise ignored: the service manager
-//! is an observer, never a reason to stop serving.
+//! `reload` sends `RELOADING=1` (with `MONOTONIC_USEC`, which systemd 253 and later require
+//! beside it) before it loads a config and `READY=1` after, whatever the outcome (a refused
+//! config leaves the running one serving); after `STOPPING=1` nothing says ready again. A failed
+//! send is logged and otherwise ignored: the service manager is an observer, never a reason to
+//! stop serving.
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-/// Where notifications go: `NOTIFY_SOCKET`'s address, or nowhere when it is unset.
+/// Where notifications go: `NOTIFY_SOCKET`'s address, or nowhere when it is unset. Clones share
+/// one state: once `STOPPING=1` is sent, no clone sends `READY=1` again (a reload during
+/// `server.shutdown_delay` must not tell systemd that a stopping candor is ready).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Notifier {
     socket: Option<SocketAddr>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Notifier {
@@ -38,19 +44,25 @@ impl Notifier {
                 "NOTIFY_SOCKET is not a usable socket address; not notifying the service manager"
             );
         }
-        Notifier { socket }
+        Notifier {
+            socket,
+            stopping: Arc::default(),
+        }
     }
 
     /// `READY=1`: serving (after start, and after every reload); `status` is what
     /// `systemctl status` shows.
     pub(crate) fn ready(&self, status: &str) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
         self.send(&format!("READY=1\nSTATUS={status}\n"));
     }
 
     /// `RELOADING=1`: loading a new configuration. systemd 253 and later want the monotonic
     /// clock beside it, to tell this reload from an earlier one.
     pub(crate) fn reloading(&self) {
-        if self.socket.is_none() {
+        if self.socket.is_none() || self.stopping.load(Ordering::Acquire) {
             return;
         }
         let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
@@ -62,6 +74,7 @@ impl Notifier {
 
     /// `STOPPING=1`: shutdown has begun.
     pub(crate) fn stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
         self.send("STOPPING=1\nSTATUS=shutting down\n");
     }
 
@@ -105,6 +118,7 @@ mod tests {
         let receiver = UnixDatagram::bind(&path).unwrap();
         let notifier = Notifier {
             socket: Some(SocketAddr::from_pathname(&path).unwrap()),
+            stopping: Arc::default(),
         };
         let mut buf = [0u8; 512];
         let mut next = || {
@@ -121,6 +135,11 @@ mod tests {
             .and_then(|v| v.parse::<u64>().ok());
         assert!(reloading.starts_with("RELOADING=1\n"), "{reloading}");
         assert!(usec.is_some_and(|usec| usec > 0), "{reloading}");
+        notifier.stopping();
+        assert!(next().starts_with("STOPPING=1\n"));
+        // A reload while stopping says nothing: the next datagram is the one sent after it.
+        notifier.clone().reloading();
+        notifier.clone().ready("serving");
         notifier.stopping();
         assert!(next().starts_with("STOPPING=1\n"));
         let _ = std::fs::remove_file(&path);
