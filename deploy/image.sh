@@ -115,8 +115,20 @@ for s in socks:
 )
 mkdir -p "$work/origin"
 echo "hello from the origin" >"$work/origin/hello.txt"
-python3 -m http.server --bind 127.0.0.1 --directory "$work/origin" "$origin_port" >"$work/origin.log" 2>&1 &
+# Polls until FILE holds a line matching PATTERN, while PID lives, within DEADLINE seconds.
+await_line() {
+  local file="$1" pattern="$2" pid="$3" what="$4"
+  local end=$((SECONDS + DEADLINE))
+  until grep -q "$pattern" "$file" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || fail "$what exited before it was listening"
+    ((SECONDS < end)) || fail "$what was not listening within ${DEADLINE}s"
+    sleep 0.1
+  done
+}
+# Unbuffered: it says "Serving HTTP" once its socket is bound.
+python3 -u -m http.server --bind 127.0.0.1 --directory "$work/origin" "$origin_port" >"$work/origin.log" 2>&1 &
 pids+=("$!")
+await_line "$work/origin.log" "^Serving HTTP" "$!" "the origin"
 
 # The service manager's end of NOTIFY_SOCKET: an abstract socket (chroot does not change the
 # network namespace it lives in) that exits 0 on READY=1, 1 after DEADLINE seconds.
@@ -135,12 +147,7 @@ while True:
 EOF
 listener=$!
 pids+=("$listener")
-end=$((SECONDS + DEADLINE))
-until grep -q bound "$work/notify.log"; do
-  kill -0 "$listener" 2>/dev/null || fail "the NOTIFY_SOCKET listener did not start"
-  ((SECONDS < end)) || fail "the NOTIFY_SOCKET listener did not start within ${DEADLINE}s"
-  sleep 0.1
-done
+await_line "$work/notify.log" "^bound" "$listener" "the NOTIFY_SOCKET listener"
 
 NOTIFY_SOCKET="@$notify" CANDOR__UPSTREAM__URL="http://127.0.0.1:$origin_port" \
   CANDOR__SERVER__LISTEN="127.0.0.1:$proxy_port" CANDOR__SERVER__ADMIN_LISTEN="127.0.0.1:$admin_port" \
