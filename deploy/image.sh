@@ -45,13 +45,21 @@ fail() {
 ok() { printf 'ok    image: %s\n' "$*"; }
 
 [[ $EUID == 0 ]] || skip "buildah builds images as root here, and this is uid $EUID"
-if ! command -v buildah >/dev/null; then
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah; } >/dev/null 2>&1 ||
-    skip "Debian's buildah is not installed and cannot be installed"
+# Debian packages: buildah, curl for the request, ca-certificates for the image's CA bundle.
+missing=()
+command -v buildah >/dev/null || missing+=(buildah)
+command -v curl >/dev/null || missing+=(curl)
+[[ -s /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
+if ((${#missing[@]})); then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null 2>&1 ||
+    skip "cannot install ${missing[*]} from Debian"
 fi
-for tool in chroot curl python3 ldd; do
-  command -v "$tool" >/dev/null || fail "$tool is missing"
-done
+# Whether buildah can work here at all (storage, chroot isolation): a failure to build later is
+# then candor's, not the machine's.
+if ! probe="$("${buildah[@]}" from --quiet scratch 2>&1)"; then
+  skip "buildah cannot run here: $probe"
+fi
+"${buildah[@]}" rm "$probe" >/dev/null
 
 work="$(mktemp -d)"
 container=""
@@ -72,6 +80,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+for tool in chroot python3 ldd gzip; do
+  command -v "$tool" >/dev/null || fail "$tool is missing"
+done
 
 # ── 1, 2: the binary and the root file system ───────────────────────────────────────────────────
 cargo build --quiet --locked --profile "$profile" --bin candor || fail "cargo build --profile $profile"
