@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds candor's image for real, without a daemon or a registry, and runs candor from it:
 #   1. the binary: `cargo build --locked --profile PROFILE --bin candor` (cargo reuses a build
-#      that is up to date; .ci/run passes the soak profile it has just built);
+#      that is up to date; .ci/run passes `dev`, the build deploy/validate.sh has just made);
 #   2. its root file system: deploy/docker/rootfs.sh (the binary, the libraries ldd names, CA
 #      certificates, a nonroot user: what distroless' cc image holds);
 #   3. the image: the runtime stage of deploy/docker/Dockerfile, unchanged, with buildah
@@ -15,7 +15,7 @@
 # chroot. buildah needs root: without root, or where Debian's buildah cannot be installed, the
 # script says so and exits 0 (like the fuzz step without nightly).
 #   deploy/image.sh                    # release build
-#   deploy/image.sh --profile soak     # reuse CI's soak build
+#   deploy/image.sh --profile dev      # reuse the debug build, as .ci/run does
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
