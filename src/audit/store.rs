@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use super::detect::{self, Detected, Kind, Kinds};
 use super::report::{self, Example, FindingReport, Honest, Report, RouteReport};
 use super::route::Template;
+use super::shallow::Shallow;
 use super::Exchange;
 use crate::builtin::scrub::Scrubber;
 
@@ -177,7 +178,7 @@ impl Audit {
         let sent_status = exchange.sent.map_or(upstream_status, |s| s.status.as_u16());
         count(&mut route.upstream, upstream_status);
         count(&mut route.sent, sent_status);
-        for (pointer, value) in &upstream.honest {
+        for (pointer, value) in upstream.honest() {
             note_honest(&mut route.honest, pointer, value);
         }
         // Made at most once per exchange, and only when a finding keeps it.
@@ -253,7 +254,8 @@ fn count(histogram: &mut BTreeMap<u16, u64>, status: u16) {
     }
 }
 
-fn note_honest(honest: &mut Vec<Honest>, pointer: &str, value: &serde_json::Value) {
+/// Remembers `value` at `pointer` of an honest response; allocates only for a new one.
+fn note_honest(honest: &mut Vec<Honest>, pointer: &str, value: &Shallow<'_>) {
     let entry = match honest.iter_mut().position(|h| h.pointer == pointer) {
         Some(i) => &mut honest[i],
         None if honest.len() < MAX_HONEST => {
@@ -265,8 +267,10 @@ fn note_honest(honest: &mut Vec<Honest>, pointer: &str, value: &serde_json::Valu
         }
         None => return,
     };
-    if entry.values.len() < report::MAX_HONEST_VALUES && !entry.values.contains(value) {
-        entry.values.push(value.clone());
+    if entry.values.len() < report::MAX_HONEST_VALUES
+        && !entry.values.iter().any(|v| value.is_honest(v))
+    {
+        entry.values.extend(value.honest_value());
     }
 }
 
