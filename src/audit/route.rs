@@ -124,18 +124,18 @@ impl Template {
 
     /// Whether `shape` is a path of this template.
     pub fn matches(&self, shape: &Shape<'_>) -> bool {
-        self.trailing_slash == shape.trailing_slash
-            && self.rest == shape.rest
-            && self.segments.len() == shape.parts().count()
-            && self
-                .segments
-                .iter()
-                .zip(shape.parts())
-                .all(|pair| match pair {
-                    (Segment::Literal(a), Part::Literal(b)) => a == b,
-                    (Segment::Id(_), Part::Id(_)) => true,
-                    _ => false,
-                })
+        if self.trailing_slash != shape.trailing_slash || self.rest != shape.rest {
+            return false;
+        }
+        let mut parts = shape.parts();
+        for segment in &self.segments {
+            match (segment, parts.next()) {
+                (Segment::Literal(a), Some(Part::Literal(b))) if a == b => {}
+                (Segment::Id(_), Some(Part::Id(_))) => {}
+                _ => return false,
+            }
+        }
+        parts.next().is_none()
     }
 
     /// Widens its ids' classes to cover those of `shape` (a path of this template).
@@ -260,7 +260,7 @@ impl<'a> Shape<'a> {
         let trimmed = path.strip_prefix('/').unwrap_or(path);
         let trailing_slash = !trimmed.is_empty() && trimmed.ends_with('/');
         let inner = trimmed.strip_suffix('/').unwrap_or(trimmed);
-        let rest = !inner.is_empty() && inner.split('/').nth(MAX_SEGMENTS).is_some();
+        let rest = inner.bytes().filter(|&b| b == b'/').count() >= MAX_SEGMENTS;
         Shape {
             inner,
             trailing_slash,
@@ -269,18 +269,45 @@ impl<'a> Shape<'a> {
     }
 
     /// Its first [`MAX_SEGMENTS`] segments, classified.
-    fn parts(&self) -> impl Iterator<Item = Part<'a>> + 'a {
-        let segments = (!self.inner.is_empty()).then(|| self.inner.split('/'));
-        segments
-            .into_iter()
-            .flatten()
-            .take(MAX_SEGMENTS)
-            .map(Part::of)
+    fn parts(&self) -> Parts<'a> {
+        Parts {
+            left: (!self.inner.is_empty()).then_some(self.inner),
+            taken: 0,
+        }
     }
 
     /// Its key in the audit table with `method` (see [`Template::key`]).
     pub fn key(&self, method: &http::Method, hasher: &impl BuildHasher) -> u64 {
         key(method, self.parts(), self.trailing_slash, self.rest, hasher)
+    }
+}
+
+/// The segments of a [`Shape`], classified.
+struct Parts<'a> {
+    /// What is left of the path, `None` past its last segment.
+    left: Option<&'a str>,
+    taken: usize,
+}
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = Part<'a>;
+    fn next(&mut self) -> Option<Part<'a>> {
+        if self.taken == MAX_SEGMENTS {
+            return None;
+        }
+        let left = self.left?;
+        let segment = match left.as_bytes().iter().position(|&b| b == b'/') {
+            Some(at) => {
+                self.left = Some(&left[at + 1..]);
+                &left[..at]
+            }
+            None => {
+                self.left = None;
+                left
+            }
+        };
+        self.taken += 1;
+        Some(Part::of(segment))
     }
 }
 

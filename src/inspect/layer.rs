@@ -277,7 +277,8 @@ where
     );
     // Audit's copy of the exchange, made before the normaliser changes the head.
     let pending = match (signs, &shared.auditing) {
-        (Some(signs), Some(auditing)) => Some(Pending {
+        // Boxed: it moves through the body, the observer and the recording task.
+        (Some(signs), Some(auditing)) => Some(Box::new(Pending {
             auditing: auditing.clone(),
             method: info.method.clone(),
             uri: info.uri.clone(),
@@ -286,7 +287,7 @@ where
             headers: parts.headers.clone(),
             sent: None,
             permit: None,
-        }),
+        })),
         _ => None,
     };
     match plan {
@@ -359,7 +360,7 @@ where
 /// place is free.
 fn observe<B>(
     shared: &Shared,
-    mut pending: Pending,
+    mut pending: Box<Pending>,
     body: B,
     body_may_exist: bool,
     head: bool,
@@ -406,7 +407,7 @@ async fn inspect<B>(
     // Held until the body has been read and decided on (and, when audit observes the
     // exchange, recorded).
     permit: tokio::sync::OwnedSemaphorePermit,
-    pending: Option<Pending>,
+    pending: Option<Box<Pending>>,
 ) -> Result<Response<NormalizedBody<B>>, BoxError>
 where
     B: Body<Data = Bytes> + Send + 'static,

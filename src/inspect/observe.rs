@@ -111,7 +111,7 @@ pub(crate) struct Pending {
 impl Pending {
     /// Runs the detectors over the exchange, with `seen` of the upstream's body, and counts
     /// what they found.
-    pub(crate) fn record(self, seen: &Seen) {
+    pub(crate) fn record(self: Box<Self>, seen: &Seen) {
         let upstream_body = seen.body();
         let sent = self.sent.as_ref().map(|sent| audit::Response {
             status: sent.status,
@@ -142,13 +142,13 @@ impl Pending {
 
     /// Records the exchange off the caller's path: on a task of its own when there is a
     /// runtime, at once otherwise.
-    pub(crate) fn submit(self, seen: Seen) {
+    pub(crate) fn submit(self: Box<Self>, seen: Seen) {
         self.submit_with(move |_| seen);
     }
 
     /// [`Pending::submit`] with the body's first frames, at most `auditing.limit` bytes of them:
     /// all of it when `complete` (decoded on that task: decoding is work too), a prefix otherwise.
-    pub(crate) fn submit_frames(self, frames: Vec<Bytes>, complete: bool) {
+    pub(crate) fn submit_frames(self: Box<Self>, frames: Vec<Bytes>, complete: bool) {
         let limit = self.auditing.limit;
         self.submit_with(move |pending| {
             let raw = concat(frames, limit);
@@ -161,7 +161,7 @@ impl Pending {
     }
 
     /// [`Pending::submit`], with what was seen made by `seen` on that task.
-    fn submit_with(self, seen: impl FnOnce(&Pending) -> Seen + Send + 'static) {
+    fn submit_with(self: Box<Self>, seen: impl FnOnce(&Pending) -> Seen + Send + 'static) {
         let run = move || {
             let seen = seen(&self);
             self.record(&seen);
@@ -179,7 +179,7 @@ impl Pending {
 #[derive(Debug)]
 pub(crate) struct Observer {
     /// `None` once recorded.
-    pending: Option<Pending>,
+    pending: Option<Box<Pending>>,
     kept: Vec<Bytes>,
     /// Bytes in `kept`.
     len: usize,
@@ -188,7 +188,7 @@ pub(crate) struct Observer {
 
 impl Observer {
     /// An observer recording `pending` with at most `limit` body bytes.
-    pub(crate) fn new(pending: Pending, limit: usize) -> Observer {
+    pub(crate) fn new(pending: Box<Pending>, limit: usize) -> Observer {
         Observer {
             pending: Some(pending),
             kept: Vec::new(),
@@ -281,8 +281,8 @@ mod tests {
         auditing: &Arc<Auditing>,
         headers: HeaderMap,
         permit: Option<OwnedSemaphorePermit>,
-    ) -> Pending {
-        Pending {
+    ) -> Box<Pending> {
+        Box::new(Pending {
             auditing: auditing.clone(),
             method: Method::GET,
             uri: Uri::from_static("/users/7"),
@@ -291,7 +291,7 @@ mod tests {
             headers,
             sent: None,
             permit,
-        }
+        })
     }
 
     fn json() -> HeaderMap {
