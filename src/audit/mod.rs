@@ -54,12 +54,20 @@ pub struct RequestSigns {
 impl RequestSigns {
     /// The signs of a request with these headers.
     pub fn of(headers: &HeaderMap) -> RequestSigns {
-        RequestSigns {
-            accept: headers.get(http::header::ACCEPT).cloned(),
-            authorization: headers.contains_key(http::header::AUTHORIZATION),
-            cookie: headers.contains_key(http::header::COOKIE),
-            content_type: headers.contains_key(http::header::CONTENT_TYPE),
+        // One walk over the few headers a request has, not four hashed lookups.
+        let mut signs = RequestSigns::default();
+        for (name, value) in headers {
+            if name == http::header::ACCEPT {
+                signs.accept.get_or_insert_with(|| value.clone());
+            } else if name == http::header::AUTHORIZATION {
+                signs.authorization = true;
+            } else if name == http::header::COOKIE {
+                signs.cookie = true;
+            } else if name == http::header::CONTENT_TYPE {
+                signs.content_type = true;
+            }
         }
+        signs
     }
 }
 

@@ -244,12 +244,13 @@ impl fmt::Display for Template {
     }
 }
 
-/// A request path seen as a template would see it, borrowed: what the audit table looks a path
-/// up by without building its [`Template`].
+/// A request path seen as a template would see it, borrowed and classified once: what the
+/// audit table looks a path up by without building its [`Template`].
 #[derive(Debug, Clone, Copy)]
 pub struct Shape<'a> {
-    /// The path without its leading and trailing `/`.
-    inner: &'a str,
+    /// Its first [`MAX_SEGMENTS`] segments; `len` of them are set.
+    parts: [Part<'a>; MAX_SEGMENTS],
+    len: usize,
     trailing_slash: bool,
     rest: bool,
 }
@@ -260,54 +261,32 @@ impl<'a> Shape<'a> {
         let trimmed = path.strip_prefix('/').unwrap_or(path);
         let trailing_slash = !trimmed.is_empty() && trimmed.ends_with('/');
         let inner = trimmed.strip_suffix('/').unwrap_or(trimmed);
-        let rest = inner.bytes().filter(|&b| b == b'/').count() >= MAX_SEGMENTS;
-        Shape {
-            inner,
+        let mut shape = Shape {
+            parts: [Part::Id(IdClass::Token); MAX_SEGMENTS],
+            len: 0,
             trailing_slash,
-            rest,
+            rest: false,
+        };
+        if !inner.is_empty() {
+            for segment in inner.split('/') {
+                if shape.len == MAX_SEGMENTS {
+                    shape.rest = true;
+                    break;
+                }
+                shape.parts[shape.len] = Part::of(segment);
+                shape.len += 1;
+            }
         }
+        shape
     }
 
-    /// Its first [`MAX_SEGMENTS`] segments, classified.
-    fn parts(&self) -> Parts<'a> {
-        Parts {
-            left: (!self.inner.is_empty()).then_some(self.inner),
-            taken: 0,
-        }
+    fn parts(&self) -> impl Iterator<Item = Part<'a>> + '_ {
+        self.parts[..self.len].iter().copied()
     }
 
     /// Its key in the audit table with `method` (see [`Template::key`]).
     pub fn key(&self, method: &http::Method, hasher: &impl BuildHasher) -> u64 {
         key(method, self.parts(), self.trailing_slash, self.rest, hasher)
-    }
-}
-
-/// The segments of a [`Shape`], classified.
-struct Parts<'a> {
-    /// What is left of the path, `None` past its last segment.
-    left: Option<&'a str>,
-    taken: usize,
-}
-
-impl<'a> Iterator for Parts<'a> {
-    type Item = Part<'a>;
-    fn next(&mut self) -> Option<Part<'a>> {
-        if self.taken == MAX_SEGMENTS {
-            return None;
-        }
-        let left = self.left?;
-        let segment = match left.as_bytes().iter().position(|&b| b == b'/') {
-            Some(at) => {
-                self.left = Some(&left[at + 1..]);
-                &left[..at]
-            }
-            None => {
-                self.left = None;
-                left
-            }
-        };
-        self.taken += 1;
-        Some(Part::of(segment))
     }
 }
 

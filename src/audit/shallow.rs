@@ -29,25 +29,65 @@ pub enum Top<'a> {
 
 /// The first [`MAX_MEMBERS`] members of an object, in order (the first of duplicate names).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Members<'a>(Vec<(Cow<'a, str>, Shallow<'a>)>);
+pub struct Members<'a>(Named<'a, Shallow<'a>>);
 
 impl<'a> Members<'a> {
     /// The member named `name`.
     pub fn get(&self, name: &str) -> Option<&Shallow<'a>> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.0.get(name)
     }
     /// Members in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Shallow<'a>)> {
-        self.0.iter().map(|(n, v)| (n.as_ref(), v))
+        self.0.list.iter().map(|(n, v)| (n.as_ref(), v))
     }
     /// How many were kept.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.list.len()
     }
     /// Whether the object was empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.list.is_empty()
     }
+}
+
+/// An object's members in order, with a one-word filter of their names: most names a detector
+/// asks for are absent, and the filter says so without comparing strings (a body is asked
+/// for some 25 names).
+#[derive(Debug, Clone, PartialEq)]
+struct Named<'a, V> {
+    list: Vec<(Cow<'a, str>, V)>,
+    /// A bit per name, by [`name_bit`].
+    names: u64,
+}
+
+impl<V> Default for Named<'_, V> {
+    fn default() -> Self {
+        Named {
+            list: Vec::new(),
+            names: 0,
+        }
+    }
+}
+
+impl<'a, V> Named<'a, V> {
+    fn get(&self, name: &str) -> Option<&V> {
+        if self.names & name_bit(name) == 0 {
+            return None;
+        }
+        self.list.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+/// The filter bit of a member name: of its length and its first and last bytes.
+fn name_bit(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let (first, last) = match bytes {
+        [] => (0, 0),
+        [first, .., last] => (*first, *last),
+        [only] => (*only, *only),
+    };
+    let mix = bytes.len() * 7 + usize::from(first) * 3 + usize::from(last);
+    1 << (mix & 63)
 }
 
 /// A top-level member's value.
@@ -74,16 +114,16 @@ pub enum Shallow<'a> {
 
 /// The scalar members of a nested object.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Inner<'a>(Vec<(Cow<'a, str>, Leaf<'a>)>);
+pub struct Inner<'a>(Named<'a, Leaf<'a>>);
 
 impl<'a> Inner<'a> {
     /// The member named `name`.
     pub fn get(&self, name: &str) -> Option<&Leaf<'a>> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.0.get(name)
     }
     /// Whether the object was empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.list.is_empty()
     }
 }
 
@@ -262,17 +302,21 @@ impl<'de> Visitor<'de> for TopVisitor {
 
 /// An object's first [`MAX_MEMBERS`] members (the first of duplicate names), each value read
 /// by `seed`; the rest validated and dropped.
-fn members<'de, A, S>(mut map: A, seed: S) -> Result<Vec<(Cow<'de, str>, S::Value)>, A::Error>
+fn members<'de, A, S>(mut map: A, seed: S) -> Result<Named<'de, S::Value>, A::Error>
 where
     A: MapAccess<'de>,
     S: DeserializeSeed<'de> + Copy,
 {
     // Most bodies have a handful of members: one allocation for them.
-    let mut members = Vec::with_capacity(8);
+    let mut members = Named {
+        list: Vec::with_capacity(8),
+        names: 0,
+    };
     while let Some(KeyText(name)) = map.next_key::<KeyText<'de>>()? {
-        if members.len() < MAX_MEMBERS && !members.iter().any(|(n, _)| *n == name) {
+        if members.list.len() < MAX_MEMBERS && members.get(&name).is_none() {
             let value = map.next_value_seed(seed)?;
-            members.push((name, value));
+            members.names |= name_bit(&name);
+            members.list.push((name, value));
         } else {
             map.next_value::<IgnoredAny>()?;
         }
@@ -519,6 +563,19 @@ mod tests {
         assert!(Shallow::String("ok".into()).is_honest(&serde_json::json!("ok")));
         assert!(!Shallow::String("ok".into()).is_honest(&serde_json::json!("ko")));
         assert!(!Shallow::Number(0.into()).is_honest(&serde_json::json!("0")));
+    }
+
+    #[test]
+    fn names_are_found_exactly_and_the_first_of_duplicates_wins() {
+        let Some(Top::Object(m)) = parse(br#"{"status":1,"stxtus":2,"status":3,"":4}"#) else {
+            panic!("an object")
+        };
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.get("status"), Some(&Shallow::Number(1.into())));
+        assert_eq!(m.get("stxtus"), Some(&Shallow::Number(2.into())));
+        assert_eq!(m.get(""), Some(&Shallow::Number(4.into())));
+        assert_eq!(m.get("sxxxxs"), None);
+        assert_eq!(m.get("code"), None);
     }
 
     #[test]

@@ -148,7 +148,7 @@ impl Pending {
 
     /// [`Pending::submit`] with the body's first frames, at most `auditing.limit` bytes of them:
     /// all of it when `complete` (decoded on that task: decoding is work too), a prefix otherwise.
-    pub(crate) fn submit_frames(self: Box<Self>, frames: Vec<Bytes>, complete: bool) {
+    pub(crate) fn submit_frames(self: Box<Self>, frames: Kept, complete: bool) {
         let limit = self.auditing.limit;
         self.submit_with(move |pending| {
             let raw = concat(frames, limit);
@@ -180,7 +180,7 @@ impl Pending {
 pub(crate) struct Observer {
     /// `None` once recorded.
     pending: Option<Box<Pending>>,
-    kept: Vec<Bytes>,
+    kept: Kept,
     /// Bytes in `kept`.
     len: usize,
     limit: usize,
@@ -191,7 +191,7 @@ impl Observer {
     pub(crate) fn new(pending: Box<Pending>, limit: usize) -> Observer {
         Observer {
             pending: Some(pending),
-            kept: Vec::new(),
+            kept: Kept::default(),
             len: 0,
             limit,
         }
@@ -237,14 +237,42 @@ impl Drop for Observer {
     }
 }
 
+/// The frames of a body kept for audit, in order: the first one inline, as most bodies audit
+/// sees are one frame (no list allocated for them).
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
+}
+
+impl Kept {
+    fn push(&mut self, frame: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(frame);
+        } else {
+            self.rest.push(frame);
+        }
+    }
+}
+
+impl FromIterator<Bytes> for Kept {
+    fn from_iter<I: IntoIterator<Item = Bytes>>(frames: I) -> Kept {
+        let mut kept = Kept::default();
+        for frame in frames {
+            kept.push(frame);
+        }
+        kept
+    }
+}
+
 /// The first `limit` bytes of the frames as one `Bytes`: a slice of the first frame when it
 /// holds them (no copy), a copy otherwise.
-fn concat(frames: Vec<Bytes>, limit: usize) -> Bytes {
-    let len = frames.iter().map(Bytes::len).sum::<usize>().min(limit);
-    let mut frames = frames.into_iter();
-    let Some(first) = frames.next() else {
+fn concat(frames: Kept, limit: usize) -> Bytes {
+    let Some(first) = frames.first else {
         return Bytes::new();
     };
+    let len = (first.len() + frames.rest.iter().map(Bytes::len).sum::<usize>()).min(limit);
+    let frames = frames.rest.into_iter();
     if first.len() >= len {
         return first.slice(..len);
     }
@@ -377,7 +405,7 @@ mod tests {
     #[test]
     fn concat_copies_only_when_it_must_and_stops_at_the_limit() {
         let one = Bytes::from_static(b"abcdef");
-        let got = concat(vec![one.clone()], 4);
+        let got = concat([one.clone()].into_iter().collect(), 4);
         assert_eq!(got, "abcd");
         assert_eq!(got.as_ptr(), one.as_ptr(), "a slice, not a copy");
         let parts = vec![
@@ -385,8 +413,8 @@ mod tests {
             Bytes::from_static(b"cd"),
             "ef".into(),
         ];
-        assert_eq!(concat(parts.clone(), 5), "abcde");
-        assert_eq!(concat(parts, 100), "abcdef");
-        assert_eq!(concat(Vec::new(), 10), "");
+        assert_eq!(concat(parts.iter().cloned().collect(), 5), "abcde");
+        assert_eq!(concat(parts.into_iter().collect(), 100), "abcdef");
+        assert_eq!(concat(Kept::default(), 10), "");
     }
 }
