@@ -7,8 +7,7 @@
 
 use std::sync::OnceLock;
 
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use regex::bytes::Regex as BytesRegex;
 use regex::Regex;
 
@@ -16,7 +15,7 @@ pub use super::kind::Kind;
 use super::redact;
 use super::report::{Evidence, Example};
 use super::shallow::{self, Leaf, Shallow, Top};
-use super::{Body, Exchange, Response};
+use super::{Body, Exchange, Heads, Response};
 use crate::builtin::scrub::Scrubber;
 use crate::builtin::{accept, html};
 
@@ -53,7 +52,7 @@ pub struct Detected {
 
 /// The example of `response` (one side of `exchange`), scrubbed: what a finding keeps.
 pub fn example(exchange: &Exchange<'_>, response: &Response<'_>, scrubber: &Scrubber) -> Example {
-    let content_type = response.headers.get(CONTENT_TYPE);
+    let content_type = response.headers.content_type.as_ref();
     let bytes = response.body.bytes();
     let json = is_json(content_type.map(|v| v.as_bytes()), bytes);
     let mut example = redact::example(exchange, response, json, scrubber);
@@ -140,7 +139,7 @@ pub fn detect<'a>(
     let mut out = Observation::default();
     let status = response.status;
     let headers = response.headers;
-    let content_type = headers.get(CONTENT_TYPE);
+    let content_type = headers.content_type.as_ref();
     let body = response.body;
     let bytes = body.bytes();
     let json = is_json(content_type.map(|v| v.as_bytes()), bytes);
@@ -262,7 +261,7 @@ pub fn detect<'a>(
         }
     }
 
-    if matches!(status.as_u16(), 429 | 503) && !headers.contains_key(RETRY_AFTER) {
+    if matches!(status.as_u16(), 429 | 503) && !headers.retry_after {
         push(
             Kind::MissingRetryAfter,
             Evidence {
@@ -287,7 +286,7 @@ pub fn detect<'a>(
         );
     }
 
-    if status == StatusCode::METHOD_NOT_ALLOWED && !headers.contains_key(ALLOW) {
+    if status == StatusCode::METHOD_NOT_ALLOWED && !headers.allow {
         push(
             Kind::MethodNotAllowedWithoutAllow,
             Evidence {
@@ -306,7 +305,7 @@ pub fn detect<'a>(
 
 /// Whether the body is empty: `Some(true)` when seen empty or framed with `Content-Length: 0`,
 /// `None` when audit cannot tell.
-fn body_is_empty(method: &Method, headers: &HeaderMap, body: Body<'_>) -> Option<bool> {
+fn body_is_empty(method: &Method, headers: &Heads, body: Body<'_>) -> Option<bool> {
     if *method == Method::HEAD {
         return None;
     }
@@ -314,7 +313,8 @@ fn body_is_empty(method: &Method, headers: &HeaderMap, body: Body<'_>) -> Option
         Body::Complete(bytes) => Some(bytes.iter().all(u8::is_ascii_whitespace)),
         Body::Prefix(bytes) => (!bytes.is_empty()).then_some(false),
         Body::Unseen => headers
-            .get(CONTENT_LENGTH)
+            .content_length
+            .as_ref()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|n| n == 0),

@@ -408,11 +408,11 @@ impl Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Body, RequestSigns, Response};
-    use http::{HeaderMap, Method, StatusCode};
+    use crate::audit::{Body, Heads, RequestSigns, Response};
+    use http::{Method, StatusCode};
 
     fn record(audit: &Audit, method: &Method, path: &str) {
-        let headers = HeaderMap::new();
+        let headers = Heads::default();
         let signs = RequestSigns::default();
         let exchange = Exchange {
             method,

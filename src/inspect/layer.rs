@@ -36,7 +36,7 @@ use super::normalize::{
     apply_head, BodyPlan, Normalizer, Outcome, Plan, Report, RequestInfo, Rewritten,
 };
 use super::observe::{Auditing, Observer, Pending, Seen, Sent};
-use crate::audit::{Audit, RequestSigns};
+use crate::audit::{Audit, Heads, RequestSigns};
 use crate::builtin::scrub::{self, Scrubber};
 use crate::metrics::{Metrics, Rewrite, SkipReason};
 
@@ -284,7 +284,7 @@ where
             uri: info.uri.clone(),
             signs,
             status: parts.status,
-            headers: parts.headers.clone(),
+            headers: Heads::of(&parts.headers),
             sent: None,
             permit: None,
         })),
@@ -390,7 +390,7 @@ fn observe<B>(
 fn sent(parts: &http::response::Parts, plan: &BodyPlan) -> Sent {
     Sent {
         status: parts.status,
-        headers: parts.headers.clone(),
+        headers: Heads::of(&parts.headers),
         body: match plan {
             BodyPlan::Keep => None,
             BodyPlan::Problem(bytes) => Some(bytes.clone()),

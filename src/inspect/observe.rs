@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use http::header::CONTENT_ENCODING;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::decode;
-use crate::audit::{self, Audit, Exchange, RequestSigns};
+use crate::audit::{self, Audit, Exchange, Heads, RequestSigns};
 use crate::builtin::scrub::Scrubber;
 use crate::metrics::Metrics;
 
@@ -55,9 +54,10 @@ pub(crate) enum Seen {
 impl Seen {
     /// What the raw bytes `raw` of a body with `headers` show: decoded when `complete`, a prefix
     /// when the body went on (or would not decode) and is not encoded, nothing otherwise.
-    pub(crate) fn of(headers: &HeaderMap, raw: Bytes, complete: bool, limit: usize) -> Seen {
+    pub(crate) fn of(headers: &Heads, raw: Bytes, complete: bool, limit: usize) -> Seen {
         if complete {
-            if let (Some(decoded), _) = decode::for_inspection(headers, &raw, limit) {
+            let encoding = headers.content_encoding.as_ref();
+            if let (Some(decoded), _) = decode::for_inspection_as(encoding, &raw, limit) {
                 return Seen::Complete(decoded);
             }
         }
@@ -65,8 +65,8 @@ impl Seen {
     }
 
     /// `raw` as a prefix, or unseen when the body is encoded.
-    pub(crate) fn prefix(headers: &HeaderMap, raw: Bytes) -> Seen {
-        if headers.contains_key(CONTENT_ENCODING) {
+    pub(crate) fn prefix(headers: &Heads, raw: Bytes) -> Seen {
+        if headers.content_encoding.is_some() {
             Seen::Unseen
         } else {
             Seen::Prefix(raw)
@@ -87,8 +87,8 @@ impl Seen {
 pub(crate) struct Sent {
     /// The status sent.
     pub(crate) status: StatusCode,
-    /// The headers sent.
-    pub(crate) headers: HeaderMap,
+    /// The headers sent, those audit reads.
+    pub(crate) headers: Heads,
     /// The body sent: `None` for the upstream's own, unchanged.
     pub(crate) body: Option<Bytes>,
 }
@@ -100,9 +100,9 @@ pub(crate) struct Pending {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
     pub(crate) signs: Box<RequestSigns>,
-    /// The upstream's status and headers, as they came.
+    /// The upstream's status and the headers audit reads, as they came.
     pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
+    pub(crate) headers: Heads,
     pub(crate) sent: Option<Sent>,
     /// A place among the bodies being inspected, given back once recorded.
     pub(crate) permit: Option<OwnedSemaphorePermit>,
@@ -307,7 +307,7 @@ mod tests {
 
     fn pending(
         auditing: &Arc<Auditing>,
-        headers: HeaderMap,
+        headers: Heads,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Box<Pending> {
         Box::new(Pending {
@@ -322,10 +322,10 @@ mod tests {
         })
     }
 
-    fn json() -> HeaderMap {
-        let mut headers = HeaderMap::new();
+    fn json() -> Heads {
+        let mut headers = http::HeaderMap::new();
         headers.insert("content-type", "application/json".parse().unwrap());
-        headers
+        Heads::of(&headers)
     }
 
     /// (exchanges, kinds found, whether the example was the whole body).
@@ -381,7 +381,7 @@ mod tests {
     #[test]
     fn a_body_dropped_early_is_a_prefix_and_an_encoded_one_unseen() {
         let mut encoded = json();
-        encoded.insert(CONTENT_ENCODING, "gzip".parse().unwrap());
+        encoded.content_encoding = Some("gzip".parse().unwrap());
         assert!(matches!(
             Seen::prefix(&encoded, Bytes::from_static(b"\x1f\x8b")),
             Seen::Unseen
