@@ -26,8 +26,7 @@ const BASE: &str = "[upstream]\nurl = \"http://127.0.0.1:9\"\n[html_errors]\nena
 /// `< name: value` response header lines, an empty line, and the body (escapes as in the other
 /// targets: `\n`, `\xHH`).
 ///
-/// Oracles: the detectors' JSON reader accepts a body exactly when serde_json does; the report
-/// round-trips through JSON; routes stay within `max_routes` (plus one
+/// Oracles: the report round-trips through JSON; routes stay within `max_routes` (plus one
 /// `{other}` per method); examples hold at most 200 bytes of body and never the planted secret;
 /// evidence values are short; the proposals, shadow and enforced, pass `check` when appended
 /// to a config, and each proposed test passes.
@@ -51,13 +50,6 @@ pub fn audit(data: &[u8]) {
     let now = SystemTime::now();
     let mut methods = std::collections::BTreeSet::new();
     for ex in &case.exchanges {
-        // The detectors' JSON reader judges a body as serde_json does.
-        assert_eq!(
-            audit::shallow::parse(&ex.body).is_some(),
-            serde_json::from_slice::<serde_json::Value>(&ex.body).is_ok(),
-            "JSON or not: {:?}",
-            String::from_utf8_lossy(&ex.body)
-        );
         methods.insert(ex.method.clone());
         let signs = RequestSigns::of(&ex.request);
         audit.record(
