@@ -12,7 +12,6 @@
 //! | `kind.rs` | the names of the ways a response lies |
 //! | `route.rs` | path templates: `/users/42` → `/users/{id}` |
 //! | `shallow.rs` | a JSON body read two levels deep, bounded |
-//! | `scan.rs` | the one-pass JSON reader behind it |
 //! | `detect.rs` | the detectors, one [`Kind`] each, over one [`Exchange`] |
 //! | `redact.rs` | examples scrubbed of secrets, tokens and internals, at most 200 bytes |
 //! | `store.rs` | the bounded table of routes and findings behind `/audit.json` |
@@ -29,7 +28,6 @@ pub mod propose;
 pub mod redact;
 pub mod report;
 pub mod route;
-mod scan;
 pub mod shallow;
 mod store;
 

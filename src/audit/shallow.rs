@@ -5,6 +5,10 @@
 //! escape-free string, which most are): a read allocates only its member lists.
 
 use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer as _;
 
 /// Longest string kept (bytes, cut on a character boundary).
 pub const MAX_STRING: usize = 256;
@@ -28,11 +32,6 @@ pub enum Top<'a> {
 pub struct Members<'a>(Named<'a, Shallow<'a>>);
 
 impl<'a> Members<'a> {
-    /// Members read in order, with the [`name_bit`]s of their names.
-    pub(super) fn new(list: Vec<(Cow<'a, str>, Shallow<'a>)>, names: u64) -> Self {
-        Members(Named { list, names })
-    }
-
     /// The member named `name`.
     pub fn get(&self, name: &str) -> Option<&Shallow<'a>> {
         self.0.get(name)
@@ -80,7 +79,7 @@ impl<'a, V> Named<'a, V> {
 }
 
 /// The filter bit of a member name: of its length and its first and last bytes.
-pub(super) fn name_bit(name: &str) -> u64 {
+fn name_bit(name: &str) -> u64 {
     let bytes = name.as_bytes();
     let (first, last) = match bytes {
         [] => (0, 0),
@@ -118,11 +117,6 @@ pub enum Shallow<'a> {
 pub struct Inner<'a>(Named<'a, Leaf<'a>>);
 
 impl<'a> Inner<'a> {
-    /// Members read in order, with the [`name_bit`]s of their names.
-    pub(super) fn new(list: Vec<(Cow<'a, str>, Leaf<'a>)>, names: u64) -> Self {
-        Inner(Named { list, names })
-    }
-
     /// The member named `name`.
     pub fn get(&self, name: &str) -> Option<&Leaf<'a>> {
         self.0.get(name)
@@ -148,9 +142,20 @@ pub enum Leaf<'a> {
     Composite,
 }
 
-/// Reads `body` shallowly; `None` when it is not JSON.
+/// Reads `body` shallowly; `None` when it is not JSON (or nests past serde_json's limit).
 pub fn parse(body: &[u8]) -> Option<Top<'_>> {
-    super::scan::parse(body)
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let top = (&mut de).deserialize_any(TopVisitor).ok()?;
+    de.end().ok()?;
+    Some(top)
+}
+
+fn cut(s: &str) -> &str {
+    let mut end = s.len().min(MAX_STRING);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn is_id_text(s: &str) -> bool {
@@ -259,6 +264,232 @@ fn short_string(s: &str) -> String {
         end -= 1;
     }
     serde_json::Value::String(s[..end].to_owned()).to_string()
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_unit<E>(self) -> Result<Top<'de>, E> {
+        Ok(Top::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Top<'de>, E> {
+        Ok(Top::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Top<'de>, E> {
+        Ok(Top::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Top<'de>, E> {
+        Ok(Top::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Top<'de>, E> {
+        Ok(Top::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Top<'de>, E> {
+        Ok(Top::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Top::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top<'de>, A::Error> {
+        members(map, ShallowSeed).map(|m| Top::Object(Members(m)))
+    }
+}
+
+/// An object's first [`MAX_MEMBERS`] members (the first of duplicate names), each value read
+/// by `seed`; the rest validated and dropped.
+fn members<'de, A, S>(mut map: A, seed: S) -> Result<Named<'de, S::Value>, A::Error>
+where
+    A: MapAccess<'de>,
+    S: DeserializeSeed<'de> + Copy,
+{
+    // Most bodies have a handful of members: one allocation for them.
+    let mut members = Named {
+        list: Vec::with_capacity(8),
+        names: 0,
+    };
+    while let Some(KeyText(name)) = map.next_key::<KeyText<'de>>()? {
+        if members.list.len() < MAX_MEMBERS && members.get(&name).is_none() {
+            let value = map.next_value_seed(seed)?;
+            members.names |= name_bit(&name);
+            members.list.push((name, value));
+        } else {
+            map.next_value::<IgnoredAny>()?;
+        }
+    }
+    Ok(members)
+}
+
+/// A string cut to [`MAX_STRING`] bytes: borrowed from the body when it had no escapes.
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(cut(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(cut(s).to_owned()))
+    }
+}
+
+/// A member name, cut to [`MAX_STRING`] bytes.
+struct KeyText<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for KeyText<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor).map(KeyText)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ShallowSeed;
+
+impl<'de> DeserializeSeed<'de> for ShallowSeed {
+    type Value = Shallow<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Shallow<'de>, D::Error> {
+        d.deserialize_any(ShallowVisitor)
+    }
+}
+
+struct ShallowVisitor;
+
+impl<'de> Visitor<'de> for ShallowVisitor {
+    type Value = Shallow<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Shallow<'de>, E> {
+        Ok(Shallow::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Shallow<'de>, E> {
+        Ok(Shallow::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Shallow<'de>, E> {
+        Ok(Shallow::Number(n.into()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Shallow<'de>, E> {
+        Ok(Shallow::Number(n.into()))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Shallow<'de>, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(Shallow::Null, Shallow::Number))
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Shallow<'de>, E> {
+        Ok(Shallow::String(Cow::Borrowed(cut(s))))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Shallow<'de>, E> {
+        Ok(Shallow::String(Cow::Owned(cut(s).to_owned())))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shallow<'de>, A::Error> {
+        let mut len = 0usize;
+        let mut first = None;
+        if let Some(element) = seq.next_element_seed(InnerSeed)? {
+            len = 1;
+            first = element;
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            len += 1;
+        }
+        Ok(Shallow::Array { len, first })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Shallow<'de>, A::Error> {
+        members(map, LeafSeed).map(|m| Shallow::Object(Inner(m)))
+    }
+}
+
+/// An array's first element: its members when it is an object.
+struct InnerSeed;
+
+impl<'de> DeserializeSeed<'de> for InnerSeed {
+    type Value = Option<Inner<'de>>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Inner<'de>>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<Inner<'de>>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                members(map, LeafSeed).map(|m| Some(Inner(m)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct LeafSeed;
+
+impl<'de> DeserializeSeed<'de> for LeafSeed {
+    type Value = Leaf<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Leaf<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Leaf<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Leaf<'de>, E> {
+                Ok(Leaf::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Leaf<'de>, E> {
+                Ok(Leaf::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Leaf<'de>, E> {
+                Ok(Leaf::Number(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Leaf<'de>, E> {
+                Ok(Leaf::Number(n.into()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Leaf<'de>, E> {
+                Ok(serde_json::Number::from_f64(n).map_or(Leaf::Null, Leaf::Number))
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Leaf<'de>, E> {
+                Ok(Leaf::String(Cow::Borrowed(cut(s))))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Leaf<'de>, E> {
+                Ok(Leaf::String(Cow::Owned(cut(s).to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Leaf<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Leaf::Composite)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Leaf::Composite)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[cfg(test)]
