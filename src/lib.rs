@@ -11,6 +11,7 @@
 //! | [`guard`] | body guards: the byte limit and idle timeout around a streaming body |
 //! | `pattern` | regexes compiled within candor's size limits |
 //! | [`problem`] | RFC 9457 problem documents |
+//! | [`tls`] | TLS material read from PEM files, both sides' rustls policy, handshake failures read into RFC 9209 types |
 //! | `logging` | JSON log lines |
 //! | [`rules`] | the compiled rule set and its pure evaluation |
 //! | [`builtin`] | the built-in normalisations: HTML errors, scrubbing, `Retry-After` |
@@ -63,6 +64,7 @@ pub mod proxy;
 pub(crate) mod reload;
 pub mod rules;
 pub mod status;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
@@ -357,7 +359,7 @@ impl Server {
         // gone.
         let (reloader, _publish) = match self.reload {
             Some(reload) => {
-                let reloader = Reloader::start(reload);
+                let reloader = Reloader::start(reload, self.config.files());
                 let task = tokio::spawn(reloader.run(
                     self.publish,
                     self.metrics.clone(),
