@@ -32,3 +32,4 @@ mod reload;
 mod rules;
 mod serve;
 mod status;
+mod tls;
