@@ -224,6 +224,9 @@ impl ServerTls {
         let mut config =
             builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
         config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
+        // The server's suite order (AES-256-GCM, AES-128-GCM, ChaCha20) over the client's, so a
+        // client that lists a weaker suite first still gets the strongest both have.
+        config.ignore_client_order = true;
         Ok(ServerTls {
             cert,
             key,
