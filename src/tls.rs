@@ -97,11 +97,30 @@ pub enum TlsError {
     Config(String),
 }
 
+/// The largest PEM file read: a long chain or a system-sized CA bundle is some 200 KiB.
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// Reads a PEM file: a regular file (a symlink to one, as Kubernetes mounts it) of at most
+/// [`MAX_PEM_BYTES`], so a path such as `/dev/zero` or a FIFO cannot hang or exhaust a load.
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Unreadable {
+    use std::io::Read;
+    let unreadable = |source| TlsError::Unreadable {
         path: path.to_owned(),
         source,
-    })
+    };
+    // Looked at before opening: opening a FIFO would block until a writer came.
+    if !std::fs::metadata(path).map_err(unreadable)?.is_file() {
+        return Err(unreadable(io::Error::other("not a regular file")));
+    }
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(unreadable(io::Error::other("larger than 1 MiB")));
+    }
+    Ok(bytes)
 }
 
 /// What a set of files held when read: compared to tell whether a reload changed them.
@@ -438,6 +457,14 @@ mod tests {
             handshake_failure(&io::Error::from(io::ErrorKind::UnexpectedEof)),
             HandshakeFailure::Closed
         );
+    }
+
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        for path in ["/dev/zero", "/dev/null", "/"] {
+            let err = read(Path::new(path)).unwrap_err().to_string();
+            assert!(err.contains(path), "{err}");
+        }
     }
 
     #[test]
