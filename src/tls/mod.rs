@@ -14,25 +14,31 @@
 //! OS security updates without a new candor release.
 //!
 //! A leaf of the module graph: `config` calls it to compile, `proxy` and `upstream` to serve.
+//!
+//! | file | owns |
+//! | --- | --- |
+//! | `mod.rs` | the policy, reading PEM files, [`TlsError`], [`handshake_failure`] |
+//! | `server.rs` | [`ServerTls`]: `[server.tls]` and the acceptor's configuration |
+//! | `upstream.rs` | [`UpstreamTls`]: an `https://` upstream's trust, name and client pair |
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod server;
+mod upstream;
+
+pub use server::ServerTls;
+pub use upstream::UpstreamTls;
+
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::WebPkiClientVerifier;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
-use tokio::net::TcpStream;
+use rustls::{RootCertStore, SupportedProtocolVersion};
 
 /// TLS 1.3 first, then 1.2; nothing older (RFC 8996 deprecates 1.0 and 1.1).
 const VERSIONS: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
-
-/// ALPN offered to clients: h2 first (what browsers and curl pick), HTTP/1.1 for the rest.
-const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// The crypto provider both sides use.
 ///
@@ -186,215 +192,6 @@ fn roots(path: &Path, fingerprint: &mut Fingerprint) -> Result<RootCertStore, Tl
             path: path.to_owned(),
             reason: err.to_string(),
         })?;
-    }
-    Ok(store)
-}
-
-/// `[server.tls]` compiled: the files, and the rustls configuration every new client
-/// connection is accepted with. A reload builds a new one; connections already open keep the
-/// one they started with.
-#[derive(Clone)]
-pub struct ServerTls {
-    /// `server.tls.cert`: the certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// `server.tls.key`: the chain's private key.
-    pub key: PathBuf,
-    /// `server.tls.client_ca`: when set, clients must present a certificate it signed.
-    pub client_ca: Option<PathBuf>,
-    /// The acceptor's configuration.
-    pub config: Arc<ServerConfig>,
-    /// What the files held.
-    pub fingerprint: Fingerprint,
-}
-
-impl fmt::Debug for ServerTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerTls")
-            .field("cert", &self.cert)
-            .field("key", &self.key)
-            .field("client_ca", &self.client_ca)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ServerTls {
-    /// Reads the files and builds the acceptor's configuration.
-    pub fn load(cert: PathBuf, key: PathBuf, client_ca: Option<PathBuf>) -> Result<Self, TlsError> {
-        let provider = provider();
-        let mut fingerprint = Fingerprint::default();
-        let certified = certified_key(&cert, &key, &provider, &mut fingerprint)?;
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(VERSIONS)
-            .map_err(|err| TlsError::Config(err.to_string()))?;
-        let builder = match &client_ca {
-            Some(path) => {
-                let store = roots(path, &mut fingerprint)?;
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
-                        .build()
-                        .map_err(|err| TlsError::BadRoots {
-                            path: path.clone(),
-                            reason: err.to_string(),
-                        })?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config =
-            builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
-        config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
-        // The server's suite order (AES-256-GCM, AES-128-GCM, ChaCha20) over the client's, so a
-        // client that lists a weaker suite first still gets the strongest both have.
-        config.ignore_client_order = true;
-        Ok(ServerTls {
-            cert,
-            key,
-            client_ca,
-            config: Arc::new(config),
-            fingerprint,
-        })
-    }
-
-    /// The files this configuration was read from, for the reload watcher.
-    pub fn files(&self) -> Vec<PathBuf> {
-        let mut files = vec![self.cert.clone(), self.key.clone()];
-        files.extend(self.client_ca.clone());
-        files
-    }
-
-    /// An acceptor for a new connection.
-    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.config.clone())
-    }
-}
-
-/// The TLS side of `[upstream]` for an `https://` URL: whom to trust, the name to verify and
-/// send as SNI, and an optional client certificate.
-#[derive(Clone)]
-pub struct UpstreamTls {
-    /// `upstream.ca`: trust anchors instead of the system's.
-    pub ca: Option<PathBuf>,
-    /// `upstream.client_cert` and `upstream.client_key`.
-    pub client: Option<(PathBuf, PathBuf)>,
-    /// The name verified in the upstream's certificate and sent as SNI: `upstream.server_name`,
-    /// or the URL's host.
-    pub server_name: ServerName<'static>,
-    /// The connector's configuration.
-    pub config: Arc<ClientConfig>,
-    /// What the files held: a reload that changes them builds a new pool.
-    pub fingerprint: Fingerprint,
-}
-
-impl PartialEq for UpstreamTls {
-    fn eq(&self, other: &Self) -> bool {
-        self.ca == other.ca
-            && self.client == other.client
-            && self.server_name == other.server_name
-            && self.fingerprint == other.fingerprint
-    }
-}
-
-impl Eq for UpstreamTls {}
-
-impl fmt::Debug for UpstreamTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpstreamTls")
-            .field("ca", &self.ca)
-            .field("client", &self.client)
-            .field("server_name", &self.server_name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl UpstreamTls {
-    /// Reads the files (or the system store) and builds the connector's configuration.
-    pub fn load(
-        server_name: ServerName<'static>,
-        ca: Option<PathBuf>,
-        client: Option<(PathBuf, PathBuf)>,
-    ) -> Result<Self, TlsError> {
-        let provider = provider();
-        let mut fingerprint = Fingerprint::default();
-        let store = match &ca {
-            Some(path) => roots(path, &mut fingerprint)?,
-            None => system_roots()?,
-        };
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(store),
-            provider.clone(),
-        )
-        .build()
-        .map_err(|err| TlsError::Config(err.to_string()))?;
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(VERSIONS)
-            .map_err(|err| TlsError::Config(err.to_string()))?
-            .with_webpki_verifier(verifier);
-        let mut config = match &client {
-            Some((cert, key)) => {
-                let certified = certified_key(cert, key, &provider, &mut fingerprint)?;
-                builder.with_client_cert_resolver(Arc::new(AlwaysPresent(Arc::new(certified))))
-            }
-            None => builder.with_no_client_auth(),
-        };
-        // candor speaks HTTP/1.1 upstream.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(UpstreamTls {
-            ca,
-            client,
-            server_name,
-            config: Arc::new(config),
-            fingerprint,
-        })
-    }
-
-    /// The files this configuration was read from, for the reload watcher.
-    pub fn files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = self.ca.iter().cloned().collect();
-        if let Some((cert, key)) = &self.client {
-            files.push(cert.clone());
-            files.push(key.clone());
-        }
-        files
-    }
-
-    /// Wraps an upstream TCP connection in TLS (the handshake verifies the certificate).
-    pub async fn connect(
-        &self,
-        stream: TcpStream,
-    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-        tokio_rustls::TlsConnector::from(self.config.clone())
-            .connect(self.server_name.clone(), stream)
-            .await
-    }
-}
-
-/// The client certificate, sent whatever the upstream's request names: a legacy app that asks
-/// for one often lists no acceptable issuers, or lists them wrong.
-#[derive(Debug)]
-struct AlwaysPresent(Arc<CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for AlwaysPresent {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
-/// The system's trust anchors. Unparsable entries are skipped (a store often holds a few that
-/// webpki refuses); none usable is an error.
-fn system_roots() -> Result<RootCertStore, TlsError> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut store = RootCertStore::empty();
-    let (_added, _ignored) = store.add_parsable_certificates(found.certs);
-    if store.is_empty() {
-        return Err(TlsError::NoSystemRoots);
     }
     Ok(store)
 }
