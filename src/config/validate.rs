@@ -427,7 +427,7 @@ fn upstream_tls(
     match UpstreamTls::load(server_name, ca, client) {
         Ok(tls) => Some(Some(tls)),
         Err(err) => {
-            if fields.is_empty() {
+            if fields.is_empty() || matches!(err, TlsError::NoSystemRoots) {
                 problems.push(&at.key("url"), None, err.to_string());
             } else {
                 tls_problem(problems, &err, &fields);
