@@ -386,14 +386,13 @@ pub fn classify(err: &BoxError) -> Failure {
             UpstreamError::Connect(io) => classify_connect(io),
             UpstreamError::ConnectTimeout => Failure::ConnectTimeout,
             UpstreamError::Resolve(_) | UpstreamError::NoAddress => Failure::Dns,
-            UpstreamError::Tls(io) => match tls::handshake_failure(io) {
-                HandshakeFailure::Certificate => Failure::TlsCertificate,
-                HandshakeFailure::AlertReceived => Failure::TlsAlert,
-                HandshakeFailure::Protocol => Failure::TlsProtocol,
-                // Closed or reset mid-handshake: the connection ended, TLS said nothing.
-                HandshakeFailure::Closed => Failure::Reset,
-            },
-            UpstreamError::Http(http) => classify_hyper(http),
+            // Closed or reset mid-handshake: the connection ended, TLS said nothing.
+            UpstreamError::Tls(io) => tls_failure(io).unwrap_or(Failure::Reset),
+            // A TLS 1.3 server judges a client certificate after the handshake, so its refusal
+            // (an alert) arrives with the response; so may a record that fails to decrypt.
+            UpstreamError::Http(http) => find::<io::Error>(http)
+                .and_then(tls_failure)
+                .unwrap_or_else(|| classify_hyper(http)),
             UpstreamError::Framing | UpstreamError::UnaskedUpgrade => Failure::Protocol,
         };
     }
@@ -415,6 +414,16 @@ fn find<'a, E: std::error::Error + 'static>(
         current = e.source();
     }
     None
+}
+
+/// The RFC 9209 TLS failure an upstream I/O error carries, if it carries one.
+fn tls_failure(err: &io::Error) -> Option<Failure> {
+    Some(match tls::handshake_failure(err) {
+        HandshakeFailure::Certificate => Failure::TlsCertificate,
+        HandshakeFailure::AlertReceived => Failure::TlsAlert,
+        HandshakeFailure::Protocol => Failure::TlsProtocol,
+        HandshakeFailure::Closed => return None,
+    })
 }
 
 fn classify_connect(err: &io::Error) -> Failure {

@@ -196,7 +196,8 @@ fn roots(path: &Path, fingerprint: &mut Fingerprint) -> Result<RootCertStore, Tl
     Ok(store)
 }
 
-/// What a failed upstream TLS handshake was, as RFC 9209 §2.3 names it.
+/// What a failed upstream TLS handshake (or a TLS record after it) was, as RFC 9209 §2.3 names
+/// it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeFailure {
     /// The upstream's certificate was refused: expired, another name, an untrusted issuer.
@@ -209,8 +210,8 @@ pub enum HandshakeFailure {
     Closed,
 }
 
-/// Reads the error `tokio-rustls` returned for a handshake: rustls errors travel inside the
-/// `io::Error`.
+/// Reads an error `tokio-rustls` returned, from the handshake or a later read: rustls errors
+/// travel inside the `io::Error`.
 pub fn handshake_failure(err: &io::Error) -> HandshakeFailure {
     let Some(tls) = err
         .get_ref()

@@ -800,3 +800,44 @@ fn upstream_tls_keys_are_refused_on_a_plaintext_upstream_and_the_pair_goes_toget
         "{err}"
     );
 }
+
+/// A rustls upstream on 127.0.0.1:0 that requires a client certificate from `clients`: over
+/// TLS 1.3 it judges the certificate after the handshake, and refuses with an alert.
+async fn rustls_upstream_requiring_client_certificates(pki: &UpstreamPki, clients: &Ca) -> u16 {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der(&clients.pem)).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .unwrap();
+    let leaf = pki.ca.server(UPSTREAM_NAME);
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![der(&leaf.cert)], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            // Every handshake fails here: the client sent no certificate.
+            let _ = acceptor.accept(stream).await;
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_client_certificate_refused_after_a_tls_13_handshake_is_tls_alert_received() {
+    let pki = UpstreamPki::new("rustls-alert");
+    let clients = Ca::new("upstream clients CA");
+    let port = rustls_upstream_requiring_client_certificates(&pki, &clients).await;
+    let candor = pki.candor(port, "").await;
+    let (status, headers, _) = get(candor.addr, "/").await;
+    assert_eq!(status.as_u16(), 502);
+    assert_eq!(headers["proxy-status"], "candor; error=tls_alert_received");
+    assert!(candor
+        .metrics()
+        .await
+        .contains(r#"candor_upstream_failures_total{kind="tls"} 1"#));
+}
