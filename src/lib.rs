@@ -11,6 +11,7 @@
 //! | [`guard`] | body guards: the byte limit and idle timeout around a streaming body |
 //! | `pattern` | regexes compiled within candor's size limits |
 //! | [`problem`] | RFC 9457 problem documents |
+//! | [`tls`] | TLS material read from PEM files, both sides' rustls policy, handshake failures read into RFC 9209 types |
 //! | `logging` | JSON log lines |
 //! | `sd_notify` | telling systemd (`NOTIFY_SOCKET`) that candor is ready, reloading or stopping |
 //! | [`rules`] | the compiled rule set and its pure evaluation |
@@ -65,6 +66,7 @@ pub(crate) mod reload;
 pub mod rules;
 pub(crate) mod sd_notify;
 pub mod status;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
@@ -387,7 +389,7 @@ impl Server {
         // gone.
         let (reloader, _publish) = match self.reload {
             Some(reload) => {
-                let reloader = Reloader::start(reload, self.notifier.clone());
+                let reloader = Reloader::start(reload, self.config.files(), self.notifier.clone());
                 let task = tokio::spawn(reloader.run(
                     self.publish,
                     self.metrics.clone(),

@@ -51,19 +51,22 @@ pub enum FailureKind {
     Protocol,
     /// The body ended early while candor was reading it for inspection.
     Incomplete,
+    /// The TLS handshake with an `https://` upstream failed (certificate, alert, protocol).
+    Tls,
     /// Anything else.
     Other,
 }
 
 impl FailureKind {
     /// Every kind, in the order the status page lists them.
-    pub const ALL: [FailureKind; 7] = [
+    pub const ALL: [FailureKind; 8] = [
         FailureKind::Connect,
         FailureKind::ConnectTimeout,
         FailureKind::Timeout,
         FailureKind::Reset,
         FailureKind::Protocol,
         FailureKind::Incomplete,
+        FailureKind::Tls,
         FailureKind::Other,
     ];
 
@@ -76,6 +79,7 @@ impl FailureKind {
             FailureKind::Reset => "reset",
             FailureKind::Protocol => "protocol",
             FailureKind::Incomplete => "incomplete",
+            FailureKind::Tls => "tls",
             FailureKind::Other => "other",
         }
     }
@@ -156,7 +160,7 @@ pub struct Metrics {
     /// map lookup, and the status page can read every count back.
     requests_by_status: Arc<[OnceLock<Counter>]>,
     /// The counter of each [`FailureKind`], by its position in [`FailureKind::ALL`].
-    failure_counters: Arc<[Counter; 7]>,
+    failure_counters: Arc<[Counter; 8]>,
     duration: DurationHistogram,
     rewrites: Family<RewriteLabels, Counter>,
     template_failures: Family<RuleLabels, Counter>,

@@ -13,6 +13,13 @@
 //! over the original, and a Kubernetes ConfigMap volume updates by swapping a `..data` symlink in
 //! the mounted directory; neither is a write to the file itself.
 //!
+//! The TLS files the configuration names (`[server.tls]`, `upstream.ca`, the upstream client
+//! pair) are watched the same way, their directories too: cert-manager and a Kubernetes Secret
+//! volume rotate a certificate by the same `..data` swap. A change to any of them reloads the
+//! whole configuration through the one path, so a bad or mismatched pair is refused like a bad
+//! config (the old pair keeps serving, `result="error"`), and a good one serves every
+//! connection accepted after it while open connections keep theirs.
+//!
 //! A successful reload also sets maintenance mode back to the file's `[maintenance]`: the file
 //! is the truth again after any change made through the admin API. It applies the file's
 //! `[audit]` to the process's audit (`Audit::configure`), which keeps what it found.
@@ -104,18 +111,23 @@ pub(crate) struct Reloader {
     reload: Reload,
     events: mpsc::UnboundedReceiver<()>,
     /// Kept alive while reloading; dropping it stops the watching.
-    _watcher: Option<notify::RecommendedWatcher>,
+    watcher: Option<notify::RecommendedWatcher>,
+    /// The directories watched, so each is added once.
+    watched: HashSet<PathBuf>,
     hangups: Option<tokio::signal::unix::Signal>,
-    /// The file's content when last looked at: events that leave it unchanged are ignored.
-    last_seen: Option<Vec<u8>>,
+    /// The TLS files the running configuration read.
+    files: Vec<PathBuf>,
+    /// The config file's and those files' contents when last looked at: events that leave
+    /// them unchanged are ignored.
+    last_seen: Vec<Option<Vec<u8>>>,
     /// Told of every reload (systemd's RELOADING=1, then READY=1).
     notifier: Notifier,
 }
 
 impl Reloader {
-    /// Starts watching (inside a tokio runtime: SIGHUP is registered with it); `notifier` hears
-    /// of each reload.
-    pub(crate) fn start(reload: Reload, notifier: Notifier) -> Reloader {
+    /// Starts watching the config file and `files`, the TLS files it names (inside a tokio
+    /// runtime: SIGHUP is registered with it); `notifier` hears of each reload.
+    pub(crate) fn start(reload: Reload, files: Vec<PathBuf>, notifier: Notifier) -> Reloader {
         let (events_tx, events) = mpsc::unbounded_channel::<()>();
         let watcher = if reload.watch {
             match watch_directory(&reload.path, events_tx) {
@@ -143,14 +155,53 @@ impl Reloader {
         } else {
             None
         };
-        Reloader {
-            last_seen: std::fs::read(&reload.path).ok(),
+        let mut watched = HashSet::new();
+        watched.insert(directory_of(&reload.path));
+        let mut reloader = Reloader {
+            last_seen: Vec::new(),
             reload,
             events,
-            _watcher: watcher,
+            watcher,
+            watched,
             hangups,
+            files: Vec::new(),
             notifier,
+        };
+        reloader.follow(files);
+        reloader
+    }
+
+    /// Watches the directories of `files` not watched yet, and remembers what they hold now.
+    fn follow(&mut self, files: Vec<PathBuf>) {
+        if let Some(watcher) = &mut self.watcher {
+            use notify::Watcher;
+            for file in &files {
+                let directory = directory_of(file);
+                if self.watched.contains(&directory) {
+                    continue;
+                }
+                match watcher.watch(&directory, notify::RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        self.watched.insert(directory);
+                    }
+                    Err(err) => tracing::warn!(
+                        path = %file.display(),
+                        error = %err,
+                        "cannot watch a TLS file; reload with SIGHUP"
+                    ),
+                }
+            }
         }
+        self.files = files;
+        self.last_seen = self.contents();
+    }
+
+    /// What the config file and the TLS files hold now.
+    fn contents(&self) -> Vec<Option<Vec<u8>>> {
+        std::iter::once(&self.reload.path)
+            .chain(&self.files)
+            .map(|path| std::fs::read(path).ok())
+            .collect()
     }
 
     /// Runs until `stop` flips, publishing each new configuration on `publish`.
@@ -170,7 +221,7 @@ impl Reloader {
                     // Let the burst of events end, then look at what the file says now.
                     tokio::time::sleep(DEBOUNCE).await;
                     while self.events.try_recv().is_ok() {}
-                    let now = std::fs::read(&self.reload.path).ok();
+                    let now = self.contents();
                     if now == self.last_seen {
                         continue;
                     }
@@ -178,14 +229,14 @@ impl Reloader {
                     "file"
                 }
                 Some(()) = recv_hangup(&mut self.hangups) => {
-                    self.last_seen = std::fs::read(&self.reload.path).ok();
+                    self.last_seen = self.contents();
                     "sighup"
                 }
             };
             // A reload the service manager can see (`systemctl status`), and READY again
             // whatever the outcome: a refused config leaves the running one serving.
             self.notifier.reloading();
-            let ok = apply(
+            let reloaded = apply(
                 &self.reload,
                 trigger,
                 &publish,
@@ -194,6 +245,10 @@ impl Reloader {
                 &maintenance,
                 &audit,
             );
+            if reloaded {
+                let files = publish.borrow().config.files();
+                self.follow(files);
+            }
             let current = publish.borrow().clone();
             let serving = match (current.listener.local_addr(), current.admin.local_addr()) {
                 (Ok(listen), Ok(admin)) => {
@@ -201,7 +256,7 @@ impl Reloader {
                 }
                 _ => "serving".to_owned(),
             };
-            if ok {
+            if reloaded {
                 self.notifier.ready(&serving);
             } else {
                 self.notifier
@@ -366,16 +421,21 @@ impl RuleDiff {
     }
 }
 
+/// The directory a file is watched through.
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Watches `path`'s directory (not the file: see the module docs) and sends `()` on every event.
 fn watch_directory(
     path: &Path,
     events: mpsc::UnboundedSender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let directory = directory_of(path);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
             // The receiver reads the file itself; what changed does not matter here.

@@ -5,6 +5,10 @@
 //! goes back to the pool the moment its response body reaches end of stream (hyper's dispatcher
 //! is idle by then), so no task is spawned per request and the mutex is never contended.
 //!
+//! An `https://` upstream gets a TLS connection (`crate::tls`) under the same pool: a TLS
+//! connection is reused exactly like a plaintext one, so the handshake is paid once per
+//! connection, not per request.
+//!
 //! Failures are returned as [`UpstreamError`]; `failure::classify` turns them into statuses.
 
 use std::future::Future;
@@ -29,6 +33,7 @@ use tower::{BoxError, Service};
 use crate::config;
 use crate::guard::{Guarded, Side};
 use crate::headers::MAX_HEAD_BYTES;
+use crate::tls::UpstreamTls;
 
 pin_project! {
     /// The request body candor sends upstream: the client's, with its limit and idle timeout; or
@@ -99,6 +104,10 @@ pub enum UpstreamError {
     /// The upstream host name resolved to no address.
     #[error("the upstream host resolved to no address")]
     NoAddress,
+    /// The TLS handshake with an `https://` upstream failed (`crate::tls::handshake_failure`
+    /// reads why).
+    #[error("the TLS handshake with the upstream failed")]
+    Tls(#[source] io::Error),
     /// The HTTP exchange failed (reset, closed early, invalid response).
     #[error("the upstream exchange failed")]
     Http(#[source] hyper::Error),
@@ -133,6 +142,8 @@ struct Inner {
     body_idle_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
+    /// For an `https://` upstream: the connector's configuration and the name to verify.
+    tls: Option<UpstreamTls>,
     builder: http1::Builder,
     /// `candor_upstream_close_delimited_total`.
     close_delimited: Counter,
@@ -174,6 +185,7 @@ impl Client {
             body_idle_timeout: cfg.body_idle_timeout,
             idle_timeout: cfg.pool_idle_timeout,
             max_idle: cfg.pool_max_idle,
+            tls: cfg.tls.clone(),
             builder,
             close_delimited,
             idle: Mutex::new(Vec::new()),
@@ -259,6 +271,25 @@ impl Inner {
             .map_err(|_| UpstreamError::ConnectTimeout)??;
         // Heads and small bodies go out as single writes; Nagle would only add latency.
         let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => self.handshake(stream).await,
+            Some(tls) => {
+                // The handshake gets its own `connect_timeout`: an upstream that accepts TCP but
+                // never answers a ClientHello is as unreachable as one that never accepts.
+                let stream = tokio::time::timeout(self.connect_timeout, tls.connect(stream))
+                    .await
+                    .map_err(|_| UpstreamError::ConnectTimeout)?
+                    .map_err(UpstreamError::Tls)?;
+                self.handshake(stream).await
+            }
+        }
+    }
+
+    /// Starts HTTP/1.1 on a connected stream (plain or TLS); the connection task is spawned.
+    async fn handshake<T>(&self, stream: T) -> Result<SendRequest<RequestBody>, UpstreamError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let (sender, conn) = self
             .builder
             .handshake(TokioIo::new(stream))

@@ -176,6 +176,20 @@ pub struct ServerSpec {
     pub write_timeout: DurationSpec,
     /// Bearer token the admin API's writes need; without one only loopback peers may write.
     pub admin_token: Option<SecretSpec>,
+    /// `[server.tls]`: TLS on the proxy listener; absent, it speaks plaintext (and h2c).
+    pub tls: Option<ServerTlsSpec>,
+}
+
+/// `[server.tls]`: PEM files, relative to the config file's directory unless absolute.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerTlsSpec {
+    /// The certificate chain, leaf first; required.
+    pub cert: Option<String>,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1); required.
+    pub key: Option<String>,
+    /// CA certificates client certificates must chain to; set, a client without one is refused.
+    pub client_ca: Option<String>,
 }
 
 impl Default for ServerSpec {
@@ -193,6 +207,7 @@ impl Default for ServerSpec {
             body_idle_timeout: DurationSpec::new("30s"),
             write_timeout: DurationSpec::new("60s"),
             admin_token: None,
+            tls: None,
         }
     }
 }
@@ -274,6 +289,14 @@ pub struct UpstreamSpec {
     pub pool_max_idle: i64,
     /// Longest pause between two pieces of a response body.
     pub body_idle_timeout: DurationSpec,
+    /// `https://` only: a PEM bundle of the CAs to trust instead of the system's.
+    pub ca: Option<String>,
+    /// `https://` only: the name verified and sent as SNI instead of the URL's host.
+    pub server_name: Option<String>,
+    /// `https://` only: a PEM certificate chain candor presents to the upstream.
+    pub client_cert: Option<String>,
+    /// `https://` only: its private key.
+    pub client_key: Option<String>,
 }
 
 impl Default for UpstreamSpec {
@@ -287,6 +310,10 @@ impl Default for UpstreamSpec {
             pool_idle_timeout: DurationSpec::new("4s"),
             pool_max_idle: 64,
             body_idle_timeout: DurationSpec::new("60s"),
+            ca: None,
+            server_name: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }

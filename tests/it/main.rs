@@ -33,3 +33,4 @@ mod reload;
 mod rules;
 mod serve;
 mod status;
+mod tls;
