@@ -254,8 +254,8 @@ check "yamllint" "$(find deploy -name '*.yaml' -o -name '*.yml' | wc -l) files u
 check "hadolint" "deploy/docker/Dockerfile, deploy/compose/legacy/Dockerfile" \
   hadolint --no-color deploy/docker/Dockerfile deploy/compose/legacy/Dockerfile
 check "dclint" "deploy/compose/compose.yaml" dclint deploy/compose/compose.yaml
-check "shellcheck" "deploy/*.sh, deploy/prometheus/e2e.sh, .ci/run" \
-  shellcheck deploy/validate.sh deploy/generate.sh deploy/prometheus/e2e.sh .ci/run
+check "shellcheck" "deploy/*.sh, deploy/docker/rootfs.sh, deploy/prometheus/e2e.sh, .ci/run" \
+  shellcheck deploy/validate.sh deploy/generate.sh deploy/image.sh deploy/docker/rootfs.sh deploy/prometheus/e2e.sh .ci/run
 
 # ── Docker build context ────────────────────────────────────────────────────────────────────────
 docker_context() {

@@ -11,7 +11,9 @@
 //! | [`guard`] | body guards: the byte limit and idle timeout around a streaming body |
 //! | `pattern` | regexes compiled within candor's size limits |
 //! | [`problem`] | RFC 9457 problem documents |
+//! | [`tls`] | TLS material read from PEM files, both sides' rustls policy, handshake failures read into RFC 9209 types |
 //! | `logging` | JSON log lines |
+//! | `sd_notify` | telling systemd (`NOTIFY_SOCKET`) that candor is ready, reloading or stopping |
 //! | [`rules`] | the compiled rule set and its pure evaluation |
 //! | [`builtin`] | the built-in normalisations: HTML errors, scrubbing, `Retry-After` |
 //! | [`audit`] | finding the responses that lie, and proposing the rules that fix them: the detectors and the table behind `/audit.json` |
@@ -62,7 +64,9 @@ pub mod problem;
 pub mod proxy;
 pub(crate) mod reload;
 pub mod rules;
+pub(crate) mod sd_notify;
 pub mod status;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
@@ -83,6 +87,7 @@ use crate::metrics::Metrics;
 use crate::proxy::limits::Gate;
 pub use crate::reload::Reload;
 use crate::reload::{Loaded, Reloader};
+use crate::sd_notify::Notifier;
 use crate::status::Status;
 use crate::upstream::Limiter;
 
@@ -148,6 +153,10 @@ impl Listeners {
 /// Serves `config` on `listeners` until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish within `server.drain_timeout`, and returns. No hot reload: see
 /// [`run_with`].
+///
+/// With a `server.shutdown_delay`, `/readyz` answers 503 as soon as `shutdown` completes but
+/// candor keeps serving, new connections included, for that long (or until the next SIGTERM or
+/// SIGINT) before it stops accepting.
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -187,6 +196,26 @@ pub async fn serve(
         .await
 }
 
+/// Completes on the next SIGTERM or SIGINT: during `server.shutdown_delay` a second one (an
+/// operator's second Ctrl-C) ends the delay at once. Never completes where signals cannot be
+/// listened for.
+fn second_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    }
+}
+
 /// Where the proxy workers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Workers {
@@ -213,6 +242,8 @@ struct Server {
     publish: watch::Sender<Arc<Loaded>>,
     loaded: watch::Receiver<Arc<Loaded>>,
     reload: Option<Reload>,
+    /// The service manager, when `NOTIFY_SOCKET` names one.
+    notifier: Notifier,
     proxy_addr: SocketAddr,
     admin_addr: SocketAddr,
 }
@@ -260,6 +291,7 @@ impl Server {
             publish,
             loaded,
             reload,
+            notifier: Notifier::from_env(),
             proxy_addr,
             admin_addr,
         })
@@ -361,7 +393,7 @@ impl Server {
         // gone.
         let (reloader, _publish) = match self.reload {
             Some(reload) => {
-                let reloader = Reloader::start(reload);
+                let reloader = Reloader::start(reload, self.config.files(), self.notifier.clone());
                 let task = tokio::spawn(reloader.run(
                     self.publish,
                     self.metrics.clone(),
@@ -395,11 +427,31 @@ impl Server {
             workers = count,
             "ready"
         );
+        self.notifier.ready(&sd_notify::serving(
+            &self.config.upstream.url,
+            self.proxy_addr,
+            self.admin_addr,
+        ));
 
         shutdown.await;
+        self.notifier.stopping();
+        // Listening before readiness drops: whoever sees `/readyz` fail may already send the
+        // second signal, and a signal with no listener would be lost.
+        let delay = self.loaded.borrow().config.server.shutdown_delay;
+        let cut_short = (!delay.is_zero()).then(second_signal);
         // Not ready first, so a load balancer stops sending new requests while the old ones
         // drain.
         self.health.set_ready(false);
+        if let Some(cut_short) = cut_short {
+            // Load balancers (and kube-proxy before Kubernetes 1.29 for a sidecar) keep routing
+            // to a terminating instance for a few seconds: keep serving them, new connections
+            // included, until they have seen `/readyz` fail.
+            tracing::info!(shutdown_delay = ?delay, "shutdown delayed; still serving while /readyz answers 503");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cut_short => tracing::info!("second signal; ending the shutdown delay"),
+            }
+        }
         tracing::info!(drain_timeout = ?self.config.server.drain_timeout, "shutting down");
         let _ = stop_workers.send(true);
         // The socket itself stops listening now (new connections are refused), although the

@@ -69,6 +69,8 @@ pub enum FailureKind {
     Protocol,
     /// The body ended early while candor was reading it for inspection.
     Incomplete,
+    /// The TLS handshake with an `https://` upstream failed (certificate, alert, protocol).
+    Tls,
     /// Anything else.
     Other,
     /// Not sent: shed at `upstream.max_connections` (queue full, or `upstream.queue_timeout`
@@ -78,13 +80,14 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, in the order the status page lists them.
-    pub const ALL: [FailureKind; 8] = [
+    pub const ALL: [FailureKind; 9] = [
         FailureKind::Connect,
         FailureKind::ConnectTimeout,
         FailureKind::Timeout,
         FailureKind::Reset,
         FailureKind::Protocol,
         FailureKind::Incomplete,
+        FailureKind::Tls,
         FailureKind::Other,
         FailureKind::Shed,
     ];
@@ -98,6 +101,7 @@ impl FailureKind {
             FailureKind::Reset => "reset",
             FailureKind::Protocol => "protocol",
             FailureKind::Incomplete => "incomplete",
+            FailureKind::Tls => "tls",
             FailureKind::Other => "other",
             FailureKind::Shed => "shed",
         }
@@ -179,7 +183,7 @@ pub struct Metrics {
     /// map lookup, and the status page can read every count back.
     requests_by_status: Arc<[OnceLock<Counter>]>,
     /// The counter of each [`FailureKind`], by its position in [`FailureKind::ALL`].
-    failure_counters: Arc<[Counter; 8]>,
+    failure_counters: Arc<[Counter; 9]>,
     duration: DurationHistogram,
     rewrites: Family<RewriteLabels, Counter>,
     template_failures: Family<RuleLabels, Counter>,

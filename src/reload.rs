@@ -13,6 +13,13 @@
 //! over the original, and a Kubernetes ConfigMap volume updates by swapping a `..data` symlink in
 //! the mounted directory; neither is a write to the file itself.
 //!
+//! The TLS files the configuration names (`[server.tls]`, `upstream.ca`, the upstream client
+//! pair) are watched the same way, their directories too: cert-manager and a Kubernetes Secret
+//! volume rotate a certificate by the same `..data` swap. A change to any of them reloads the
+//! whole configuration through the one path, so a bad or mismatched pair is refused like a bad
+//! config (the old pair keeps serving, `result="error"`), and a good one serves every
+//! connection accepted after it while open connections keep theirs.
+//!
 //! A successful reload also sets maintenance mode back to the file's `[maintenance]`: the file
 //! is the truth again after any change made through the admin API. It applies the file's
 //! `[audit]` to the process's audit (`Audit::configure`), which keeps what it found.
@@ -33,6 +40,7 @@ use crate::inspect::Normalizer;
 use crate::listener;
 use crate::maintenance::Switch;
 use crate::metrics::Metrics;
+use crate::sd_notify::{self, Notifier};
 use crate::status::Status;
 
 /// A validated configuration as every worker receives it: published at start and after each
@@ -103,15 +111,23 @@ pub(crate) struct Reloader {
     reload: Reload,
     events: mpsc::UnboundedReceiver<()>,
     /// Kept alive while reloading; dropping it stops the watching.
-    _watcher: Option<notify::RecommendedWatcher>,
+    watcher: Option<notify::RecommendedWatcher>,
+    /// The directories watched, so each is added once.
+    watched: HashSet<PathBuf>,
     hangups: Option<tokio::signal::unix::Signal>,
-    /// The file's content when last looked at: events that leave it unchanged are ignored.
-    last_seen: Option<Vec<u8>>,
+    /// The TLS files the running configuration read.
+    files: Vec<PathBuf>,
+    /// The config file's and those files' contents when last looked at: events that leave
+    /// them unchanged are ignored.
+    last_seen: Vec<Option<Vec<u8>>>,
+    /// Told of every reload (systemd's RELOADING=1, then READY=1).
+    notifier: Notifier,
 }
 
 impl Reloader {
-    /// Starts watching (inside a tokio runtime: SIGHUP is registered with it).
-    pub(crate) fn start(reload: Reload) -> Reloader {
+    /// Starts watching the config file and `files`, the TLS files it names (inside a tokio
+    /// runtime: SIGHUP is registered with it); `notifier` hears of each reload.
+    pub(crate) fn start(reload: Reload, files: Vec<PathBuf>, notifier: Notifier) -> Reloader {
         let (events_tx, events) = mpsc::unbounded_channel::<()>();
         let watcher = if reload.watch {
             match watch_directory(&reload.path, events_tx) {
@@ -139,13 +155,53 @@ impl Reloader {
         } else {
             None
         };
-        Reloader {
-            last_seen: std::fs::read(&reload.path).ok(),
+        let mut watched = HashSet::new();
+        watched.insert(directory_of(&reload.path));
+        let mut reloader = Reloader {
+            last_seen: Vec::new(),
             reload,
             events,
-            _watcher: watcher,
+            watcher,
+            watched,
             hangups,
+            files: Vec::new(),
+            notifier,
+        };
+        reloader.follow(files);
+        reloader
+    }
+
+    /// Watches the directories of `files` not watched yet, and remembers what they hold now.
+    fn follow(&mut self, files: Vec<PathBuf>) {
+        if let Some(watcher) = &mut self.watcher {
+            use notify::Watcher;
+            for file in &files {
+                let directory = directory_of(file);
+                if self.watched.contains(&directory) {
+                    continue;
+                }
+                match watcher.watch(&directory, notify::RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        self.watched.insert(directory);
+                    }
+                    Err(err) => tracing::warn!(
+                        path = %file.display(),
+                        error = %err,
+                        "cannot watch a TLS file; reload with SIGHUP"
+                    ),
+                }
+            }
         }
+        self.files = files;
+        self.last_seen = self.contents();
+    }
+
+    /// What the config file and the TLS files hold now.
+    fn contents(&self) -> Vec<Option<Vec<u8>>> {
+        std::iter::once(&self.reload.path)
+            .chain(&self.files)
+            .map(|path| std::fs::read(path).ok())
+            .collect()
     }
 
     /// Runs until `stop` flips, publishing each new configuration on `publish`.
@@ -165,7 +221,7 @@ impl Reloader {
                     // Let the burst of events end, then look at what the file says now.
                     tokio::time::sleep(DEBOUNCE).await;
                     while self.events.try_recv().is_ok() {}
-                    let now = std::fs::read(&self.reload.path).ok();
+                    let now = self.contents();
                     if now == self.last_seen {
                         continue;
                     }
@@ -173,11 +229,14 @@ impl Reloader {
                     "file"
                 }
                 Some(()) = recv_hangup(&mut self.hangups) => {
-                    self.last_seen = std::fs::read(&self.reload.path).ok();
+                    self.last_seen = self.contents();
                     "sighup"
                 }
             };
-            apply(
+            // A reload the service manager can see (`systemctl status`), and READY again
+            // whatever the outcome: a refused config leaves the running one serving.
+            self.notifier.reloading();
+            let reloaded = apply(
                 &self.reload,
                 trigger,
                 &publish,
@@ -186,6 +245,23 @@ impl Reloader {
                 &maintenance,
                 &audit,
             );
+            if reloaded {
+                let files = publish.borrow().config.files();
+                self.follow(files);
+            }
+            let current = publish.borrow().clone();
+            let serving = match (current.listener.local_addr(), current.admin.local_addr()) {
+                (Ok(listen), Ok(admin)) => {
+                    sd_notify::serving(&current.config.upstream.url, listen, admin)
+                }
+                _ => "serving".to_owned(),
+            };
+            if reloaded {
+                self.notifier.ready(&serving);
+            } else {
+                self.notifier
+                    .ready(&format!("{serving}; the last reload failed, see the log"));
+            }
         }
     }
 }
@@ -197,7 +273,8 @@ async fn recv_hangup(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
     }
 }
 
-/// Loads, validates and publishes; logs and counts the outcome.
+/// Loads, validates and publishes; logs and counts the outcome, and says whether the new
+/// config is live.
 fn apply(
     reload: &Reload,
     trigger: &'static str,
@@ -206,7 +283,7 @@ fn apply(
     status: &Status,
     maintenance: &Switch,
     audit: &Audit,
-) {
+) -> bool {
     let current = publish.borrow().clone();
     match prepare(reload, &current) {
         Ok(next) => {
@@ -235,6 +312,7 @@ fn apply(
                 changed = %diff.changed.join(","),
                 "config reloaded"
             );
+            true
         }
         Err(err) => {
             metrics.reload(false, SystemTime::now());
@@ -244,6 +322,7 @@ fn apply(
                 error = %err,
                 "config reload failed; keeping the running config"
             );
+            false
         }
     }
 }
@@ -342,16 +421,21 @@ impl RuleDiff {
     }
 }
 
+/// The directory a file is watched through.
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Watches `path`'s directory (not the file: see the module docs) and sends `()` on every event.
 fn watch_directory(
     path: &Path,
     events: mpsc::UnboundedSender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let directory = directory_of(path);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
             // The receiver reads the file itself; what changed does not matter here.

@@ -4,6 +4,7 @@
     cargo build --release
     benches/compare/run.py                      # defaults: 8 rounds x 1 s, about 2 minutes
     benches/compare/run.py -r 2 -d 1            # a quick look (about 45 s)
+    benches/compare/run.py --tls                # the same, each proxy terminating TLS
 
 What it does, in one run:
 
@@ -26,6 +27,12 @@ What it does, in one run:
 5. Prints the versions, the table and the issue's targets (pass/fail), and writes table.md,
    raw.tsv, memory.tsv, smoke.txt, the wrk outputs and every log to the output directory
    (default target/bench-compare/<timestamp>/).
+
+With --tls each proxy terminates TLS with the same certificate (an ECDSA P-256 pair that
+`openssl req -x509` makes in the output directory; TLS 1.2 and 1.3, the proxies' default suites)
+and wrk, this script's clients and the smoke test speak https to it over keep-alive
+connections; the origin stays plaintext. The ratios to nginx are then TLS against TLS: put them
+beside a plaintext run's.
 
 It stops everything it started on exit, on error and on Ctrl-C: SIGTERM to the process group of
 each process it launched (each in its own session), SIGKILL after a grace period. It never kills
@@ -153,9 +160,21 @@ def port_taken(port):
         sock.close()
 
 
+# Ports that speak TLS (the proxies under --tls), and the client context for them: the
+# certificate is this run's own, so it is not verified.
+TLS_PORTS = set()
+TLS_CONTEXT = None
+
+
+def connection(port, timeout):
+    if port in TLS_PORTS:
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=TLS_CONTEXT)
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+
 def get(port, path, timeout=10.0, digest=False):
     """One GET with `Accept: application/json`: (status, content type, bytes, sha256 or body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = connection(port, timeout)
     try:
         conn.request("GET", path, headers={"Accept": ACCEPT})
         resp = conn.getresponse()
@@ -325,7 +344,8 @@ def wrk(cfg, port, path, secs, latency=True):
             "-H", f"Accept: {ACCEPT}"]
     if latency:
         argv.append("--latency")
-    argv.append(f"http://127.0.0.1:{port}{path}")
+    scheme = "https" if port in TLS_PORTS else "http"
+    argv.append(f"{scheme}://127.0.0.1:{port}{path}")
     return subprocess.run(argv, capture_output=True, text=True).stdout
 
 
@@ -349,7 +369,7 @@ def idle_added(target, count):
     conns, ok = [], 0
     try:
         for _ in range(count):
-            conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=10.0)
+            conn = connection(target.port, 10.0)
             conn.request("GET", "/ok", headers={"Accept": ACCEPT})
             resp = conn.getresponse()
             resp.read()
@@ -420,6 +440,43 @@ def render(template, out, values):
     return out
 
 
+def tls_files(run_dir):
+    """The run's certificate: an ECDSA P-256 pair for 127.0.0.1, and both in one file (HAProxy)."""
+    global TLS_CONTEXT
+    import ssl
+    cert, key, both = run_dir / "tls-cert.pem", run_dir / "tls-key.pem", run_dir / "tls-both.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                           "-nodes", "-days", "7", "-subj", "/CN=127.0.0.1",
+                           "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        raise Failed(f"openssl could not make the run's certificate:\n{made.stderr}")
+    both.write_text(cert.read_text() + key.read_text())
+    TLS_CONTEXT = ssl.create_default_context()
+    TLS_CONTEXT.check_hostname = False
+    TLS_CONTEXT.verify_mode = ssl.CERT_NONE
+    return {"cert": cert, "key": key, "both": both}
+
+
+def nginx_tls(text, port, tls):
+    """nginx-proxy.conf with its listener on TLS (TLS 1.2 and 1.3, nginx's default suites)."""
+    listen = f"listen 127.0.0.1:{port} backlog=4096;"
+    if listen not in text:
+        raise Failed("nginx-proxy.conf: its listen line changed; update nginx_tls in run.py")
+    return text.replace(listen, f"listen 127.0.0.1:{port} ssl backlog=4096;\n"
+                                f"        ssl_certificate {tls['cert']};\n"
+                                f"        ssl_certificate_key {tls['key']};\n"
+                                "        ssl_protocols TLSv1.2 TLSv1.3;")
+
+
+def haproxy_tls(text, port, tls):
+    """haproxy.cfg with its frontend on TLS (ALPN http/1.1: wrk speaks HTTP/1.1)."""
+    bind = f"bind 127.0.0.1:{port} backlog 4096"
+    if bind not in text:
+        raise Failed("haproxy.cfg: its bind line changed; update haproxy_tls in run.py")
+    return text.replace(bind, f"{bind} ssl crt {tls['both']} alpn http/1.1 ssl-min-ver TLSv1.2")
+
+
 def start(cfg, started, run_dir):
     ports = {"origin": cfg.port_base, "nginx": cfg.port_base + 1, "haproxy": cfg.port_base + 2,
              "candor": cfg.port_base + 3, "candor admin": cfg.port_base + 13,
@@ -437,9 +494,12 @@ def start(cfg, started, run_dir):
               "ORIGIN_PORT": ports["origin"], "NGINX_PORT": ports["nginx"],
               "HAPROXY_PORT": ports["haproxy"]}
     lg, px = ["taskset", "-c", str(cfg.loadgen_cpu)], ["taskset", "-c", str(cfg.proxy_cpu)]
+    tls = tls_files(run_dir) if cfg.tls else None
 
     def nginx(conf):
         path = render(conf, run_dir / conf, values)
+        if tls and conf == "nginx-proxy.conf":
+            path.write_text(nginx_tls(path.read_text(), ports["nginx"], tls))
         return ["nginx", "-p", f"{run_dir}/", "-c", str(path), "-e", str(run_dir / "nginx-startup.log"),
                 "-g", "daemon off;"]
 
@@ -447,6 +507,9 @@ def start(cfg, started, run_dir):
                       CANDOR__SERVER__LISTEN=f"127.0.0.1:{ports['candor']}",
                       CANDOR__SERVER__ADMIN_LISTEN=f"127.0.0.1:{ports['candor admin']}",
                       CANDOR__UPSTREAM__URL=f"http://127.0.0.1:{ports['origin']}")
+    if tls:
+        candor_env.update(CANDOR__SERVER__TLS__CERT=str(tls["cert"]), CANDOR__SERVER__TLS__KEY=str(tls["key"]))
+        TLS_PORTS.update(ports[name] for name in ("nginx", "haproxy", "candor", "candor-b"))
     if "candor" in wanted:
         check = subprocess.run([str(cfg.candor), "check", "--config", str(cfg.candor_config)],
                                capture_output=True, text=True, env=candor_env)
@@ -458,6 +521,8 @@ def start(cfg, started, run_dir):
             ("nginx", px + nginx("nginx-proxy.conf"), None)]
     if "haproxy" in wanted:
         cfg_path = render("haproxy.cfg", run_dir / "haproxy.cfg", values)
+        if tls:
+            cfg_path.write_text(haproxy_tls(cfg_path.read_text(), ports["haproxy"], tls))
         plan.append(("haproxy", px + ["haproxy", "-db", "-f", str(cfg_path)], None))
     if "candor" in wanted:
         plan.append(("candor", px + [str(cfg.candor), "run", "--config", str(cfg.candor_config)], candor_env))
@@ -540,6 +605,8 @@ def main():
     ap.add_argument("-c", "--conns", type=int, default=64, help="wrk connections (default 64)")
     ap.add_argument("--idle-conns", type=int, default=1000, help="idle keep-alive connections held (default 1000)")
     ap.add_argument("--no-memory", action="store_true", help="skip the /huge and idle-connection measurements")
+    ap.add_argument("--tls", action="store_true",
+                    help="each proxy terminates TLS (same certificate, keep-alive); the origin stays plaintext")
     ap.add_argument("--candor", default=str(REPO / "target/release/candor"), help="the candor binary")
     ap.add_argument("--candor-b", default=None,
                     help="a second candor binary, measured alongside as candor-b (A/B of a change)")
@@ -578,7 +645,7 @@ def main():
     cfg.candor_config = Path(cfg.candor_config).resolve()
     cfg.www = HERE / "www"
 
-    for tool in ("nginx", "haproxy", "wrk", "taskset"):
+    for tool in ("nginx", "haproxy", "wrk", "taskset") + (("openssl",) if cfg.tls else ()):
         if not shutil.which(tool) and not (tool == "haproxy" and "haproxy" in cfg.skip):
             raise Failed(f"missing {tool}: apt-get install -y nginx haproxy wrk util-linux")
     if "candor" not in cfg.skip:
@@ -705,7 +772,8 @@ def main():
     md = []
     md.append("```")
     md += header
-    md.append(f"wrk -t1 -c{cfg.conns} -d{cfg.duration}s -H 'Accept: {ACCEPT}', {cfg.rounds} interleaved round(s); "
+    md.append(f"{'TLS (https to each proxy, same ECDSA P-256 certificate, keep-alive)' if cfg.tls else 'plaintext'}: "
+              f"wrk -t1 -c{cfg.conns} -d{cfg.duration}s -H 'Accept: {ACCEPT}', {cfg.rounds} interleaved round(s); "
               f"wrk + origin on cpu {cfg.loadgen_cpu}, proxy under test alone on cpu {cfg.proxy_cpu}")
     md.append("```")
     md.append("")

@@ -7,8 +7,7 @@
 
 use std::sync::OnceLock;
 
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use regex::bytes::Regex as BytesRegex;
 use regex::Regex;
 
@@ -16,7 +15,7 @@ pub use super::kind::Kind;
 use super::redact;
 use super::report::{Evidence, Example};
 use super::shallow::{self, Leaf, Shallow, Top};
-use super::{Body, Exchange, Response};
+use super::{Body, Exchange, Heads, Response};
 use crate::builtin::scrub::Scrubber;
 use crate::builtin::{accept, html};
 
@@ -53,7 +52,7 @@ pub struct Detected {
 
 /// The example of `response` (one side of `exchange`), scrubbed: what a finding keeps.
 pub fn example(exchange: &Exchange<'_>, response: &Response<'_>, scrubber: &Scrubber) -> Example {
-    let content_type = response.headers.get(CONTENT_TYPE);
+    let content_type = response.headers.content_type.as_ref();
     let bytes = response.body.bytes();
     let json = is_json(content_type.map(|v| v.as_bytes()), bytes);
     let mut example = redact::example(exchange, response, json, scrubber);
@@ -74,18 +73,28 @@ pub fn example(exchange: &Exchange<'_>, response: &Response<'_>, scrubber: &Scru
 
 /// What the detectors made of one response.
 #[derive(Debug, Default)]
-pub struct Observation {
+pub struct Observation<'a> {
     /// The findings.
     pub found: Vec<Detected>,
-    /// For an honest 2xx JSON response: the members a detector reads as markers elsewhere,
-    /// with their values (what a proposed condition must not match).
-    pub honest: Vec<(&'static str, serde_json::Value)>,
+    /// The members of an honest 2xx JSON object, kept for [`Observation::honest`].
+    honest: Option<shallow::Members<'a>>,
 }
 
-impl Observation {
+impl<'a> Observation<'a> {
     /// The kinds found.
     pub fn kinds(&self) -> Kinds {
         Kinds(self.found.iter().fold(0, |bits, d| bits | d.kind.bit()))
+    }
+
+    /// For an honest 2xx JSON response: the members a detector reads as markers elsewhere, by
+    /// pointer, with their values (what a proposed condition must not match). Only values worth
+    /// remembering ([`Shallow::honest_value`]).
+    pub fn honest(&self) -> impl Iterator<Item = (&'static str, &Shallow<'a>)> + '_ {
+        let members = self.honest.as_ref();
+        MARKERS.iter().filter_map(move |(name, pointer)| {
+            let value = members?.get(name)?;
+            value.is_honest_value().then_some((*pointer, value))
+        })
     }
 }
 
@@ -122,15 +131,15 @@ const MESSAGE_MEMBERS: [&str; 6] = [
 const ID_MEMBERS: [&str; 3] = ["id", "_id", "uuid"];
 
 /// Runs every detector over `response` (one side of `exchange`).
-pub fn detect(
+pub fn detect<'a>(
     exchange: &Exchange<'_>,
-    response: &Response<'_>,
+    response: &Response<'a>,
     scrubber: &Scrubber,
-) -> Observation {
+) -> Observation<'a> {
     let mut out = Observation::default();
     let status = response.status;
     let headers = response.headers;
-    let content_type = headers.get(CONTENT_TYPE);
+    let content_type = headers.content_type.as_ref();
     let body = response.body;
     let bytes = body.bytes();
     let json = is_json(content_type.map(|v| v.as_bytes()), bytes);
@@ -143,6 +152,7 @@ pub fn detect(
     };
     let mut push = |kind: Kind, evidence: Evidence| out.found.push(Detected { kind, evidence });
     let no_body = body_is_empty(exchange.method, headers, body);
+    let mut honest = false;
 
     if status.is_success() {
         if let Some(top) = &top {
@@ -150,11 +160,7 @@ pub fn detect(
             let lied = lie.is_some();
             match lie {
                 Some((kind, evidence)) => push(kind, evidence),
-                None => {
-                    if let Top::Object(members) = top {
-                        out.honest = honest_markers(members);
-                    }
-                }
+                None => honest = true,
             }
             if !lied && status == StatusCode::OK && exchange.method == Method::POST {
                 if let Some(evidence) = created(top) {
@@ -255,7 +261,7 @@ pub fn detect(
         }
     }
 
-    if matches!(status.as_u16(), 429 | 503) && !headers.contains_key(RETRY_AFTER) {
+    if matches!(status.as_u16(), 429 | 503) && !headers.retry_after {
         push(
             Kind::MissingRetryAfter,
             Evidence {
@@ -280,7 +286,7 @@ pub fn detect(
         );
     }
 
-    if status == StatusCode::METHOD_NOT_ALLOWED && !headers.contains_key(ALLOW) {
+    if status == StatusCode::METHOD_NOT_ALLOWED && !headers.allow {
         push(
             Kind::MethodNotAllowedWithoutAllow,
             Evidence {
@@ -289,12 +295,17 @@ pub fn detect(
             },
         );
     }
+    if honest {
+        if let Some(Top::Object(members)) = top {
+            out.honest = Some(members);
+        }
+    }
     out
 }
 
 /// Whether the body is empty: `Some(true)` when seen empty or framed with `Content-Length: 0`,
 /// `None` when audit cannot tell.
-fn body_is_empty(method: &Method, headers: &HeaderMap, body: Body<'_>) -> Option<bool> {
+fn body_is_empty(method: &Method, headers: &Heads, body: Body<'_>) -> Option<bool> {
     if *method == Method::HEAD {
         return None;
     }
@@ -302,7 +313,8 @@ fn body_is_empty(method: &Method, headers: &HeaderMap, body: Body<'_>) -> Option
         Body::Complete(bytes) => Some(bytes.iter().all(u8::is_ascii_whitespace)),
         Body::Prefix(bytes) => (!bytes.is_empty()).then_some(false),
         Body::Unseen => headers
-            .get(CONTENT_LENGTH)
+            .content_length
+            .as_ref()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|n| n == 0),
@@ -332,7 +344,7 @@ fn looks_like_html(body: &[u8]) -> bool {
 /// The status-lie detectors of a 2xx JSON body, in precedence: a status in the body says the
 /// most, then error markers, then a null entity. One response gets at most one of them, so the
 /// proposals for it do not compete.
-fn status_lie(top: &Top, exchange: &Exchange<'_>) -> Option<(Kind, Evidence)> {
+fn status_lie(top: &Top<'_>, exchange: &Exchange<'_>) -> Option<(Kind, Evidence)> {
     let members = match top {
         Top::Null => {
             return Some((
@@ -403,7 +415,7 @@ fn status_lie(top: &Top, exchange: &Exchange<'_>) -> Option<(Kind, Evidence)> {
 }
 
 /// The first error marker of a 2xx body: its member and its value as JSON text.
-fn error_marker(members: &shallow::Members) -> Option<(&str, String)> {
+fn error_marker(members: &shallow::Members<'_>) -> Option<(&'static str, String)> {
     for name in STATE_MEMBERS {
         if let Some(Shallow::String(s)) = members.get(name) {
             if FAILURE_WORDS.iter().any(|w| s.eq_ignore_ascii_case(w)) {
@@ -463,18 +475,8 @@ const MARKERS: [(&str, &str); 8] = [
     ("code", "/code"),
 ];
 
-fn honest_markers(members: &shallow::Members) -> Vec<(&'static str, serde_json::Value)> {
-    MARKERS
-        .iter()
-        .filter_map(|(name, pointer)| {
-            let value = members.get(name)?.honest_value()?;
-            Some((*pointer, value))
-        })
-        .collect()
-}
-
 /// `created_as_200`: the new entity's id member.
-fn created(top: &Top) -> Option<Evidence> {
+fn created(top: &Top<'_>) -> Option<Evidence> {
     let Top::Object(members) = top else {
         return None;
     };
@@ -506,18 +508,18 @@ fn created(top: &Top) -> Option<Evidence> {
 }
 
 /// The member holding the message and its text (at most 256 bytes).
-pub(crate) fn message_of(top: &Top) -> Option<(String, String)> {
+pub(crate) fn message_of(top: &Top<'_>) -> Option<(String, String)> {
     let Top::Object(members) = top else {
         return None;
     };
     for name in MESSAGE_MEMBERS {
         match members.get(name) {
             Some(Shallow::String(s)) if !s.trim().is_empty() => {
-                return Some((pointer(name), s.clone()))
+                return Some((pointer(name), s.to_string()))
             }
             Some(Shallow::Object(inner)) => {
                 if let Some(Leaf::String(s)) = inner.get("message") {
-                    return Some((format!("{}/message", pointer(name)), s.clone()));
+                    return Some((format!("{}/message", pointer(name)), s.to_string()));
                 }
             }
             _ => {}
@@ -529,7 +531,7 @@ pub(crate) fn message_of(top: &Top) -> Option<(String, String)> {
     {
         for name in ["message", "msg", "detail"] {
             if let Some(Leaf::String(s)) = first.get(name) {
-                return Some((format!("/errors/0/{name}"), s.clone()));
+                return Some((format!("/errors/0/{name}"), s.to_string()));
             }
         }
     }
@@ -606,7 +608,7 @@ fn status_words(status: u16) -> Option<String> {
 /// the first field error's message; field errors without such words mean 422. With none of
 /// that, 400 for a request that carried a body (a client-looking error) and 500 otherwise,
 /// said to be a guess.
-fn status_for(top: &Top, exchange: &Exchange<'_>) -> (u16, String, Option<String>) {
+fn status_for(top: &Top<'_>, exchange: &Exchange<'_>) -> (u16, String, Option<String>) {
     let first_error = match top {
         Top::Object(members) => match members.get("errors") {
             Some(Shallow::Array {
@@ -624,13 +626,13 @@ fn status_for(top: &Top, exchange: &Exchange<'_>) -> (u16, String, Option<String
             if let Some(Shallow::String(text)) = members.get(name) {
                 let at = pointer(name);
                 if !candidates.iter().any(|(p, _)| *p == at) {
-                    candidates.push((at, text.clone()));
+                    candidates.push((at, text.to_string()));
                 }
             }
         }
     }
     if let Some(Leaf::String(text)) = first_error.and_then(|f| f.get("message")) {
-        candidates.push(("/errors/0/message".to_owned(), text.clone()));
+        candidates.push(("/errors/0/message".to_owned(), text.to_string()));
     }
     for (at, text) in &candidates {
         for (status, name, re) in word_classes() {
@@ -657,7 +659,7 @@ fn status_for(top: &Top, exchange: &Exchange<'_>) -> (u16, String, Option<String
     }
 }
 
-fn validation_words(body: &[u8], top: Option<&Top>) -> Option<String> {
+fn validation_words(body: &[u8], top: Option<&Top<'_>>) -> Option<String> {
     static RE: OnceLock<BytesRegex> = OnceLock::new();
     let re = RE.get_or_init(|| {
         BytesRegex::new(r"(?i)\b(invalid|required|must be|must not be|is missing|validation failed|validation error)\b")

@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{Audit, Body, Exchange, Report, RequestSigns, Response, Settings};
+use super::{Audit, Body, Exchange, Heads, Report, RequestSigns, Response, Settings};
 use crate::builtin::scrub::Scrubber;
 
 /// The largest HAR read: 1 GiB. A capture that size holds hundreds of thousands of
@@ -477,7 +477,7 @@ impl Reader<'_> {
             request: &signs,
             upstream: Response {
                 status,
-                headers: &response_headers,
+                headers: &Heads::of(&response_headers),
                 body,
             },
             sent: None,

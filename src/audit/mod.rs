@@ -54,12 +54,20 @@ pub struct RequestSigns {
 impl RequestSigns {
     /// The signs of a request with these headers.
     pub fn of(headers: &HeaderMap) -> RequestSigns {
-        RequestSigns {
-            accept: headers.get(http::header::ACCEPT).cloned(),
-            authorization: headers.contains_key(http::header::AUTHORIZATION),
-            cookie: headers.contains_key(http::header::COOKIE),
-            content_type: headers.contains_key(http::header::CONTENT_TYPE),
+        // One walk over the few headers a request has, not four hashed lookups.
+        let mut signs = RequestSigns::default();
+        for (name, value) in headers {
+            if name == http::header::ACCEPT {
+                signs.accept.get_or_insert_with(|| value.clone());
+            } else if name == http::header::AUTHORIZATION {
+                signs.authorization = true;
+            } else if name == http::header::COOKIE {
+                signs.cookie = true;
+            } else if name == http::header::CONTENT_TYPE {
+                signs.content_type = true;
+            }
         }
+        signs
     }
 }
 
@@ -86,13 +94,51 @@ impl<'a> Body<'a> {
     }
 }
 
+/// The response headers the detectors read, picked out of a header map in one walk: what an
+/// observed exchange keeps instead of a copy of every header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Heads {
+    /// `Content-Type`.
+    pub content_type: Option<HeaderValue>,
+    /// `Content-Length`.
+    pub content_length: Option<HeaderValue>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<HeaderValue>,
+    /// A `Retry-After` was sent.
+    pub retry_after: bool,
+    /// An `Allow` was sent.
+    pub allow: bool,
+}
+
+impl Heads {
+    /// The heads of a response with these headers (the first value of each).
+    pub fn of(headers: &HeaderMap) -> Heads {
+        use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+        let mut heads = Heads::default();
+        for (name, value) in headers {
+            if name == CONTENT_TYPE {
+                heads.content_type.get_or_insert_with(|| value.clone());
+            } else if name == CONTENT_LENGTH {
+                heads.content_length.get_or_insert_with(|| value.clone());
+            } else if name == CONTENT_ENCODING {
+                heads.content_encoding.get_or_insert_with(|| value.clone());
+            } else if name == RETRY_AFTER {
+                heads.retry_after = true;
+            } else if name == ALLOW {
+                heads.allow = true;
+            }
+        }
+        heads
+    }
+}
+
 /// One side of an exchange's response: what the upstream sent, or what candor sent on.
 #[derive(Debug, Clone, Copy)]
 pub struct Response<'a> {
     /// The status.
     pub status: StatusCode,
-    /// The headers.
-    pub headers: &'a HeaderMap,
+    /// The headers the detectors read.
+    pub headers: &'a Heads,
     /// The body, decoded.
     pub body: Body<'a>,
 }
@@ -113,4 +159,43 @@ pub struct Exchange<'a> {
     pub sent: Option<Response<'a>>,
     /// When the exchange happened.
     pub at: std::time::SystemTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_and_signs_keep_the_first_value_and_only_the_presence_of_the_rest() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("content-type", "text/html"),
+            ("content-encoding", "gzip"),
+            ("allow", "GET"),
+            ("server", "legacy"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        let heads = Heads::of(&headers);
+        assert_eq!(
+            heads,
+            Heads {
+                content_type: Some(HeaderValue::from_static("application/json")),
+                content_length: None,
+                content_encoding: Some(HeaderValue::from_static("gzip")),
+                retry_after: false,
+                allow: true,
+            }
+        );
+        headers.append("accept", HeaderValue::from_static("application/json"));
+        headers.append("accept", HeaderValue::from_static("text/html"));
+        headers.append("cookie", HeaderValue::from_static("a=b"));
+        let signs = RequestSigns::of(&headers);
+        assert_eq!(
+            signs.accept,
+            Some(HeaderValue::from_static("application/json"))
+        );
+        assert!(signs.cookie && signs.content_type && !signs.authorization);
+    }
 }

@@ -85,7 +85,8 @@ pub fn example(
         status: response.status.as_u16(),
         content_type: response
             .headers
-            .get(http::header::CONTENT_TYPE)
+            .content_type
+            .as_ref()
             .and_then(|v| visible(v.as_bytes())),
         body,
         complete,

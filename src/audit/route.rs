@@ -6,6 +6,7 @@
 //! (`[0-9]+` for numeric ids, not `[^/]+`).
 
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 
 /// The most segments a template keeps; deeper paths share the template of their first
 /// `MAX_SEGMENTS` segments plus `{rest}`.
@@ -69,7 +70,7 @@ impl IdClass {
 }
 
 /// One segment of a template. Two ids are the same segment whatever their class, so
-/// `/users/42` and `/users/abc123def456ghi789` are one route (equality and hashing ignore it).
+/// `/users/42` and `/users/abc123def456ghi789` are one route (equality and keys ignore it).
 #[derive(Debug, Clone)]
 pub enum Segment {
     /// A segment kept as written.
@@ -90,20 +91,8 @@ impl PartialEq for Segment {
 
 impl Eq for Segment {}
 
-impl std::hash::Hash for Segment {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        match self {
-            Segment::Literal(text) => {
-                state.write_u8(0);
-                text.hash(state);
-            }
-            Segment::Id(_) => state.write_u8(1),
-        }
-    }
-}
-
 /// A route template: the path with its ids replaced.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     segments: Vec<Segment>,
     /// The path ended with `/` (`/users/` is not `/users`).
@@ -115,24 +104,46 @@ pub struct Template {
 impl Template {
     /// The template of a request path (without its query).
     pub fn of(path: &str) -> Template {
-        let trimmed = path.strip_prefix('/').unwrap_or(path);
-        let trailing_slash = !trimmed.is_empty() && trimmed.ends_with('/');
-        let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-        let mut segments = Vec::new();
-        let mut rest = false;
-        if !trimmed.is_empty() {
-            for (i, segment) in trimmed.split('/').enumerate() {
-                if i == MAX_SEGMENTS {
-                    rest = true;
-                    break;
-                }
-                segments.push(classify(segment));
+        let shape = Shape::of(path);
+        Template {
+            segments: shape.parts().map(Part::to_segment).collect(),
+            trailing_slash: shape.trailing_slash,
+            rest: shape.rest,
+        }
+    }
+
+    /// The key of this template and `method` in the audit table: the key of every
+    /// [`Shape`] this template [`matches`](Template::matches).
+    pub fn key(&self, method: &http::Method, hasher: &impl BuildHasher) -> u64 {
+        let parts = self.segments.iter().map(|s| match s {
+            Segment::Literal(text) => Part::Literal(text),
+            Segment::Id(class) => Part::Id(*class),
+        });
+        key(method, parts, self.trailing_slash, self.rest, hasher)
+    }
+
+    /// Whether `shape` is a path of this template.
+    pub fn matches(&self, shape: &Shape<'_>) -> bool {
+        if self.trailing_slash != shape.trailing_slash || self.rest != shape.rest {
+            return false;
+        }
+        let mut parts = shape.parts();
+        for segment in &self.segments {
+            match (segment, parts.next()) {
+                (Segment::Literal(a), Some(Part::Literal(b))) if a == b => {}
+                (Segment::Id(_), Some(Part::Id(_))) => {}
+                _ => return false,
             }
         }
-        Template {
-            segments,
-            trailing_slash,
-            rest,
+        parts.next().is_none()
+    }
+
+    /// Widens its ids' classes to cover those of `shape` (a path of this template).
+    pub fn widen_to_path(&mut self, shape: &Shape<'_>) {
+        for (mine, theirs) in self.segments.iter_mut().zip(shape.parts()) {
+            if let (Segment::Id(a), Part::Id(b)) = (&*mine, theirs) {
+                *mine = Segment::Id(a.widen(b));
+            }
         }
     }
 
@@ -156,28 +167,6 @@ impl Template {
             if let (Segment::Id(a), Segment::Id(b)) = (&*mine, theirs) {
                 *mine = Segment::Id(a.widen(*b));
             }
-        }
-    }
-
-    /// The classes of its ids, in order (for [`Template::widen_to`]).
-    pub fn id_classes(&self) -> Vec<IdClass> {
-        self.segments
-            .iter()
-            .filter_map(|s| match s {
-                Segment::Id(class) => Some(*class),
-                Segment::Literal(_) => None,
-            })
-            .collect()
-    }
-
-    /// Widens its ids' classes to cover `classes` (another path's, of the same template).
-    pub fn widen_to(&mut self, classes: &[IdClass]) {
-        let ids = self.segments.iter_mut().filter_map(|s| match s {
-            Segment::Id(class) => Some(class),
-            Segment::Literal(_) => None,
-        });
-        for (mine, theirs) in ids.zip(classes) {
-            *mine = mine.widen(*theirs);
         }
     }
 
@@ -255,14 +244,101 @@ impl fmt::Display for Template {
     }
 }
 
-fn classify(segment: &str) -> Segment {
-    if let Some(class) = id_class(segment) {
-        return Segment::Id(class);
+/// A request path seen as a template would see it, borrowed and classified once: what the
+/// audit table looks a path up by without building its [`Template`].
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    /// Its first [`MAX_SEGMENTS`] segments; `len` of them are set.
+    parts: [Part<'a>; MAX_SEGMENTS],
+    len: usize,
+    trailing_slash: bool,
+    rest: bool,
+}
+
+impl<'a> Shape<'a> {
+    /// The shape of a request path (without its query).
+    pub fn of(path: &'a str) -> Shape<'a> {
+        let trimmed = path.strip_prefix('/').unwrap_or(path);
+        let trailing_slash = !trimmed.is_empty() && trimmed.ends_with('/');
+        let inner = trimmed.strip_suffix('/').unwrap_or(trimmed);
+        let mut shape = Shape {
+            parts: [Part::Id(IdClass::Token); MAX_SEGMENTS],
+            len: 0,
+            trailing_slash,
+            rest: false,
+        };
+        if !inner.is_empty() {
+            for segment in inner.split('/') {
+                if shape.len == MAX_SEGMENTS {
+                    shape.rest = true;
+                    break;
+                }
+                shape.parts[shape.len] = Part::of(segment);
+                shape.len += 1;
+            }
+        }
+        shape
     }
-    if segment.len() > MAX_LITERAL {
-        return Segment::Id(IdClass::Token);
+
+    fn parts(&self) -> impl Iterator<Item = Part<'a>> + '_ {
+        self.parts[..self.len].iter().copied()
     }
-    Segment::Literal(segment.to_owned())
+
+    /// Its key in the audit table with `method` (see [`Template::key`]).
+    pub fn key(&self, method: &http::Method, hasher: &impl BuildHasher) -> u64 {
+        key(method, self.parts(), self.trailing_slash, self.rest, hasher)
+    }
+}
+
+/// One segment of a [`Shape`]: a [`Segment`] that borrows its text.
+#[derive(Debug, Clone, Copy)]
+enum Part<'a> {
+    Literal(&'a str),
+    Id(IdClass),
+}
+
+impl<'a> Part<'a> {
+    fn of(segment: &'a str) -> Part<'a> {
+        if let Some(class) = id_class(segment) {
+            return Part::Id(class);
+        }
+        if segment.len() > MAX_LITERAL {
+            return Part::Id(IdClass::Token);
+        }
+        Part::Literal(segment)
+    }
+
+    fn to_segment(self) -> Segment {
+        match self {
+            Part::Literal(text) => Segment::Literal(text.to_owned()),
+            Part::Id(class) => Segment::Id(class),
+        }
+    }
+}
+
+/// The one hash of a template and its paths: ids of any class alike.
+fn key<'a>(
+    method: &http::Method,
+    parts: impl Iterator<Item = Part<'a>>,
+    trailing_slash: bool,
+    rest: bool,
+    hasher: &impl BuildHasher,
+) -> u64 {
+    let mut state = hasher.build_hasher();
+    state.write(method.as_str().as_bytes());
+    for part in parts {
+        match part {
+            Part::Literal(text) => {
+                state.write_u8(0);
+                state.write(text.as_bytes());
+                // Not a byte of a path segment: `/ab` and `/a` + `b` differ.
+                state.write_u8(b'/');
+            }
+            Part::Id(_) => state.write_u8(1),
+        }
+    }
+    state.write_u8(u8::from(trailing_slash) | u8::from(rest) << 1);
+    state.finish()
 }
 
 /// The class of an id segment, `None` for a literal one.
@@ -349,6 +425,33 @@ mod tests {
         let re = regex::Regex::new(&dotted.regex()).unwrap();
         assert!(re.is_match("/v1.0/a+b"));
         assert!(!re.is_match("/v1x0/aab"));
+    }
+
+    #[test]
+    fn a_template_and_the_shapes_of_its_paths_share_a_key() {
+        let hasher = std::collections::hash_map::RandomState::new();
+        let get = http::Method::GET;
+        let t = Template::of("/users/42/orders/");
+        for path in ["/users/42/orders/", "/users/abc123def456ghi789/orders/"] {
+            let shape = Shape::of(path);
+            assert!(t.matches(&shape), "{path}");
+            assert_eq!(shape.key(&get, &hasher), t.key(&get, &hasher), "{path}");
+        }
+        for path in ["/users/42/orders", "/users/me/orders/", "/users/42", "/"] {
+            assert!(!t.matches(&Shape::of(path)), "{path}");
+        }
+        assert_ne!(
+            Shape::of("/ab").key(&get, &hasher),
+            Shape::of("/a/b").key(&get, &hasher)
+        );
+        assert_ne!(t.key(&get, &hasher), t.key(&http::Method::POST, &hasher));
+        let deep = "/a".repeat(100);
+        assert!(Template::of(&deep).matches(&Shape::of(&deep)));
+        let mut wide = Template::of("/users/42");
+        wide.widen_to_path(&Shape::of("/users/abcdef0123456789"));
+        assert_eq!(wide.regex(), "^/users/[0-9A-Fa-f]+$");
+        assert!(Template::of("/").matches(&Shape::of("/")));
+        assert!(Template::of("").matches(&Shape::of("")));
     }
 
     #[test]

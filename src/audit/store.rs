@@ -2,16 +2,22 @@
 //! `audit.max_routes`, shared by every worker of the process (one mutex, taken once per
 //! recorded exchange, after the detectors ran outside it).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 use super::detect::{self, Detected, Kind, Kinds};
 use super::report::{self, Example, FindingReport, Honest, Report, RouteReport};
-use super::route::Template;
+use super::route::{Shape, Template};
+use super::shallow::Shallow;
 use super::Exchange;
 use crate::builtin::scrub::Scrubber;
+
+/// The path whose shape is [`Template::other`]'s.
+const OTHER_PATH: &str = "/{other}";
 
 /// Most findings kept per route; past it new kinds or evidence on the route are counted only in
 /// the metric.
@@ -64,8 +70,11 @@ struct State {
     since: SystemTime,
     exchanges: u64,
     folded: bool,
-    /// Keyed by method and template (ids of any class alike).
-    routes: HashMap<(http::Method, Template), Route>,
+    routes: Vec<Route>,
+    /// Indexes of `routes` by [`Template::key`]: a path is looked up by its [`Shape`] (one
+    /// hash, no allocation) and its template built only for a new route.
+    index: HashMap<u64, Vec<usize>, BuildHasherDefault<Prehashed>>,
+    hasher: RandomState,
 }
 
 impl State {
@@ -74,13 +83,60 @@ impl State {
             since: SystemTime::now(),
             exchanges: 0,
             folded: false,
-            routes: HashMap::new(),
+            routes: Vec::new(),
+            index: HashMap::default(),
+            hasher: RandomState::new(),
         }
+    }
+
+    /// The route of `method` whose template `shape` matches.
+    fn find(&self, method: &http::Method, shape: &Shape<'_>) -> Option<usize> {
+        let key = shape.key(method, &self.hasher);
+        let candidates = self.index.get(&key)?;
+        candidates.iter().copied().find(|&i| {
+            let route = &self.routes[i];
+            route.method == *method && route.template.matches(shape)
+        })
+    }
+
+    fn insert(&mut self, method: &http::Method, template: Template) -> usize {
+        let key = template.key(method, &self.hasher);
+        let i = self.routes.len();
+        self.routes.push(Route {
+            method: method.clone(),
+            template,
+            upstream: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            honest: Vec::new(),
+            findings: Vec::new(),
+        });
+        self.index.entry(key).or_default().push(i);
+        i
+    }
+}
+
+/// The hasher of keys that are hashes already ([`Template::key`]).
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with it; any other input still hashes, less evenly.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
 #[derive(Debug)]
 struct Route {
+    method: http::Method,
     /// The template with the id classes seen so far.
     template: Template,
     upstream: BTreeMap<u16, u64>,
@@ -153,31 +209,31 @@ impl Audit {
         let sent = exchange
             .sent
             .map(|sent| detect::detect(exchange, &sent, scrubber).kinds());
-        let template = Template::of(exchange.path);
-        let classes = template.id_classes();
+        let shape = Shape::of(exchange.path);
+        let method = exchange.method;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.exchanges += 1;
-        let mut key = (exchange.method.clone(), template);
         let max_routes = self.max_routes.load(Ordering::Relaxed);
-        if !state.routes.contains_key(&key) && state.routes.len() >= max_routes {
-            state.folded = true;
-            key = (exchange.method.clone(), Template::other());
-        }
-        let route = state.routes.entry(key).or_insert_with_key(|key| Route {
-            template: key.1.clone(),
-            upstream: BTreeMap::new(),
-            sent: BTreeMap::new(),
-            honest: Vec::new(),
-            findings: Vec::new(),
-        });
+        let i = match state.find(method, &shape) {
+            Some(i) => i,
+            None if state.routes.len() >= max_routes => {
+                state.folded = true;
+                match state.find(method, &Shape::of(OTHER_PATH)) {
+                    Some(i) => i,
+                    None => state.insert(method, Template::other()),
+                }
+            }
+            None => state.insert(method, Template::of(exchange.path)),
+        };
+        let route = &mut state.routes[i];
         if !route.template.is_other() {
-            route.template.widen_to(&classes);
+            route.template.widen_to_path(&shape);
         }
         let upstream_status = exchange.upstream.status.as_u16();
         let sent_status = exchange.sent.map_or(upstream_status, |s| s.status.as_u16());
         count(&mut route.upstream, upstream_status);
         count(&mut route.sent, sent_status);
-        for (pointer, value) in &upstream.honest {
+        for (pointer, value) in upstream.honest() {
             note_honest(&mut route.honest, pointer, value);
         }
         // Made at most once per exchange, and only when a finding keeps it.
@@ -253,7 +309,8 @@ fn count(histogram: &mut BTreeMap<u16, u64>, status: u16) {
     }
 }
 
-fn note_honest(honest: &mut Vec<Honest>, pointer: &str, value: &serde_json::Value) {
+/// Remembers `value` at `pointer` of an honest response; allocates only for a new one.
+fn note_honest(honest: &mut Vec<Honest>, pointer: &str, value: &Shallow<'_>) {
     let entry = match honest.iter_mut().position(|h| h.pointer == pointer) {
         Some(i) => &mut honest[i],
         None if honest.len() < MAX_HONEST => {
@@ -265,8 +322,10 @@ fn note_honest(honest: &mut Vec<Honest>, pointer: &str, value: &serde_json::Valu
         }
         None => return,
     };
-    if entry.values.len() < report::MAX_HONEST_VALUES && !entry.values.contains(value) {
-        entry.values.push(value.clone());
+    if entry.values.len() < report::MAX_HONEST_VALUES
+        && !entry.values.iter().any(|v| value.is_honest(v))
+    {
+        entry.values.extend(value.honest_value());
     }
 }
 
@@ -291,8 +350,8 @@ fn snapshot(state: &State) -> Report {
     let mut routes: Vec<RouteReport> = state
         .routes
         .iter()
-        .map(|((method, _), route)| RouteReport {
-            method: method.as_str().to_owned(),
+        .map(|route| RouteReport {
+            method: route.method.as_str().to_owned(),
             route: route.template.to_string(),
             path_regex: route.template.regex(),
             sample_path: route.template.sample_path(),
@@ -344,4 +403,89 @@ impl Kind {
         Kind::ForbiddenWithoutCredentials,
         Kind::MethodNotAllowedWithoutAllow,
     ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Body, Heads, RequestSigns, Response};
+    use http::{Method, StatusCode};
+
+    fn record(audit: &Audit, method: &Method, path: &str) {
+        let headers = Heads::default();
+        let signs = RequestSigns::default();
+        let exchange = Exchange {
+            method,
+            path,
+            request: &signs,
+            upstream: Response {
+                status: StatusCode::OK,
+                headers: &headers,
+                body: Body::Unseen,
+            },
+            sent: None,
+            at: SystemTime::now(),
+        };
+        audit.record(&exchange, &Scrubber::new(&[]).expect("no patterns"));
+    }
+
+    fn routes(audit: &Audit) -> Vec<(String, String, u64)> {
+        let report = audit.counts();
+        let mut out: Vec<_> = report
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    r.method.clone(),
+                    r.route.clone(),
+                    r.upstream_statuses["200"],
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn paths_group_by_template_and_method_and_new_ones_fold_past_max_routes() {
+        let audit = Audit::new(&Settings {
+            enabled: true,
+            max_routes: 3,
+            ..Settings::default()
+        });
+        for path in ["/users/1", "/users/2", "/users/abcdef0123456789"] {
+            record(&audit, &Method::GET, path);
+        }
+        record(&audit, &Method::DELETE, "/users/3");
+        record(&audit, &Method::GET, "/");
+        // Full: new routes fold, known ones are still found.
+        record(&audit, &Method::GET, "/orders/9");
+        record(&audit, &Method::GET, "/items");
+        record(&audit, &Method::POST, "/items");
+        record(&audit, &Method::GET, "/users/4");
+        let g = |m: &str, r: &str, n| (m.to_owned(), r.to_owned(), n);
+        assert_eq!(
+            routes(&audit),
+            vec![
+                g("DELETE", "/users/{id}", 1),
+                g("GET", "/", 1),
+                g("GET", "/users/{id}", 4),
+                g("GET", "{other}", 2),
+                g("POST", "{other}", 1),
+            ]
+        );
+        let report = audit.counts();
+        assert!(report.folded);
+        let users = report
+            .routes
+            .iter()
+            .find(|r| r.route == "/users/{id}" && r.method == "GET");
+        // Widened by the hex id.
+        assert_eq!(
+            users.map(|r| r.path_regex.as_str()),
+            Some("^/users/[0-9A-Fa-f]+$")
+        );
+        audit.reset();
+        assert!(routes(&audit).is_empty());
+    }
 }

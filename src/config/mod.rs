@@ -88,6 +88,9 @@ pub struct Server {
     pub workers: usize,
     /// How long graceful shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// How long candor keeps serving after SIGTERM while `/readyz` answers 503, before it
+    /// drains; zero (the default) drains at once.
+    pub shutdown_delay: Duration,
     /// How long a client has to send a complete request head.
     pub header_read_timeout: Duration,
     /// Client connections open at once, across workers; more are answered 503 and closed.
@@ -100,6 +103,8 @@ pub struct Server {
     pub write_timeout: Duration,
     /// The bearer token the admin API's writes need; `None`: only loopback peers may write.
     pub admin_token: Option<AdminToken>,
+    /// `[server.tls]`, read and checked: TLS on the proxy listener.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// `server.admin_token`: it can be compared with what a client presents, never read back or
@@ -138,11 +143,11 @@ impl std::fmt::Debug for AdminToken {
 /// The legacy API candor fronts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    /// Normalized `http://host:port` (displays with a trailing `/`).
+    /// Normalized `http://host:port` or `https://host:port` (displays with a trailing `/`).
     pub url: http::Uri,
     /// Host to connect to; an IPv6 address is given without brackets.
     pub host: String,
-    /// Port to connect to (80 when the URL names none).
+    /// Port to connect to (80, or 443 for `https://`, when the URL names none).
     pub port: u16,
     /// `host[:port]` as written in the URL; the `Host` header when the client sent none.
     pub authority: http::uri::Authority,
@@ -156,6 +161,8 @@ pub struct Upstream {
     pub pool_max_idle: usize,
     /// Longest pause between two pieces of a response body before it is given up.
     pub body_idle_timeout: Duration,
+    /// For an `https://` URL: trust, verified name and client certificate, read and checked.
+    pub tls: Option<crate::tls::UpstreamTls>,
 }
 
 /// The upstream concurrency limit (`upstream.max_connections` and friends), applied to the
@@ -326,6 +333,19 @@ impl Config {
         )
     }
 
+    /// Every file the configuration read besides itself (TLS certificates and keys): the
+    /// reloader watches them with the config file.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        if let Some(tls) = &self.server.tls {
+            files.extend(tls.files());
+        }
+        if let Some(tls) = &self.upstream.tls {
+            files.extend(tls.files());
+        }
+        files
+    }
+
     /// One line for `candor check`, e.g. `config/candor.toml: ok: upstream
     /// http://127.0.0.1:3000, listen 127.0.0.1:8080, admin 127.0.0.1:9901, 4 workers, 6 rules
     /// (1 shadow)`. The shadow count is left out when there are none.
@@ -340,10 +360,20 @@ impl Config {
             n => format!(", {}", plural(n, "test")),
         };
         format!(
-            "{}: ok: upstream http://{}, listen {}, admin {}, {}, {}{}{}",
+            "{}: ok: upstream {}://{}, listen {}{}, admin {}, {}, {}{}{}",
             self.origin,
+            if self.upstream.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             self.upstream.authority,
             self.server.listen,
+            match &self.server.tls {
+                Some(tls) if tls.client_ca.is_some() => " (tls, client certificates)",
+                Some(_) => " (tls)",
+                None => "",
+            },
             self.server.admin_listen,
             plural(self.server.workers, "worker"),
             plural(self.rules.len(), "rule"),
@@ -431,6 +461,7 @@ admin_listen = "127.0.0.1:9901"
 debug_headers = true
 workers = 2
 drain_timeout = "10s"
+shutdown_delay = "5s"
 header_read_timeout = "10s"
 
 [upstream]

@@ -162,6 +162,8 @@ pub struct ServerSpec {
     pub workers: Option<i64>,
     /// Graceful shutdown drain window.
     pub drain_timeout: DurationSpec,
+    /// How long to keep serving after SIGTERM, with `/readyz` failing, before the drain.
+    pub shutdown_delay: DurationSpec,
     /// Time a client has to send a full request head.
     pub header_read_timeout: DurationSpec,
     /// Client connections open at once, across workers.
@@ -174,6 +176,20 @@ pub struct ServerSpec {
     pub write_timeout: DurationSpec,
     /// Bearer token the admin API's writes need; without one only loopback peers may write.
     pub admin_token: Option<SecretSpec>,
+    /// `[server.tls]`: TLS on the proxy listener; absent, it speaks plaintext (and h2c).
+    pub tls: Option<ServerTlsSpec>,
+}
+
+/// `[server.tls]`: PEM files, relative to the config file's directory unless absolute.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerTlsSpec {
+    /// The certificate chain, leaf first; required.
+    pub cert: Option<String>,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1); required.
+    pub key: Option<String>,
+    /// CA certificates client certificates must chain to; set, a client without one is refused.
+    pub client_ca: Option<String>,
 }
 
 impl Default for ServerSpec {
@@ -184,12 +200,14 @@ impl Default for ServerSpec {
             debug_headers: true,
             workers: None,
             drain_timeout: DurationSpec::new("10s"),
+            shutdown_delay: DurationSpec::new("0s"),
             header_read_timeout: DurationSpec::new("10s"),
             max_connections: 10_000,
             max_request_body_bytes: 100 * 1024 * 1024,
             body_idle_timeout: DurationSpec::new("30s"),
             write_timeout: DurationSpec::new("60s"),
             admin_token: None,
+            tls: None,
         }
     }
 }
@@ -281,6 +299,14 @@ pub struct UpstreamSpec {
     pub adaptive: bool,
     /// The adaptive limit's floor (and where it starts).
     pub min_connections: i64,
+    /// `https://` only: a PEM bundle of the CAs to trust instead of the system's.
+    pub ca: Option<String>,
+    /// `https://` only: the name verified and sent as SNI instead of the URL's host.
+    pub server_name: Option<String>,
+    /// `https://` only: a PEM certificate chain candor presents to the upstream.
+    pub client_cert: Option<String>,
+    /// `https://` only: its private key.
+    pub client_key: Option<String>,
 }
 
 impl Default for UpstreamSpec {
@@ -302,6 +328,10 @@ impl Default for UpstreamSpec {
             queue_timeout: DurationSpec::new("5s"),
             adaptive: false,
             min_connections: 1,
+            ca: None,
+            server_name: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }

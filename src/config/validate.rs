@@ -7,12 +7,13 @@
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 
 use http::uri::Authority;
 use http::Uri;
 
 use super::error::{show_str, FieldPath, Problems};
-use super::spec::{FileSpec, StringListSpec, UpstreamSpec};
+use super::spec::{FileSpec, ServerTlsSpec, StringListSpec, UpstreamSpec};
 use super::values::{duration, status, status_item, DurationKind};
 use super::{
     AdminToken, Config, Failures, HtmlErrors, Inspect, Limit, Log, LogFormat, RetryAfter, Scrub,
@@ -20,6 +21,7 @@ use super::{
 };
 use crate::builtin::scrub::{ScrubError, Scrubber, MAX_PATTERN_LEN};
 use crate::rules::StatusMatch;
+use crate::tls::{ServerTls, TlsError, UpstreamTls};
 
 /// Largest body candor buffers to inspect.
 const MAX_BODY_BYTES: i64 = 64 * 1024 * 1024;
@@ -79,8 +81,11 @@ pub(crate) fn compile(
     problems: &mut Problems,
     line_of: &dyn Fn(&FieldPath) -> Option<usize>,
 ) -> Option<Config> {
-    let server = server(spec, problems);
-    let upstream = upstream(&spec.upstream, problems);
+    // Relative TLS file paths are read from the config file's directory, so a config and its
+    // certificates move together (`<demo>` and other names resolve from the working directory).
+    let base = Path::new(origin).parent().unwrap_or(Path::new(""));
+    let server = server(spec, problems, base);
+    let upstream = upstream(&spec.upstream, problems, base);
     let limit = limit(&spec.upstream, problems);
     let failures = failures(spec, problems);
     let inspect = inspect(spec, problems);
@@ -210,7 +215,7 @@ fn log(spec: &FileSpec, problems: &mut Problems) -> Option<Log> {
     })
 }
 
-fn server(spec: &FileSpec, problems: &mut Problems) -> Option<Server> {
+fn server(spec: &FileSpec, problems: &mut Problems, base: &Path) -> Option<Server> {
     let s = &spec.server;
     let at = FieldPath::root("server");
     let listen = socket_addr(problems, &at.key("listen"), &s.listen);
@@ -239,6 +244,12 @@ fn server(spec: &FileSpec, problems: &mut Problems) -> Option<Server> {
         &at.key("drain_timeout"),
         &s.drain_timeout,
         DurationKind::Timeout,
+    );
+    let shutdown_delay = duration(
+        problems,
+        &at.key("shutdown_delay"),
+        &s.shutdown_delay,
+        DurationKind::Delay,
     );
     let header_read_timeout = duration(
         problems,
@@ -270,23 +281,171 @@ fn server(spec: &FileSpec, problems: &mut Problems) -> Option<Server> {
         &s.write_timeout,
         DurationKind::Timeout,
     );
+    let tls = match &s.tls {
+        Some(tls) => server_tls(tls, problems, &at.key("tls"), base),
+        None => Some(None),
+    };
     let admin_token = match &s.admin_token {
         Some(token) => Some(admin_token(problems, &at.key("admin_token"), &token.0)?),
         None => None,
     };
     Some(Server {
+        tls: tls?,
         admin_token,
         listen: listen?,
         admin_listen: admin_listen?,
         debug_headers: s.debug_headers,
         workers: workers?,
         drain_timeout: drain_timeout?,
+        shutdown_delay: shutdown_delay?,
         header_read_timeout: header_read_timeout?,
         max_connections: max_connections?,
         max_request_body_bytes: max_request_body_bytes? as u64,
         body_idle_timeout: body_idle_timeout?,
         write_timeout: write_timeout?,
     })
+}
+
+/// A TLS file's path as written, resolved against the config file's directory.
+fn tls_path(base: &Path, text: &str) -> PathBuf {
+    let path = Path::new(text);
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Records `err` at the field whose file it names (`fields`: key, resolved path, as written).
+fn tls_problem(problems: &mut Problems, err: &TlsError, fields: &[(FieldPath, PathBuf, &str)]) {
+    let named = match err {
+        TlsError::Unreadable { path, .. }
+        | TlsError::NoCertificate { path }
+        | TlsError::NoKey { path }
+        | TlsError::BadRoots { path, .. } => Some(path),
+        TlsError::Mismatch { key, .. } => Some(key),
+        TlsError::NoSystemRoots | TlsError::Config(_) => None,
+    };
+    let field = named
+        .and_then(|named| fields.iter().find(|(_, path, _)| path == named))
+        .or(fields.first());
+    if let Some((at, _, text)) = field {
+        problems.push(at, Some(show_str(text)), err.to_string());
+    }
+}
+
+/// `[server.tls]`: both files required, read and checked to be a pair. `None`: a problem was
+/// recorded.
+fn server_tls(
+    spec: &ServerTlsSpec,
+    problems: &mut Problems,
+    at: &FieldPath,
+    base: &Path,
+) -> Option<Option<ServerTls>> {
+    let mut required = |key: &str, value: &Option<String>| {
+        if value.is_none() {
+            problems.push(&at.key(key), None, "missing (required in [server.tls])");
+        }
+        value.clone()
+    };
+    let (cert, key) = (required("cert", &spec.cert), required("key", &spec.key));
+    let (cert, key) = (cert?, key?);
+    let mut fields = vec![
+        (at.key("cert"), tls_path(base, &cert), cert.as_str()),
+        (at.key("key"), tls_path(base, &key), key.as_str()),
+    ];
+    if let Some(ca) = &spec.client_ca {
+        fields.push((at.key("client_ca"), tls_path(base, ca), ca.as_str()));
+    }
+    let client_ca = fields.get(2).map(|(_, path, _)| path.clone());
+    match ServerTls::load(fields[0].1.clone(), fields[1].1.clone(), client_ca) {
+        Ok(tls) => Some(Some(tls)),
+        Err(err) => {
+            tls_problem(problems, &err, &fields);
+            None
+        }
+    }
+}
+
+/// `upstream.ca`, `server_name`, `client_cert`, `client_key`: only for `https://`, the client
+/// pair together, all read and checked. `Some(None)`: a plaintext upstream.
+fn upstream_tls(
+    spec: &UpstreamSpec,
+    problems: &mut Problems,
+    at: &FieldPath,
+    base: &Path,
+    https: bool,
+    host: &str,
+) -> Option<Option<UpstreamTls>> {
+    let keys = [
+        ("ca", &spec.ca),
+        ("server_name", &spec.server_name),
+        ("client_cert", &spec.client_cert),
+        ("client_key", &spec.client_key),
+    ];
+    if !https {
+        let mut ok = true;
+        for (key, value) in keys {
+            if let Some(value) = value {
+                ok = false;
+                problems.push(
+                    &at.key(key),
+                    Some(show_str(value)),
+                    "only for an https:// upstream.url",
+                );
+            }
+        }
+        return ok.then_some(None);
+    }
+    let name = spec.server_name.as_deref().unwrap_or(host);
+    let Ok(server_name) = rustls::pki_types::ServerName::try_from(name.to_owned()) else {
+        problems.push(
+            &at.key("server_name"),
+            Some(show_str(name)),
+            "not a DNS name or IP address",
+        );
+        return None;
+    };
+    let mut fields = Vec::new();
+    if let Some(ca) = &spec.ca {
+        fields.push((at.key("ca"), tls_path(base, ca), ca.as_str()));
+    }
+    let client = match (&spec.client_cert, &spec.client_key) {
+        (Some(cert), Some(key)) => {
+            fields.push((at.key("client_cert"), tls_path(base, cert), cert.as_str()));
+            fields.push((at.key("client_key"), tls_path(base, key), key.as_str()));
+            Some((tls_path(base, cert), tls_path(base, key)))
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            problems.push(
+                &at.key("client_key"),
+                None,
+                "missing (upstream.client_cert needs it)",
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            problems.push(
+                &at.key("client_cert"),
+                None,
+                "missing (upstream.client_key needs it)",
+            );
+            return None;
+        }
+    };
+    let ca = spec.ca.as_deref().map(|ca| tls_path(base, ca));
+    match UpstreamTls::load(server_name, ca, client) {
+        Ok(tls) => Some(Some(tls)),
+        Err(err) => {
+            if fields.is_empty() || matches!(err, TlsError::NoSystemRoots) {
+                problems.push(&at.key("url"), None, err.to_string());
+            } else {
+                tls_problem(problems, &err, &fields);
+            }
+            None
+        }
+    }
 }
 
 /// Shortest admin token accepted: a short one could be guessed over the network.
@@ -307,7 +466,7 @@ fn admin_token(problems: &mut Problems, path: &FieldPath, token: &str) -> Option
     None
 }
 
-fn upstream(spec: &UpstreamSpec, problems: &mut Problems) -> Option<Upstream> {
+fn upstream(spec: &UpstreamSpec, problems: &mut Problems, base: &Path) -> Option<Upstream> {
     let at = FieldPath::root("upstream");
     let target = match &spec.url {
         Some(url) => upstream_url(problems, &at.key("url"), url),
@@ -351,7 +510,10 @@ fn upstream(spec: &UpstreamSpec, problems: &mut Problems) -> Option<Upstream> {
         DurationKind::Timeout,
     );
     let (url, host, port, authority) = target?;
+    let https = url.scheme_str() == Some("https");
+    let tls = upstream_tls(spec, problems, &at, base, https, &host)?;
     Some(Upstream {
+        tls,
         url,
         host,
         port,
@@ -423,12 +585,12 @@ fn upstream_url(
     let Ok(uri) = text.parse::<Uri>() else {
         return fail("invalid URL (expected e.g. \"http://127.0.0.1:3000\")");
     };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return fail("https upstreams are not supported yet (use http://)"),
-        Some(_) => return fail("unsupported scheme (expected http://)"),
+    let (scheme, default_port) = match uri.scheme_str() {
+        Some("http") => ("http", 80),
+        Some("https") => ("https", 443),
+        Some(_) => return fail("unsupported scheme (expected http:// or https://)"),
         None => return fail("missing scheme (expected e.g. \"http://127.0.0.1:3000\")"),
-    }
+    };
     let Some(authority) = uri.authority().cloned() else {
         return fail("missing host (expected e.g. \"http://127.0.0.1:3000\")");
     };
@@ -442,7 +604,7 @@ fn upstream_url(
     // `Authority::port` hides an unparsable port (":99999" reads as none), so read it directly.
     let port_text = authority.as_str().get(host.len()..).unwrap_or("");
     let port = match port_text.strip_prefix(':') {
-        None if port_text.is_empty() => 80,
+        None if port_text.is_empty() => default_port,
         Some(digits) => match digits.parse::<u16>() {
             Ok(0) | Err(_) => return fail("invalid port (expected 1..=65535)"),
             Ok(port) => port,
@@ -457,7 +619,7 @@ fn upstream_url(
     if uri.query().is_some() || text.contains('#') {
         return fail("must not have a query or fragment");
     }
-    let normalized = format!("http://{host}:{port}");
+    let normalized = format!("{scheme}://{host}:{port}");
     let Ok(url) = normalized.parse::<Uri>() else {
         return fail("invalid URL (expected e.g. \"http://127.0.0.1:3000\")");
     };
@@ -614,6 +776,8 @@ mod tests {
             ("0s", DurationKind::RetryAfter, Some(Duration::ZERO)),
             ("100us", DurationKind::Timeout, None),
             ("25h", DurationKind::RetryAfter, None),
+            ("0s", DurationKind::Delay, Some(Duration::ZERO)),
+            ("25h", DurationKind::Delay, None),
             ("soon", DurationKind::Timeout, None),
             ("5", DurationKind::Timeout, None),
             ("", DurationKind::RetryAfter, None),
@@ -686,6 +850,13 @@ mod tests {
             ),
             ("HTTP://Api:81/", "http://Api:81/", "Api", 81, "Api:81"),
             (
+                "https://api.internal",
+                "https://api.internal:443/",
+                "api.internal",
+                443,
+                "api.internal",
+            ),
+            (
                 "http://[::1]:8000",
                 "http://[::1]:8000/",
                 "::1",
@@ -702,7 +873,6 @@ mod tests {
             );
         }
         let bad = [
-            ("https://api", "https upstreams are not supported yet"),
             ("ftp://api", "unsupported scheme"),
             ("api:3000", "missing scheme"),
             ("127.0.0.1:3000", "missing scheme"),

@@ -18,6 +18,8 @@ pub(crate) enum DurationKind {
     Timeout,
     /// A `Retry-After` value: zero is meaningful ("retry now", RFC 9110 §10.2.3).
     RetryAfter,
+    /// A wait before doing something (`server.shutdown_delay`): zero means "do not wait".
+    Delay,
 }
 
 /// Smallest timeout; below a millisecond timers cannot honour it anyway.

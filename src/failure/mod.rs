@@ -33,6 +33,7 @@ use crate::inspect::InspectError;
 use crate::maintenance;
 use crate::metrics::FailureKind;
 use crate::problem::Problem;
+use crate::tls::{self, HandshakeFailure};
 use crate::upstream::{Shed, UpstreamError};
 
 pub use rescue::{Rescue, RescueLayer, ResponseFuture};
@@ -58,6 +59,15 @@ pub enum Failure {
     /// The upstream's body failed (reset, short `Content-Length`) while candor was reading it for
     /// inspection, before any byte of the response was sent.
     Incomplete,
+    /// The upstream's TLS certificate was refused: expired, for another name, or from an
+    /// untrusted issuer.
+    TlsCertificate,
+    /// The upstream ended the TLS handshake with a fatal alert (it refused candor's client
+    /// certificate, or every offer).
+    TlsAlert,
+    /// The upstream's side of the TLS handshake was not TLS as rustls speaks it (a plaintext
+    /// server on the port, a malformed message).
+    TlsProtocol,
     /// The client's request body failed (the client went away or sent bad framing) while it was
     /// being forwarded: not the upstream's fault, so not counted as an upstream failure.
     ClientBody,
@@ -133,6 +143,7 @@ impl Failure {
             Failure::Reset => FailureKind::Reset,
             Failure::Protocol => FailureKind::Protocol,
             Failure::Incomplete => FailureKind::Incomplete,
+            Failure::TlsCertificate | Failure::TlsAlert | Failure::TlsProtocol => FailureKind::Tls,
             Failure::Other => FailureKind::Other,
             Failure::Shed => FailureKind::Shed,
             Failure::ClientBody
@@ -171,6 +182,9 @@ impl Failure {
             Failure::Reset => error!("connection_terminated"),
             Failure::Protocol => error!("http_protocol_error"),
             Failure::Incomplete => error!("http_response_incomplete"),
+            Failure::TlsCertificate => error!("tls_certificate_error"),
+            Failure::TlsAlert => error!("tls_alert_received"),
+            Failure::TlsProtocol => error!("tls_protocol_error"),
             Failure::ClientBody | Failure::RequestTooLarge | Failure::ClientTimeout => {
                 error!("http_request_error")
             }
@@ -197,9 +211,13 @@ impl Failure {
             // A 504 would say the upstream was too slow; it was never asked. 503 + Retry-After
             // is load shedding (RFC 9110 §15.6.4).
             Failure::OverCapacity | Failure::Shed => StatusCode::SERVICE_UNAVAILABLE,
-            Failure::Reset | Failure::Protocol | Failure::Incomplete | Failure::Other => {
-                StatusCode::BAD_GATEWAY
-            }
+            Failure::Reset
+            | Failure::Protocol
+            | Failure::Incomplete
+            | Failure::TlsCertificate
+            | Failure::TlsAlert
+            | Failure::TlsProtocol
+            | Failure::Other => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -214,6 +232,9 @@ impl Failure {
             Failure::Reset => "The upstream service closed the connection before responding.",
             Failure::Protocol => "The upstream service sent an invalid response.",
             Failure::Incomplete => "The upstream service's response ended before it was complete.",
+            Failure::TlsCertificate => "The upstream service's TLS certificate was not accepted.",
+            Failure::TlsAlert => "The upstream service refused the TLS handshake.",
+            Failure::TlsProtocol => "The upstream service's TLS handshake failed.",
             Failure::ClientBody => "The request body could not be read.",
             Failure::RequestTooLarge => "The request body is larger than this server accepts.",
             Failure::ClientTimeout => "The request body stopped arriving.",
@@ -373,7 +394,13 @@ pub fn classify(err: &BoxError) -> Failure {
             UpstreamError::Connect(io) => classify_connect(io),
             UpstreamError::ConnectTimeout => Failure::ConnectTimeout,
             UpstreamError::Resolve(_) | UpstreamError::NoAddress => Failure::Dns,
-            UpstreamError::Http(http) => classify_hyper(http),
+            // Closed or reset mid-handshake: the connection ended, TLS said nothing.
+            UpstreamError::Tls(io) => tls_failure(io).unwrap_or(Failure::Reset),
+            // A TLS 1.3 server judges a client certificate after the handshake, so its refusal
+            // (an alert) arrives with the response; so may a record that fails to decrypt.
+            UpstreamError::Http(http) => find::<io::Error>(http)
+                .and_then(tls_failure)
+                .unwrap_or_else(|| classify_hyper(http)),
             UpstreamError::Framing | UpstreamError::UnaskedUpgrade => Failure::Protocol,
         };
     }
@@ -398,6 +425,16 @@ fn find<'a, E: std::error::Error + 'static>(
         current = e.source();
     }
     None
+}
+
+/// The RFC 9209 TLS failure an upstream I/O error carries, if it carries one.
+fn tls_failure(err: &io::Error) -> Option<Failure> {
+    Some(match tls::handshake_failure(err) {
+        HandshakeFailure::Certificate => Failure::TlsCertificate,
+        HandshakeFailure::AlertReceived => Failure::TlsAlert,
+        HandshakeFailure::Protocol => Failure::TlsProtocol,
+        HandshakeFailure::Closed => return None,
+    })
 }
 
 fn classify_connect(err: &io::Error) -> Failure {

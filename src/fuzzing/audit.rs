@@ -7,7 +7,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::{is_text, method, sections, strip_comments, unescape, METHODS};
-use crate::audit::{self, propose, redact, Audit, Body, Exchange, RequestSigns, Response};
+use crate::audit::{self, propose, redact, Audit, Body, Exchange, Heads, RequestSigns, Response};
 use crate::builtin::scrub::Scrubber;
 use crate::inspect::{simulate, Normalizer};
 
@@ -59,7 +59,7 @@ pub fn audit(data: &[u8]) {
                 request: &signs,
                 upstream: Response {
                     status: ex.status,
-                    headers: &ex.headers,
+                    headers: &Heads::of(&ex.headers),
                     body: if ex.prefix {
                         Body::Prefix(&ex.body)
                     } else {

@@ -123,7 +123,16 @@ pub fn for_inspection(
     data: &Bytes,
     limit: usize,
 ) -> (Option<Bytes>, Option<SkipReason>) {
-    let decoded = match headers.get(http::header::CONTENT_ENCODING) {
+    for_inspection_as(headers.get(http::header::CONTENT_ENCODING), data, limit)
+}
+
+/// [`for_inspection`] of a body sent with this `Content-Encoding`.
+pub fn for_inspection_as(
+    encoding: Option<&http::HeaderValue>,
+    data: &Bytes,
+    limit: usize,
+) -> (Option<Bytes>, Option<SkipReason>) {
+    let decoded = match encoding {
         None => Ok(data.clone()),
         Some(encoding) => {
             parse_codings(encoding.as_bytes()).and_then(|codings| decode(&codings, data, limit))

@@ -36,7 +36,7 @@ use super::normalize::{
     apply_head, BodyPlan, Normalizer, Outcome, Plan, Report, RequestInfo, Rewritten,
 };
 use super::observe::{Auditing, Observer, Pending, Seen, Sent};
-use crate::audit::{Audit, RequestSigns};
+use crate::audit::{Audit, Heads, RequestSigns};
 use crate::builtin::scrub::{self, Scrubber};
 use crate::metrics::{Metrics, Rewrite, SkipReason};
 
@@ -277,16 +277,17 @@ where
     );
     // Audit's copy of the exchange, made before the normaliser changes the head.
     let pending = match (signs, &shared.auditing) {
-        (Some(signs), Some(auditing)) => Some(Pending {
+        // Boxed: it moves through the body, the observer and the recording task.
+        (Some(signs), Some(auditing)) => Some(Box::new(Pending {
             auditing: auditing.clone(),
             method: info.method.clone(),
             uri: info.uri.clone(),
             signs,
             status: parts.status,
-            headers: parts.headers.clone(),
+            headers: Heads::of(&parts.headers),
             sent: None,
             permit: None,
-        }),
+        })),
         _ => None,
     };
     match plan {
@@ -359,7 +360,7 @@ where
 /// place is free.
 fn observe<B>(
     shared: &Shared,
-    mut pending: Pending,
+    mut pending: Box<Pending>,
     body: B,
     body_may_exist: bool,
     head: bool,
@@ -389,7 +390,7 @@ fn observe<B>(
 fn sent(parts: &http::response::Parts, plan: &BodyPlan) -> Sent {
     Sent {
         status: parts.status,
-        headers: parts.headers.clone(),
+        headers: Heads::of(&parts.headers),
         body: match plan {
             BodyPlan::Keep => None,
             BodyPlan::Problem(bytes) => Some(bytes.clone()),
@@ -406,7 +407,7 @@ async fn inspect<B>(
     // Held until the body has been read and decided on (and, when audit observes the
     // exchange, recorded).
     permit: tokio::sync::OwnedSemaphorePermit,
-    pending: Option<Pending>,
+    pending: Option<Box<Pending>>,
 ) -> Result<Response<NormalizedBody<B>>, BoxError>
 where
     B: Body<Data = Bytes> + Send + 'static,

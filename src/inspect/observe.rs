@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use http::header::CONTENT_ENCODING;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::decode;
-use crate::audit::{self, Audit, Exchange, RequestSigns};
+use crate::audit::{self, Audit, Exchange, Heads, RequestSigns};
 use crate::builtin::scrub::Scrubber;
 use crate::metrics::Metrics;
 
@@ -55,9 +54,10 @@ pub(crate) enum Seen {
 impl Seen {
     /// What the raw bytes `raw` of a body with `headers` show: decoded when `complete`, a prefix
     /// when the body went on (or would not decode) and is not encoded, nothing otherwise.
-    pub(crate) fn of(headers: &HeaderMap, raw: Bytes, complete: bool, limit: usize) -> Seen {
+    pub(crate) fn of(headers: &Heads, raw: Bytes, complete: bool, limit: usize) -> Seen {
         if complete {
-            if let (Some(decoded), _) = decode::for_inspection(headers, &raw, limit) {
+            let encoding = headers.content_encoding.as_ref();
+            if let (Some(decoded), _) = decode::for_inspection_as(encoding, &raw, limit) {
                 return Seen::Complete(decoded);
             }
         }
@@ -65,8 +65,8 @@ impl Seen {
     }
 
     /// `raw` as a prefix, or unseen when the body is encoded.
-    pub(crate) fn prefix(headers: &HeaderMap, raw: Bytes) -> Seen {
-        if headers.contains_key(CONTENT_ENCODING) {
+    pub(crate) fn prefix(headers: &Heads, raw: Bytes) -> Seen {
+        if headers.content_encoding.is_some() {
             Seen::Unseen
         } else {
             Seen::Prefix(raw)
@@ -87,8 +87,8 @@ impl Seen {
 pub(crate) struct Sent {
     /// The status sent.
     pub(crate) status: StatusCode,
-    /// The headers sent.
-    pub(crate) headers: HeaderMap,
+    /// The headers sent, those audit reads.
+    pub(crate) headers: Heads,
     /// The body sent: `None` for the upstream's own, unchanged.
     pub(crate) body: Option<Bytes>,
 }
@@ -100,9 +100,9 @@ pub(crate) struct Pending {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
     pub(crate) signs: Box<RequestSigns>,
-    /// The upstream's status and headers, as they came.
+    /// The upstream's status and the headers audit reads, as they came.
     pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
+    pub(crate) headers: Heads,
     pub(crate) sent: Option<Sent>,
     /// A place among the bodies being inspected, given back once recorded.
     pub(crate) permit: Option<OwnedSemaphorePermit>,
@@ -111,7 +111,7 @@ pub(crate) struct Pending {
 impl Pending {
     /// Runs the detectors over the exchange, with `seen` of the upstream's body, and counts
     /// what they found.
-    pub(crate) fn record(self, seen: &Seen) {
+    pub(crate) fn record(self: Box<Self>, seen: &Seen) {
         let upstream_body = seen.body();
         let sent = self.sent.as_ref().map(|sent| audit::Response {
             status: sent.status,
@@ -142,13 +142,13 @@ impl Pending {
 
     /// Records the exchange off the caller's path: on a task of its own when there is a
     /// runtime, at once otherwise.
-    pub(crate) fn submit(self, seen: Seen) {
+    pub(crate) fn submit(self: Box<Self>, seen: Seen) {
         self.submit_with(move |_| seen);
     }
 
     /// [`Pending::submit`] with the body's first frames, at most `auditing.limit` bytes of them:
     /// all of it when `complete` (decoded on that task: decoding is work too), a prefix otherwise.
-    pub(crate) fn submit_frames(self, frames: Vec<Bytes>, complete: bool) {
+    pub(crate) fn submit_frames(self: Box<Self>, frames: Kept, complete: bool) {
         let limit = self.auditing.limit;
         self.submit_with(move |pending| {
             let raw = concat(frames, limit);
@@ -161,7 +161,7 @@ impl Pending {
     }
 
     /// [`Pending::submit`], with what was seen made by `seen` on that task.
-    fn submit_with(self, seen: impl FnOnce(&Pending) -> Seen + Send + 'static) {
+    fn submit_with(self: Box<Self>, seen: impl FnOnce(&Pending) -> Seen + Send + 'static) {
         let run = move || {
             let seen = seen(&self);
             self.record(&seen);
@@ -179,8 +179,8 @@ impl Pending {
 #[derive(Debug)]
 pub(crate) struct Observer {
     /// `None` once recorded.
-    pending: Option<Pending>,
-    kept: Vec<Bytes>,
+    pending: Option<Box<Pending>>,
+    kept: Kept,
     /// Bytes in `kept`.
     len: usize,
     limit: usize,
@@ -188,10 +188,10 @@ pub(crate) struct Observer {
 
 impl Observer {
     /// An observer recording `pending` with at most `limit` body bytes.
-    pub(crate) fn new(pending: Pending, limit: usize) -> Observer {
+    pub(crate) fn new(pending: Box<Pending>, limit: usize) -> Observer {
         Observer {
             pending: Some(pending),
-            kept: Vec::new(),
+            kept: Kept::default(),
             len: 0,
             limit,
         }
@@ -237,14 +237,42 @@ impl Drop for Observer {
     }
 }
 
+/// The frames of a body kept for audit, in order: the first one inline, as most bodies audit
+/// sees are one frame (no list allocated for them).
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
+}
+
+impl Kept {
+    fn push(&mut self, frame: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(frame);
+        } else {
+            self.rest.push(frame);
+        }
+    }
+}
+
+impl FromIterator<Bytes> for Kept {
+    fn from_iter<I: IntoIterator<Item = Bytes>>(frames: I) -> Kept {
+        let mut kept = Kept::default();
+        for frame in frames {
+            kept.push(frame);
+        }
+        kept
+    }
+}
+
 /// The first `limit` bytes of the frames as one `Bytes`: a slice of the first frame when it
 /// holds them (no copy), a copy otherwise.
-fn concat(frames: Vec<Bytes>, limit: usize) -> Bytes {
-    let len = frames.iter().map(Bytes::len).sum::<usize>().min(limit);
-    let mut frames = frames.into_iter();
-    let Some(first) = frames.next() else {
+fn concat(frames: Kept, limit: usize) -> Bytes {
+    let Some(first) = frames.first else {
         return Bytes::new();
     };
+    let len = (first.len() + frames.rest.iter().map(Bytes::len).sum::<usize>()).min(limit);
+    let frames = frames.rest.into_iter();
     if first.len() >= len {
         return first.slice(..len);
     }
@@ -279,10 +307,10 @@ mod tests {
 
     fn pending(
         auditing: &Arc<Auditing>,
-        headers: HeaderMap,
+        headers: Heads,
         permit: Option<OwnedSemaphorePermit>,
-    ) -> Pending {
-        Pending {
+    ) -> Box<Pending> {
+        Box::new(Pending {
             auditing: auditing.clone(),
             method: Method::GET,
             uri: Uri::from_static("/users/7"),
@@ -291,13 +319,13 @@ mod tests {
             headers,
             sent: None,
             permit,
-        }
+        })
     }
 
-    fn json() -> HeaderMap {
-        let mut headers = HeaderMap::new();
+    fn json() -> Heads {
+        let mut headers = http::HeaderMap::new();
         headers.insert("content-type", "application/json".parse().unwrap());
-        headers
+        Heads::of(&headers)
     }
 
     /// (exchanges, kinds found, whether the example was the whole body).
@@ -353,7 +381,7 @@ mod tests {
     #[test]
     fn a_body_dropped_early_is_a_prefix_and_an_encoded_one_unseen() {
         let mut encoded = json();
-        encoded.insert(CONTENT_ENCODING, "gzip".parse().unwrap());
+        encoded.content_encoding = Some("gzip".parse().unwrap());
         assert!(matches!(
             Seen::prefix(&encoded, Bytes::from_static(b"\x1f\x8b")),
             Seen::Unseen
@@ -377,7 +405,7 @@ mod tests {
     #[test]
     fn concat_copies_only_when_it_must_and_stops_at_the_limit() {
         let one = Bytes::from_static(b"abcdef");
-        let got = concat(vec![one.clone()], 4);
+        let got = concat([one.clone()].into_iter().collect(), 4);
         assert_eq!(got, "abcd");
         assert_eq!(got.as_ptr(), one.as_ptr(), "a slice, not a copy");
         let parts = vec![
@@ -385,8 +413,8 @@ mod tests {
             Bytes::from_static(b"cd"),
             "ef".into(),
         ];
-        assert_eq!(concat(parts.clone(), 5), "abcde");
-        assert_eq!(concat(parts, 100), "abcdef");
-        assert_eq!(concat(Vec::new(), 10), "");
+        assert_eq!(concat(parts.iter().cloned().collect(), 5), "abcde");
+        assert_eq!(concat(parts.into_iter().collect(), 100), "abcdef");
+        assert_eq!(concat(Kept::default(), 10), "");
     }
 }

@@ -48,7 +48,7 @@ use crate::upstream::{RequestBody, UpgradePermit};
 pub type ResponseBody = TimedBody<StackBody>;
 
 /// admit: a place among `server.max_connections` for `stream`, or `None` when it is being
-/// answered 503 (from the failure table) and closed.
+/// answered 503 (from the failure table) and closed (over TLS, closed only).
 pub(super) fn admit(
     gate: &Arc<Gate>,
     server: &Server,
@@ -59,7 +59,11 @@ pub(super) fn admit(
         Some(ticket) => Some((stream, ticket)),
         None => {
             metrics.connection_rejected();
-            tokio::spawn(turn_away(stream));
+            // A TLS client would read the plaintext answer as a protocol error, and a handshake
+            // per refused connection would spend the CPU the cap protects: it is closed.
+            if server.tls.is_none() {
+                tokio::spawn(turn_away(stream));
+            }
             None
         }
     }

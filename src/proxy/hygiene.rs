@@ -141,15 +141,28 @@ pub struct Prepared {
 pub struct Peer {
     /// The client's IP as a header value, appended to `X-Forwarded-For`.
     pub ip: HeaderValue,
+    /// `https` for a client that came over TLS, else `http`: appended to `X-Forwarded-Proto`.
+    pub proto: HeaderValue,
 }
 
 impl Peer {
-    /// The peer at `ip`.
+    /// The peer at `ip`, over plaintext.
     pub fn new(ip: IpAddr) -> Self {
         // An IP address always formats to a valid header value.
         let ip = HeaderValue::from_str(&ip.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer { ip }
+        Peer {
+            ip,
+            proto: HeaderValue::from_static("http"),
+        }
+    }
+
+    /// The same peer, over TLS.
+    pub fn over_tls(self) -> Self {
+        Peer {
+            proto: HeaderValue::from_static("https"),
+            ..self
+        }
     }
 }
 
@@ -214,11 +227,7 @@ pub fn prepare_request<B>(
         }
     };
     append(headers, &X_FORWARDED_FOR, &peer.ip);
-    append(
-        headers,
-        &X_FORWARDED_PROTO,
-        &HeaderValue::from_static("http"),
-    );
+    append(headers, &X_FORWARDED_PROTO, &peer.proto);
     append(headers, &X_FORWARDED_HOST, &host);
 
     let client_id = if present.request_id {

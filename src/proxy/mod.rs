@@ -1,7 +1,8 @@
 //! The proxy: each worker's accept loop, the per-connection front, header hygiene, and
 //! `stack.rs`, the only place layers are composed.
 //!
-//! Flow of one request: hyper-util's auto server (HTTP/1.1 and h2c) parses it over a
+//! Flow of one request: hyper-util's auto server (HTTP/1.1 and h2c; with `[server.tls]`, h2 and
+//! HTTP/1.1 over TLS after a handshake in the connection's task) parses it over a
 //! `FramingWatch`ed socket and calls [`Front`], which runs the phases of
 //! `front.rs` around the tower [`Stack`].
 //!
@@ -150,6 +151,47 @@ pub(crate) struct Shared {
     pub(crate) limiter: Arc<Limiter>,
 }
 
+/// Serves one client connection over TLS: the handshake (ALPN `h2` or `http/1.1`), bounded by
+/// `server.header_read_timeout` as a slow request head is, then HTTP as on plaintext. The
+/// acceptor is the generation's when the connection arrived: a reloaded certificate serves the
+/// connections accepted after it, and those already open keep theirs.
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: std::time::Duration,
+    io: WriteTimeout<tokio::net::TcpStream>,
+    builder: auto::Builder<TokioExecutor>,
+    worker: Arc<Worker>,
+    peer: Peer,
+    watcher: hyper_util::server::graceful::Watcher,
+    ticket: limits::Ticket,
+) {
+    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "client TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(timeout = ?handshake_timeout, "client TLS handshake timed out");
+            return;
+        }
+    };
+    let (io, verdict) = FramingWatch::new(stream);
+    let front = Front {
+        worker,
+        peer: peer.over_tls(),
+        verdict,
+    };
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), front)
+        .into_owned();
+    if let Err(err) = watcher.watch(conn).await {
+        tracing::debug!(error = %err, "client connection ended with an error");
+    }
+    drop(ticket);
+}
+
 /// Serves one worker on the caller's runtime: accepts on `listener` until `shutdown` flips,
 /// follows reloads announced on `loaded`, then drains in-flight requests for at most
 /// `server.drain_timeout`.
@@ -183,7 +225,8 @@ pub(crate) async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let server = &worker.live.load().config.server;
+                    let generation = worker.live.load();
+                    let server = &generation.config.server;
                     let Some((stream, ticket)) =
                         front::admit(&gate, server, &worker.metrics, stream)
                     else {
@@ -191,10 +234,26 @@ pub(crate) async fn serve(
                     };
                     let _ = stream.set_nodelay(true);
                     let io = WriteTimeout::new(stream, server.write_timeout);
+                    let peer = Peer::new(peer.ip().to_canonical());
+                    if let Some(tls) = &server.tls {
+                        // The handshake runs in the connection's task, so a slow client never
+                        // holds up the accept loop.
+                        tokio::spawn(serve_tls(
+                            tls.acceptor(),
+                            server.header_read_timeout,
+                            io,
+                            builder.clone(),
+                            worker.clone(),
+                            peer,
+                            graceful.watcher(),
+                            ticket,
+                        ));
+                        continue;
+                    }
                     let (io, verdict) = FramingWatch::new(io);
                     let front = Front {
                         worker: worker.clone(),
-                        peer: Peer::new(peer.ip().to_canonical()),
+                        peer,
                         verdict,
                     };
                     let conn = builder

@@ -12,6 +12,10 @@
 //! future (a separate limit layer cost 2.2 % more instructions per request). The response body
 //! holds the place until it ends, fails or is dropped; a 101 hands it to the upgraded connection.
 //!
+//! An `https://` upstream gets a TLS connection (`crate::tls`) under the same pool: a TLS
+//! connection is reused exactly like a plaintext one, so the handshake is paid once per
+//! connection, not per request.
+//!
 //! Failures are returned as [`UpstreamError`] (or [`Shed`], or tower's `Elapsed` for the
 //! timeout); `failure::classify` turns them into statuses.
 
@@ -37,6 +41,7 @@ use tower::{BoxError, Service};
 use crate::config;
 use crate::guard::{Guarded, Side};
 use crate::headers::MAX_HEAD_BYTES;
+use crate::tls::UpstreamTls;
 
 use super::limit::{Limiter, Permit, UpgradePermit};
 
@@ -109,6 +114,10 @@ pub enum UpstreamError {
     /// The upstream host name resolved to no address.
     #[error("the upstream host resolved to no address")]
     NoAddress,
+    /// The TLS handshake with an `https://` upstream failed (`crate::tls::handshake_failure`
+    /// reads why).
+    #[error("the TLS handshake with the upstream failed")]
+    Tls(#[source] io::Error),
     /// The HTTP exchange failed (reset, closed early, invalid response).
     #[error("the upstream exchange failed")]
     Http(#[source] hyper::Error),
@@ -147,6 +156,8 @@ struct Inner {
     body_idle_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
+    /// For an `https://` upstream: the connector's configuration and the name to verify.
+    tls: Option<UpstreamTls>,
     builder: http1::Builder,
     /// `candor_upstream_close_delimited_total`.
     close_delimited: Counter,
@@ -190,6 +201,7 @@ impl Client {
             body_idle_timeout: cfg.body_idle_timeout,
             idle_timeout: cfg.pool_idle_timeout,
             max_idle: cfg.pool_max_idle,
+            tls: cfg.tls.clone(),
             builder,
             close_delimited,
             idle: Mutex::new(Vec::new()),
@@ -275,6 +287,25 @@ impl Inner {
             .map_err(|_| UpstreamError::ConnectTimeout)??;
         // Heads and small bodies go out as single writes; Nagle would only add latency.
         let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => self.handshake(stream).await,
+            Some(tls) => {
+                // The handshake gets its own `connect_timeout`: an upstream that accepts TCP but
+                // never answers a ClientHello is as unreachable as one that never accepts.
+                let stream = tokio::time::timeout(self.connect_timeout, tls.connect(stream))
+                    .await
+                    .map_err(|_| UpstreamError::ConnectTimeout)?
+                    .map_err(UpstreamError::Tls)?;
+                self.handshake(stream).await
+            }
+        }
+    }
+
+    /// Starts HTTP/1.1 on a connected stream (plain or TLS); the connection task is spawned.
+    async fn handshake<T>(&self, stream: T) -> Result<SendRequest<RequestBody>, UpstreamError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let (sender, conn) = self
             .builder
             .handshake(TokioIo::new(stream))

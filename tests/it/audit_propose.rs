@@ -187,7 +187,7 @@ fn record(audit: &Audit, scrubber: &Scrubber, canned: &Canned) {
             request: &signs,
             upstream: Response {
                 status: StatusCode::from_u16(canned.status).unwrap(),
-                headers: &headers,
+                headers: &candor::audit::Heads::of(&headers),
                 body: Body::Complete(canned.body.as_bytes()),
             },
             sent: None,
@@ -449,12 +449,12 @@ fn fixed_findings_are_not_proposed_again() {
             request: &signs,
             upstream: Response {
                 status: StatusCode::OK,
-                headers: &headers,
+                headers: &candor::audit::Heads::of(&headers),
                 body: Body::Complete(body),
             },
             sent: Some(Response {
                 status: StatusCode::NOT_FOUND,
-                headers: &problem,
+                headers: &candor::audit::Heads::of(&problem),
                 body: Body::Complete(br#"{"title":"Not Found","status":404}"#),
             }),
             at: SystemTime::now(),

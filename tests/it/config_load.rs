@@ -49,6 +49,7 @@ fn two_line_config_gets_every_default() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert_eq!(c.server.workers, cpus.min(1024));
     assert_eq!(c.server.drain_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.shutdown_delay, Duration::ZERO);
     assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
 
     assert_eq!(c.upstream.url.to_string(), "http://127.0.0.1:3000/");
@@ -119,6 +120,7 @@ fn env_overrides_win_over_the_file() {
             ("CANDOR__SERVER__DEBUG_HEADERS", "false"),
             ("CANDOR__SERVER__LISTEN", "0.0.0.0:8000"),
             ("CANDOR__UPSTREAM__TIMEOUT", "1m"),
+            ("CANDOR__SERVER__SHUTDOWN_DELAY", "5s"),
             ("CANDOR__RETRY_AFTER__STATUSES", "429,503,500"),
             (
                 "CANDOR__INSPECT__CONTENT_TYPES",
@@ -132,6 +134,7 @@ fn env_overrides_win_over_the_file() {
     assert!(!c.server.debug_headers);
     assert_eq!(c.server.listen.to_string(), "0.0.0.0:8000");
     assert_eq!(c.upstream.timeout, Duration::from_secs(60));
+    assert_eq!(c.server.shutdown_delay, Duration::from_secs(5));
     assert_eq!(c.retry_after.statuses.len(), 3);
     assert_eq!(
         c.inspect.content_types,
@@ -186,8 +189,8 @@ fn bad_env_values_name_the_variable() {
             &["CANDOR__FAILURES__CONNECT = \"404\": failures.connect = 404: invalid status (expected a 5xx status, 500..=599)"],
         ),
         (
-            &[("CANDOR__UPSTREAM__URL", "https://api")],
-            &["CANDOR__UPSTREAM__URL = \"https://api\": upstream.url", "https upstreams are not supported yet"],
+            &[("CANDOR__UPSTREAM__URL", "ftp://api")],
+            &["CANDOR__UPSTREAM__URL = \"ftp://api\": upstream.url", "unsupported scheme (expected http:// or https://)"],
         ),
         (
             &[("CANDOR__RULES__0__NAME", "x")],
@@ -267,7 +270,8 @@ fn bad_inputs() -> Vec<(String, Vec<&'static str>)> {
         (rule("then.status_from = \"/a~2\""), vec!["test.toml:6:", "then.status_from = \"/a~2\"", "must be followed by 0 or 1"]),
         // Others a user will meet.
         (rule("when.status = [200]"), vec!["test.toml:4:", "rule \"r1\"", "then: rule does nothing"]),
-        ("[upstream]\nurl = \"https://api.internal\"\n".into(), vec!["test.toml:2:", "https upstreams are not supported yet"]),
+        ("[upstream]\nurl = \"https://api.internal\"\nca = \"missing.pem\"\n".into(), vec!["test.toml:3: upstream.ca = \"missing.pem\"", "cannot read missing.pem"]),
+        (format!("{MINIMAL}[server.tls]\ncert = \"c.pem\"\n"), vec!["server.tls.key: missing (required in [server.tls])"]),
         ("[upstream]\nurl = \"http://api/v1\"\n".into(), vec!["test.toml:2:", "must not have a path"]),
         (format!("{MINIMAL}[failures]\nconnect = 404\n"), vec!["test.toml:4: failures.connect = 404"]),
         (format!("{MINIMAL}[inspect]\nmax_body_bytes = 0\n"), vec!["test.toml:4: inspect.max_body_bytes = 0: out of range"]),

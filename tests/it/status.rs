@@ -124,7 +124,7 @@ async fn status_json_counts_requests_rules_and_rewrites_after_traffic() {
             (404, 404, "enforce", 1)
         ]
     );
-    assert_eq!(snap.upstream_failures.len(), 8);
+    assert_eq!(snap.upstream_failures.len(), 9);
     assert!(snap.upstream_failures.values().all(|n| *n == 0));
     assert_eq!(snap.inspect_skipped["too_large"], 0);
 

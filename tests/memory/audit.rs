@@ -50,7 +50,7 @@ fn record(audit: &Audit, scrubber: &Scrubber, path: &str, body: &[u8]) {
             request: &signs,
             upstream: Response {
                 status: StatusCode::OK,
-                headers: &headers,
+                headers: &candor::audit::Heads::of(&headers),
                 body: Body::Complete(body),
             },
             sent: None,

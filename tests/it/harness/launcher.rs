@@ -252,6 +252,11 @@ impl CandorProcess {
         self.child.wait().unwrap().code().unwrap_or(-1)
     }
 
+    /// Waits for it to exit by itself; its exit code (-1 for none).
+    pub fn wait(mut self) -> i32 {
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+
     /// Waits (with a deadline) for a JSON log line with this message (see [`Self::run`]).
     pub async fn log_line(&self, message: &str) -> serde_json::Value {
         let events = self
