@@ -68,6 +68,16 @@ key = "key.pem"
 
 [upstream]
 url = "http://127.0.0.1:$upstream"
+
+# The security headers testssl.sh's HTTP check asks for (HSTS, X-Content-Type-Options), set by
+# candor as a user would for a legacy API that sends none: with a rule.
+[[rules]]
+name = "security-headers"
+when.status = [200]
+then.headers = [
+  { name = "strict-transport-security", value = "max-age=31536000; includeSubDomains" },
+  { name = "x-content-type-options", value = "nosniff" },
+]
 TOML
 "$candor" check --config "$work/candor.toml"
 "$candor" run --config "$work/candor.toml" --log-format json >"$work/candor.log" 2>&1 &
@@ -80,13 +90,13 @@ done
 curl -sf --cacert "$work/ca.pem" "https://localhost:$port/" >/dev/null
 
 echo "== testssl.sh $(testssl --version 2>/dev/null | grep -o 'testssl *[0-9.]*' | head -1) against candor on 127.0.0.1:$port"
-# Every check of a default run but the HTTP header one (-h): protocols, cipher categories,
-# forward secrecy, the server's preferences and defaults, the vulnerabilities, client
-# simulation. The response headers (HSTS, CSP, X-Frame-Options) are the upstream's, which candor
-# forwards as they are; a legacy API that sends none would be rated MEDIUM for itself.
+# Every check of a default run: protocols, cipher categories, forward secrecy, the server's
+# preferences and defaults, the HTTP response headers (-h: the rule above sets the ones it rates;
+# without them a legacy API that sends none is rated MEDIUM), the vulnerabilities, client
+# simulation.
 # `--severity MEDIUM` keeps only findings of MEDIUM and above in the JSON file; the terminal
 # report keeps everything, for the summary.
-testssl --quiet --color 0 --warnings off --add-ca "$work/ca.pem" -p -s -f -P -S -U -c \
+testssl --quiet --color 0 --warnings off --add-ca "$work/ca.pem" -p -s -f -P -S -h -U -c \
   --severity MEDIUM --jsonfile "$work/findings.json" "localhost:$port" >"$work/testssl.txt" 2>&1 || true
 echo "-- summary (testssl.sh's report, abridged)"
 grep -E '^ (SSLv|TLS 1|NPN|ALPN|NULL ciphers|Anonymous|Export|LOW:|Triple DES|Obsoleted CBC|Strong encryption|Forward Secrecy strong|Has server cipher order|Negotiated protocol|Negotiated cipher)' \
