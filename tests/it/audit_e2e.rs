@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use http::{HeaderMap, Request, StatusCode};
@@ -138,14 +138,6 @@ pub async fn until_exchanges(admin: SocketAddr, n: u64) -> serde_json::Value {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("audit-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Runs the candor binary off the runtime, so the candor under test keeps serving meanwhile.
 async fn run(args: &[&str]) -> std::process::Output {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
@@ -202,7 +194,7 @@ async fn audit_finds_every_lie_then_its_rules_answer_unseen_traffic_honestly() {
     );
     let proposals = String::from_utf8(out.stdout).unwrap();
     assert!(proposals.contains("mode = \"enforce\""), "{proposals}");
-    let dir = temp_dir("enforce");
+    let dir = temp_dir("audit-enforce");
     let path = dir.join("candor.toml");
     let base = format!(
         "[upstream]\nurl = \"{}\"\n\n[html_errors]\nenabled = false\n\n[scrub]\nenabled = false\n\n[retry_after]\nstatuses = []\n",
@@ -306,7 +298,7 @@ async fn a_har_chromium_recorded_gives_the_findings_of_live_observation() {
 
 #[tokio::test]
 async fn broken_sources_are_named_and_exit_1() {
-    let dir = temp_dir("broken");
+    let dir = temp_dir("audit-broken");
     let bad = dir.join("bad.har");
     std::fs::write(&bad, "{\"log\": 17}").unwrap();
     let out = run(&["audit", "--har", bad.to_str().unwrap()]).await;

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -377,25 +376,10 @@ async fn with_no_inspection_place_free_an_exchange_is_skipped_and_delivered_inta
     assert_eq!(now["skipped"], 1);
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("audit-live-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Saves by renaming over the file, as editors do; the reloader watches the directory.
-fn save(path: &Path, text: &str) {
-    let tmp = path.with_extension("toml.swp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 #[tokio::test]
 async fn sample_zero_observes_nothing_and_a_reload_keeps_what_was_found() {
     let (up, _go) = legacy().await;
-    let dir = temp_dir("sample");
+    let dir = temp_dir("audit-live-sample");
     let path = dir.join("candor.toml");
     let text = |audit: &str| {
         format!(
@@ -404,7 +388,7 @@ async fn sample_zero_observes_nothing_and_a_reload_keeps_what_was_found() {
             up.url()
         )
     };
-    save(&path, &text("enabled = true\nsample = 0.0"));
+    save_by_rename(&path, &text("enabled = true\nsample = 0.0"));
     let config = candor::config::load_with_env(&path, HashMap::new()).unwrap();
     let reload = candor::Reload {
         path: path.clone(),
@@ -423,7 +407,7 @@ async fn sample_zero_observes_nothing_and_a_reload_keeps_what_was_found() {
         (Some(0), Some(0))
     );
 
-    save(&path, &text("enabled = true\nsample = 1.0"));
+    save_by_rename(&path, &text("enabled = true\nsample = 1.0"));
     until_metric(&candor, "candor_config_reloads_total{result=\"success\"} 1").await;
     get(candor.addr, "/users/8").await;
     // Exactly the one sent after the reload: none of the three before it.
@@ -431,7 +415,7 @@ async fn sample_zero_observes_nothing_and_a_reload_keeps_what_was_found() {
     assert_eq!(route(&now, "GET", "/users/{id}")["findings"][0]["count"], 1);
 
     // Off again: observation stops, what was found stays.
-    save(&path, &text("enabled = false\nmax_routes = 5"));
+    save_by_rename(&path, &text("enabled = false\nmax_routes = 5"));
     until_metric(&candor, "candor_config_reloads_total{result=\"success\"} 2").await;
     let now = report(candor.admin).await;
     assert_eq!(now["enabled"], false);

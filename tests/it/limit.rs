@@ -4,7 +4,6 @@
 //! upstream, candor's queue gauge), never on sleeps. Row L6 of the reliability catalogue.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -219,15 +218,6 @@ async fn l6_a_client_that_goes_away_while_queued_frees_its_place() {
     assert_eq!(seen, ["/held", "/next"]);
 }
 
-/// A fresh directory for one test's config file.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("limit-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn limit_text(upstream: &str, max_connections: usize) -> String {
     format!(
         "[server]\nworkers = 2\n\n[upstream]\nurl = \"{upstream}\"\nmax_connections = \
@@ -235,17 +225,10 @@ fn limit_text(upstream: &str, max_connections: usize) -> String {
     )
 }
 
-/// Writes `text` to a temporary file and renames it over `path`, as editors save.
-fn save_by_rename(path: &Path, text: &str) {
-    let tmp = path.with_extension("toml.swp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 #[tokio::test]
 async fn l6_a_reload_that_lowers_the_limit_under_load_loses_no_request() {
     let mut gated = Gated::start().await;
-    let dir = temp_dir("lower");
+    let dir = temp_dir("limit-lower");
     let path = dir.join("candor.toml");
     std::fs::write(&path, limit_text(&gated.upstream.url(), 4)).unwrap();
     let config = candor::config::load_with_env(&path, HashMap::new()).unwrap();

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,21 +26,6 @@ fn config_text(upstream: &str, enabled: bool, extra: &str) -> String {
          [maintenance]\nenabled = {enabled}\nretry_after = \"10m\"\n\
          detail = \"Back at 14:00 UTC.\"\nexcept_paths = ['^/healthz$']\n{extra}"
     )
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("maintenance-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Saves by renaming over the file, as editors do; the reloader watches the directory.
-fn save(path: &Path, text: &str) {
-    let tmp = path.with_extension("toml.swp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 async fn start(path: &Path) -> Candor {
@@ -260,7 +245,7 @@ async fn maintenance_on_by_config_answers_503_itself_and_never_contacts_the_upst
 #[tokio::test]
 async fn a_reload_switches_maintenance_under_keep_alive_load_and_loses_nothing() {
     let up = upstream(|_req| async { response(200, "upstream") }).await;
-    let dir = temp_dir("reload");
+    let dir = temp_dir("maintenance-reload");
     let path = dir.join("candor.toml");
     std::fs::write(&path, config_text(&up.url(), false, "")).unwrap();
     let candor = start(&path).await;
@@ -269,7 +254,7 @@ async fn a_reload_switches_maintenance_under_keep_alive_load_and_loses_nothing()
     // Each flip is a different file (the comment counts), each waited for under load.
     for (round, enabled) in [true, false, true, false].into_iter().enumerate() {
         load.run_for(40).await;
-        save(
+        save_by_rename(
             &path,
             &config_text(&up.url(), enabled, &format!("# round {round}\n")),
         );
@@ -282,7 +267,7 @@ async fn a_reload_switches_maintenance_under_keep_alive_load_and_loses_nothing()
 #[tokio::test]
 async fn the_admin_api_switches_maintenance_under_keep_alive_load_and_a_reload_resets_it() {
     let up = upstream(|_req| async { response(200, "upstream") }).await;
-    let dir = temp_dir("admin");
+    let dir = temp_dir("maintenance-admin");
     let path = dir.join("candor.toml");
     std::fs::write(&path, config_text(&up.url(), false, "")).unwrap();
     let candor = start(&path).await;
@@ -305,7 +290,7 @@ async fn the_admin_api_switches_maintenance_under_keep_alive_load_and_a_reload_r
 
     // On by the admin API: a reload of a file that says off puts it back off.
     assert_eq!(state(candor.admin).await["enabled"], true);
-    save(&path, &config_text(&up.url(), false, "# changed\n"));
+    save_by_rename(&path, &config_text(&up.url(), false, "# changed\n"));
     until_state(candor.admin, false, "config").await;
     assert_eq!(get(candor.addr, "/work").await.0, 200);
 
@@ -489,7 +474,7 @@ async fn the_cli_switches_maintenance_with_the_token() {
 
 #[test]
 fn check_locates_maintenance_mistakes_and_never_shows_the_token() {
-    let dir = temp_dir("check");
+    let dir = temp_dir("maintenance-check");
     let path = dir.join("candor.toml");
     std::fs::write(
         &path,

@@ -3,7 +3,7 @@
 //! config, and nothing is dropped while reloading under load.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,22 +16,6 @@ fn config_text(upstream: &str, status: u16) -> String {
         "[server]\nworkers = 2\n\n[upstream]\nurl = \"{upstream}\"\n\n\
          [[rules]]\nname = \"to-{status}\"\nwhen.status = [200]\nthen.status = {status}\n"
     )
-}
-
-/// A fresh directory for one test's config files.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("reload-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Writes `text` to a temporary file and renames it over `path`, as editors save.
-fn save_by_rename(path: &Path, text: &str) {
-    let tmp = path.with_extension("toml.swp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 async fn start(path: &Path) -> Candor {
@@ -63,7 +47,7 @@ async fn until_status(candor: &Candor, want: u16) {
 #[tokio::test]
 async fn an_editor_saving_by_rename_reloads_the_rules() {
     let up = upstream(|_req| async { response(200, "ok") }).await;
-    let dir = temp_dir("rename");
+    let dir = temp_dir("reload-rename");
     let path = dir.join("candor.toml");
     std::fs::write(&path, config_text(&up.url(), 409)).unwrap();
     let candor = start(&path).await;
@@ -87,7 +71,7 @@ async fn a_kubernetes_configmap_symlink_swap_reloads_the_rules() {
     // The kubelet's layout: candor.toml -> ..data/candor.toml, ..data -> ..<timestamp>/; an
     // update writes a new timestamped directory and renames a new `..data` symlink over the old.
     let up = upstream(|_req| async { response(200, "ok") }).await;
-    let dir = temp_dir("configmap");
+    let dir = temp_dir("reload-configmap");
     let first = dir.join("..2026_11_26_01");
     std::fs::create_dir(&first).unwrap();
     std::fs::write(first.join("candor.toml"), config_text(&up.url(), 409)).unwrap();
@@ -109,7 +93,7 @@ async fn a_kubernetes_configmap_symlink_swap_reloads_the_rules() {
 #[tokio::test]
 async fn an_invalid_config_is_refused_and_the_running_one_keeps_serving() {
     let up = upstream(|_req| async { response(200, "ok") }).await;
-    let dir = temp_dir("invalid");
+    let dir = temp_dir("reload-invalid");
     let path = dir.join("candor.toml");
     std::fs::write(&path, config_text(&up.url(), 409)).unwrap();
     let candor = start(&path).await;
@@ -161,7 +145,7 @@ async fn a_request_in_flight_finishes_under_the_config_it_started_with() {
         }
     })
     .await;
-    let dir = temp_dir("inflight");
+    let dir = temp_dir("reload-inflight");
     let path = dir.join("candor.toml");
     std::fs::write(&path, config_text(&up.url(), 409)).unwrap();
     let candor = start(&path).await;
@@ -180,7 +164,7 @@ async fn a_request_in_flight_finishes_under_the_config_it_started_with() {
 #[tokio::test]
 async fn reloading_under_load_drops_nothing() {
     let up = upstream(|_req| async { response(200, "ok") }).await;
-    let dir = temp_dir("load");
+    let dir = temp_dir("reload-load");
     let path = dir.join("candor.toml");
     std::fs::write(&path, config_text(&up.url(), 409)).unwrap();
     let candor = start(&path).await;
@@ -235,7 +219,7 @@ async fn reloading_under_load_drops_nothing() {
 #[tokio::test]
 async fn a_changed_listen_address_moves_the_listener() {
     let up = upstream(|_req| async { response(200, "ok") }).await;
-    let dir = temp_dir("listen");
+    let dir = temp_dir("reload-listen");
     let path = dir.join("candor.toml");
     let with_listen = |port: u16, status: u16| {
         config_text(&up.url(), status).replace(
@@ -270,7 +254,7 @@ async fn a_changed_listen_address_moves_the_listener() {
 #[tokio::test]
 async fn the_status_page_shows_the_reloaded_config() {
     let up = upstream(|_req| async { response(200, "ok") }).await;
-    let dir = temp_dir("status");
+    let dir = temp_dir("reload-status");
     let path = dir.join("candor.toml");
     std::fs::write(&path, config_text(&up.url(), 409)).unwrap();
     let candor = start(&path).await;

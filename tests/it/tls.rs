@@ -85,15 +85,6 @@ impl Ca {
     }
 }
 
-/// A fresh directory for one test's files.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("tls-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Writes `text` to `dir/name` and returns the path.
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -205,7 +196,7 @@ async fn get_on(sender: &mut SendRequest<Body>) -> u16 {
 async fn curl_reaches_a_plaintext_upstream_over_h2_and_http1_with_x_forwarded_proto_https() {
     let Some(curl) = curl() else { return };
     let up = upstream(|_req| async { response(200, "plain upstream") }).await;
-    let dir = temp_dir("curl");
+    let dir = temp_dir("tls-curl");
     let ca = Ca::new("candor test CA");
     let tls = server_tls(&dir, &ca.server(CANDOR_NAME));
     let candor = Candor::start(config_in(&dir, &up.url(), &tls)).await;
@@ -235,7 +226,7 @@ async fn curl_reaches_a_plaintext_upstream_over_h2_and_http1_with_x_forwarded_pr
 async fn client_ca_requires_a_client_certificate_it_signed() {
     let Some(curl) = curl() else { return };
     let up = upstream(|_req| async { response(200, "mtls ok") }).await;
-    let dir = temp_dir("client-ca");
+    let dir = temp_dir("tls-client-ca");
     let ca = Ca::new("candor test CA");
     let clients = Ca::new("clients CA");
     let strangers = Ca::new("another CA");
@@ -287,7 +278,7 @@ async fn client_ca_requires_a_client_certificate_it_signed() {
 #[tokio::test]
 async fn a_client_that_never_completes_the_handshake_is_closed_after_header_read_timeout() {
     let up = upstream(|_req| async { response(200, "ok") }).await;
-    let dir = temp_dir("handshake-timeout");
+    let dir = temp_dir("tls-handshake-timeout");
     let ca = Ca::new("candor test CA");
     let tls = server_tls(&dir, &ca.server(CANDOR_NAME));
     let text = format!("[server]\nheader_read_timeout = \"300ms\"\n{tls}");
@@ -368,7 +359,7 @@ async fn until_metric(candor: &Candor, line: &str) {
 #[tokio::test]
 async fn a_certificate_rotated_under_keep_alive_load_fails_no_request() {
     let up = upstream(|_req| async { response(200, "ok") }).await;
-    let dir = temp_dir("rotate");
+    let dir = temp_dir("tls-rotate");
     let ca = Ca::new("candor test CA");
     let first = ca.server(CANDOR_NAME);
     let second = ca.server(CANDOR_NAME);
@@ -449,7 +440,7 @@ async fn a_certificate_rotated_under_keep_alive_load_fails_no_request() {
 #[tokio::test]
 async fn a_mismatched_pair_is_refused_on_reload_and_the_old_pair_keeps_serving() {
     let up = upstream(|_req| async { response(200, "ok") }).await;
-    let dir = temp_dir("mismatch");
+    let dir = temp_dir("tls-mismatch");
     let ca = Ca::new("candor test CA");
     let first = ca.server(CANDOR_NAME);
     let mut volume = SecretVolume::new(dir.join("secret"), &first);
@@ -560,7 +551,7 @@ struct UpstreamPki {
 
 impl UpstreamPki {
     fn new(name: &str) -> UpstreamPki {
-        let dir = temp_dir(name);
+        let dir = temp_dir(&format!("tls-{name}"));
         let ca = Ca::new("upstream test CA");
         write(&dir, "ca.pem", &ca.pem);
         let good = ca.server(UPSTREAM_NAME);
@@ -760,7 +751,7 @@ async fn upstream_tls_failures_are_502_with_their_rfc_9209_types() {
 
 #[test]
 fn upstream_tls_keys_are_refused_on_a_plaintext_upstream_and_the_pair_goes_together() {
-    let dir = temp_dir("keys");
+    let dir = temp_dir("tls-keys");
     for (text, expected) in [
         ("ca = \"x.pem\"\n", "upstream.ca"),
         ("server_name = \"a.test\"\n", "upstream.server_name"),

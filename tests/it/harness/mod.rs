@@ -11,6 +11,7 @@
 //! | `client` | hyper clients, and the raw client that returns text |
 //! | `raw` | the raw client that parses responses (pipelining, keep-alive, liveness) |
 //! | `canary` | a listener candor must never contact |
+//! | `files` | a fresh directory per test, and saving a config by rename |
 //! | `launcher` | candor in-process (`Candor`) and as a child process (`CandorProcess`) |
 //! | `capture` | exchange recording for the protocol lint |
 //! | `rng` | the seeded generator (SplitMix64) |
@@ -24,6 +25,7 @@ pub mod canary;
 pub mod capture;
 pub mod client;
 pub mod evil;
+pub mod files;
 pub mod http1;
 pub mod launcher;
 pub mod load;
@@ -42,7 +44,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 // What most tests use, at the root; the memory and soak binaries use less of it.
 #[allow(unused_imports)]
-pub use {canary::Canary, client::*, launcher::*, origin::*};
+pub use {canary::Canary, client::*, files::*, launcher::*, origin::*};
 
 /// Generous bound for anything that should happen promptly; loose enough for a loaded CI box.
 pub const WAIT: Duration = Duration::from_secs(10);
