@@ -104,7 +104,11 @@ pub struct Template {
 impl Template {
     /// The template of a request path (without its query).
     pub fn of(path: &str) -> Template {
-        let shape = Shape::of(path);
+        Template::of_shape(&Shape::of(path))
+    }
+
+    /// The template of a path already read as a [`Shape`].
+    pub fn of_shape(shape: &Shape<'_>) -> Template {
         Template {
             segments: shape.parts().map(Part::to_segment).collect(),
             trailing_slash: shape.trailing_slash,
@@ -280,6 +284,18 @@ impl<'a> Shape<'a> {
         shape
     }
 
+    /// The shape of [`Template::other`]'s paths: what the routes past `max_routes` are found by.
+    pub fn other() -> Shape<'static> {
+        let mut parts = [Part::Id(IdClass::Token); MAX_SEGMENTS];
+        parts[0] = Part::Literal(OTHER);
+        Shape {
+            parts,
+            len: 1,
+            trailing_slash: false,
+            rest: false,
+        }
+    }
+
     fn parts(&self) -> impl Iterator<Item = Part<'a>> + '_ {
         self.parts[..self.len].iter().copied()
     }
@@ -450,6 +466,11 @@ mod tests {
         let mut wide = Template::of("/users/42");
         wide.widen_to_path(&Shape::of("/users/abcdef0123456789"));
         assert_eq!(wide.regex(), "^/users/[0-9A-Fa-f]+$");
+        assert!(Template::other().matches(&Shape::other()));
+        assert_eq!(
+            Template::other().key(&get, &hasher),
+            Shape::other().key(&get, &hasher)
+        );
         assert!(Template::of("/").matches(&Shape::of("/")));
         assert!(Template::of("").matches(&Shape::of("")));
     }

@@ -16,9 +16,6 @@ use super::shallow::Shallow;
 use super::Exchange;
 use crate::builtin::scrub::Scrubber;
 
-/// The path whose shape is [`Template::other`]'s.
-const OTHER_PATH: &str = "/{other}";
-
 /// Most findings kept per route; past it new kinds or evidence on the route are counted only in
 /// the metric.
 pub(super) const MAX_FINDINGS_PER_ROUTE: usize = 16;
@@ -218,12 +215,12 @@ impl Audit {
             Some(i) => i,
             None if state.routes.len() >= max_routes => {
                 state.folded = true;
-                match state.find(method, &Shape::of(OTHER_PATH)) {
+                match state.find(method, &Shape::other()) {
                     Some(i) => i,
                     None => state.insert(method, Template::other()),
                 }
             }
-            None => state.insert(method, Template::of(exchange.path)),
+            None => state.insert(method, Template::of_shape(&shape)),
         };
         let route = &mut state.routes[i];
         if !route.template.is_other() {
